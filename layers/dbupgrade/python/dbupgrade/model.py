@@ -1,0 +1,117 @@
+"""The data that flows through one upgrade: request in, outcome out.
+
+Every trigger parses its event into ``UpgradeRequest`` objects and hands them to
+``dbupgrade.usecase.Upgrader.run``, which always returns exactly one ``Outcome`` (never raises for
+bad input or cloud errors). The outcome is what gets recorded, notified and shaped into the reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from dataclasses import field as dataclass_field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Source = Literal["timer", "webhook", "queue", "cli"]
+Effective = Literal["immediate", "maintenance_window"]
+Status = Literal["submitted", "noop", "in_progress", "rejected", "deferred", "failed"]
+
+SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
+EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")
+# Outcomes that mean "the instance is, or will be, at the target": a retry must not resubmit.
+SUCCESS_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress"})
+
+
+class InvalidRequest(ValueError):
+    """Bad input, naming the field and (where finite) the allowed values.
+
+    >>> str(InvalidRequest("effective", "must be one of", allowed=["immediate", "maintenance_window"]))
+    'effective: must be one of: immediate, maintenance_window'
+    """
+
+    def __init__(self, field: str, message: str, allowed: list[str] | tuple[str, ...] | None = None):
+        self.field = field
+        self.reason = message
+        self.allowed = list(allowed) if allowed is not None else None
+        text = f"{field}: {message}"
+        if self.allowed:
+            text += ": " + ", ".join(self.allowed)
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    instance_id: str
+    target_version: str
+    engine: str | None = None  # "redis" | "mongodb"; inferred from the ID prefix when None
+    region: str | None = None  # default: DBUPGRADE_REGION, else the FC context's region
+    effective: Effective | None = None  # default: immediate (or what the window policy decides)
+    ticket_id: str | None = None
+    rollout_id: str | None = None
+    dry_run: bool = False
+    source: Source = "cli"
+    correlation_id: str | None = None  # FC request id, webhook-id, MNS message id...
+    delivery_id: str | None = None  # joins the idempotency key: webhook-id / message id / ticket
+
+    def with_(self, **changes: Any) -> UpgradeRequest:
+        return replace(self, **changes)
+
+
+@dataclass
+class Outcome:
+    status: Status
+    instance_id: str
+    to_version: str
+    engine: str | None = None
+    region: str | None = None
+    from_version: str | None = None
+    effective: str | None = None
+    request_id: str | None = None  # the upgrade API's RequestId (submitted), or the describe's
+    ticket_id: str | None = None
+    rollout_id: str | None = None
+    source: str | None = None
+    correlation_id: str | None = None
+    reason: str | None = None  # short machine-readable reason, e.g. "already_at_target", "not_ready"
+    code: str | None = None  # the cloud API's error code, or "InvalidRequest"
+    message: str | None = None  # human-readable, never a stack trace or a secret
+    field: str | None = None  # the bad field, for rejected input
+    dry_run: bool = False
+    at: str = dataclass_field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @property
+    def event(self) -> str:
+        return f"upgrade.{self.status}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status in SUCCESS_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def notification(self) -> dict[str, Any]:
+        """Notification message v1 (README "Notifications"); absent fields are null."""
+        return {
+            "version": 1,
+            "event": self.event,
+            "request_id": self.request_id,
+            "instance_id": self.instance_id,
+            "engine": self.engine,
+            "region": self.region,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "effective": self.effective,
+            "ticket_id": self.ticket_id,
+            "rollout_id": self.rollout_id,
+            "source": self.source,
+            "correlation_id": self.correlation_id,
+            "reason": self.reason,
+            "code": self.code,
+            "message": self.message,
+            "at": self.at,
+        }

@@ -1,0 +1,20 @@
+"""localcloud dds: state and rules (placeholder until the model lands)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DdsBackend:
+    @classmethod
+    def from_seed(cls, seed: dict[str, Any], cloud: Any) -> DdsBackend:
+        return cls()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,167 @@
+"""Injected faults and the per-action QPS limit, deterministic for a given random seed.
+
+Format (seed key ``faults`` and the body of ``POST /_localcloud/faults``)::
+
+    {"seed": 7, "rules": [{"product": "r-kvstore", "action": "ModifyInstanceMajorVersion",
+                           "throttle_rate": 0.3, "error_rate": 0.1, "latency_ms": 200,
+                           "drop_rate": 0.02, "lost_reply_rate": 0.01}]}
+
+``product`` and ``action`` are optional (absent = all). Each (rule, product, action) draws from
+its own ``random.Random`` seeded from the seed and its names, so one action's traffic never
+shifts another's draws and the same call sequence reproduces the same faults exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+PRODUCTS = ("r-kvstore", "dds", "mns", "fc")
+RATE_KEYS = ("throttle_rate", "error_rate", "drop_rate", "lost_reply_rate")
+
+
+@dataclass
+class FaultRule:
+    product: str | None = None
+    action: str | None = None
+    throttle_rate: float = 0.0
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    drop_rate: float = 0.0
+    lost_reply_rate: float = 0.0
+    retry_after_ms: int | None = None  # adds x-acs-retry-after to injected throttles
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> FaultRule:
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault rule keys: {sorted(unknown)}")
+        rule = cls(**raw)
+        if rule.product is not None and rule.product not in PRODUCTS:
+            raise ValueError(f"fault rule product must be one of {PRODUCTS}, got {rule.product!r}")
+        for key in RATE_KEYS:
+            value = getattr(rule, key)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"fault rule {key} must be within [0, 1], got {value!r}")
+        return rule
+
+    def matches(self, product: str, action: str) -> bool:
+        return (self.product in (None, product)) and (self.action in (None, action))
+
+
+@dataclass
+class FaultDecision:
+    """What to do to one call. At most one of throttle / error / drop / lost_reply is set."""
+
+    latency_ms: float = 0.0
+    throttle: bool = False  # answer the product's throttling error
+    rate_limited: bool = False  # the throttle comes from the QPS limit, not a random draw
+    retry_after_ms: int | None = None
+    error: bool = False  # answer a 5xx
+    drop: bool = False  # close the connection before processing
+    lost_reply: bool = False  # process the call, then close the connection without a reply
+
+    @property
+    def name(self) -> str | None:
+        for key in ("throttle", "error", "drop", "lost_reply"):
+            if getattr(self, key):
+                return "rate_limit" if key == "throttle" and self.rate_limited else key
+        return None
+
+
+@dataclass
+class _Bucket:
+    """A token bucket refilled at ``qps`` tokens/s, burst of one second's worth."""
+
+    qps: float
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = max(self.qps, 1.0)
+
+    def take(self) -> tuple[bool, int]:
+        now = time.monotonic()
+        self.tokens = min(max(self.qps, 1.0), self.tokens + (now - self.stamp) * self.qps)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True, 0
+        wait_ms = int((1.0 - self.tokens) / self.qps * 1000) + 1
+        return False, wait_ms
+
+
+class Faults:
+    """The fault configuration of a running localcloud; ``decide`` is called once per API call."""
+
+    def __init__(self, config: dict[str, Any] | None = None, rate_limits: dict[str, float] | None = None):
+        self._lock = threading.Lock()
+        self.configure(config or {})
+        self.set_rate_limits(rate_limits or {})
+
+    def configure(self, config: dict[str, Any]) -> None:
+        unknown = set(config) - {"seed", "rules"}
+        if unknown:
+            raise ValueError(f"unknown faults keys: {sorted(unknown)}")
+        seed = config.get("seed", 0)
+        rules = [FaultRule.parse(r) for r in config.get("rules", [])]
+        with self._lock:
+            self.seed = seed
+            self.rules = rules
+            self._rngs: dict[tuple[int, str, str], random.Random] = {}
+
+    def set_rate_limits(self, rate_limits: dict[str, float]) -> None:
+        for action, qps in rate_limits.items():
+            if float(qps) <= 0:
+                raise ValueError(f"rate limit for {action} must be positive, got {qps!r}")
+        with self._lock:
+            self.rate_limits = {a: float(q) for a, q in rate_limits.items()}
+            self._buckets = {a: _Bucket(q) for a, q in self.rate_limits.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rules": [{k: v for k, v in vars(r).items() if v not in (None, 0, 0.0)} for r in self.rules],
+            "rate_limits": self.rate_limits,
+        }
+
+    def _rng(self, index: int, product: str, action: str) -> random.Random:
+        key = (index, product, action)
+        rng = self._rngs.get(key)
+        if rng is None:
+            digest = hashlib.sha256(f"{self.seed}|{index}|{product}|{action}".encode()).digest()
+            rng = self._rngs[key] = random.Random(int.from_bytes(digest[:8], "big"))
+        return rng
+
+    def decide(self, product: str, action: str) -> FaultDecision:
+        decision = FaultDecision()
+        with self._lock:
+            bucket = self._buckets.get(action)
+            if bucket is not None:
+                ok, wait_ms = bucket.take()
+                if not ok:
+                    decision.throttle = decision.rate_limited = True
+                    decision.retry_after_ms = wait_ms
+                    return decision
+            for index, rule in enumerate(self.rules):
+                if not rule.matches(product, action):
+                    continue
+                rng = self._rng(index, product, action)
+                # One draw per rate, always in the same order, so decisions are reproducible.
+                draws = {key: rng.random() < getattr(rule, key) for key in RATE_KEYS}
+                decision.latency_ms += rule.latency_ms
+                if decision.name is None:
+                    if draws["drop_rate"]:
+                        decision.drop = True
+                    elif draws["throttle_rate"]:
+                        decision.throttle = True
+                        decision.retry_after_ms = rule.retry_after_ms
+                    elif draws["error_rate"]:
+                        decision.error = True
+                    elif draws["lost_reply_rate"]:
+                        decision.lost_reply = True
+        return decision
