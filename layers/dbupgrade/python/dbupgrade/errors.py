@@ -12,6 +12,6 @@ class ConfigError(ValueError):
 
 
 class StoreUnavailable(RuntimeError):
-    """The idempotency/state store cannot be reached: fail closed (webhook 503, message left for redelivery)."""
+    """The idempotency/state store cannot be reached: fail closed (webhook 503, message redelivered)."""
 
     retry_after_seconds = 5

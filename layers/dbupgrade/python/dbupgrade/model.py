@@ -76,7 +76,9 @@ class Outcome:
     message: str | None = None  # human-readable, never a stack trace or a secret
     field: str | None = None  # the bad field, for rejected input
     dry_run: bool = False
-    at: str = dataclass_field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    at: str = dataclass_field(
+        default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
 
     @property
     def event(self) -> str:

@@ -1,0 +1,229 @@
+"""Configuration from environment variables (DESIGN "Configuration"), read and validated once.
+
+A bad value raises ``ConfigError`` naming the variable, so a misconfigured function fails on its
+first invocation with a message an operator can act on, not on the first upgrade it tries.
+
+Example::
+
+    config = Config.from_env({"DBUPGRADE_WINDOW": "02:00-05:00 Asia/Shanghai"})
+    config.window.contains(datetime.now(timezone.utc))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dbupgrade.errors import ConfigError
+
+REGION_PATTERN = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+WINDOW_POLICIES = ("reject", "maintenance_window", "allow")
+# FC sets these in every function instance; their absence means "not running in FC".
+FC_MARKERS = ("FC_FUNCTION_NAME", "FC_SERVICE_NAME", "FC_FUNC_CODE_PATH", "FC_RUNTIME_VERSION")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An endpoint override: host[:port] as tea-openapi wants it, plus the protocol."""
+
+    host: str
+    protocol: str  # "http" | "https"
+
+    @property
+    def url(self) -> str:
+        return f"{self.protocol}://{self.host}"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily window "HH:MM-HH:MM Zone"; may wrap midnight (22:00-02:00)."""
+
+    start: time
+    end: time
+    zone: ZoneInfo
+    text: str
+
+    @classmethod
+    def parse(cls, text: str, variable: str = "DBUPGRADE_WINDOW") -> Window:
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s+(\S+)\s*", text)
+        if not match:
+            raise ConfigError(variable, f"expected 'HH:MM-HH:MM Area/City', got {text!r}")
+        h1, m1, h2, m2, zone_name = match.groups()
+        try:
+            start, end = time(int(h1), int(m1)), time(int(h2), int(m2))
+        except ValueError as exc:
+            raise ConfigError(variable, f"bad time of day in {text!r}: {exc}") from None
+        if start == end:
+            raise ConfigError(variable, f"start and end are equal in {text!r}; unset it for 'always'")
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(variable, f"unknown time zone {zone_name!r}") from None
+        return cls(start, end, zone, text.strip())
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether the aware datetime ``moment`` falls in the window (start inclusive, end exclusive)."""
+        local = moment.astimezone(self.zone).time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+def _list(env: Mapping[str, str], variable: str) -> frozenset[str] | None:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return None
+    return frozenset(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _endpoint(env: Mapping[str, str], variable: str) -> Endpoint | None:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return None
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"expected https://host or http://127.0.0.1:PORT, got {raw!r}")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(variable, f"expected no path or query, got {raw!r}")
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(variable, f"bad port in {raw!r}") from None
+    return Endpoint(parts.netloc, parts.scheme)
+
+
+@dataclass(frozen=True)
+class Config:
+    region: str | None = None
+    kvstore_endpoint: Endpoint | None = None
+    dds_endpoint: Endpoint | None = None
+    mns_endpoint: str | None = None
+    topic: str | None = None
+    rollout_queue: str | None = None
+    redis_url: str | None = None
+    state_dir: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_mapping: Mapping[str, str] | None = None
+    allowed_instances: frozenset[str] | None = None
+    allowed_regions: frozenset[str] | None = None
+    window: Window | None = None
+    window_policy: str = "reject"
+    idempotency: bool = True
+    fc_endpoint: str | None = None
+    in_fc: bool = False
+    access_key_id: str | None = field(default=None, repr=False)
+    access_key_secret: str | None = field(default=None, repr=False)
+    security_token: str | None = field(default=None, repr=False)
+
+    @property
+    def protocol(self) -> str:
+        """The OpenAPI protocol: "http" only when an override points at a plain-HTTP endpoint."""
+        overrides = [e for e in (self.kvstore_endpoint, self.dds_endpoint) if e is not None]
+        return "http" if overrides and all(e.protocol == "http" for e in overrides) else "https"
+
+    def endpoint_override(self, variable: str) -> Endpoint | None:
+        return {
+            "DBUPGRADE_KVSTORE_ENDPOINT": self.kvstore_endpoint,
+            "DBUPGRADE_DDS_ENDPOINT": self.dds_endpoint,
+        }.get(variable)
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line, reply or exception message."""
+        return [s for s in (self.access_key_secret, self.security_token, self.webhook_secret) if s]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        region = env.get("DBUPGRADE_REGION", "").strip() or None
+        if region is not None and not REGION_PATTERN.match(region):
+            raise ConfigError("DBUPGRADE_REGION", f"expected a region ID like cn-hangzhou, got {region!r}")
+        mns_endpoint = env.get("DBUPGRADE_MNS_ENDPOINT", "").strip() or None
+        if mns_endpoint is not None and not mns_endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                "DBUPGRADE_MNS_ENDPOINT", "expected http(s)://{account}.mns.{region}.aliyuncs.com"
+            )
+        fc_endpoint = env.get("DBUPGRADE_FC_ENDPOINT", "").strip() or None
+        if fc_endpoint is not None and not fc_endpoint.startswith(("http://", "https://")):
+            raise ConfigError("DBUPGRADE_FC_ENDPOINT", "expected an http(s):// URL")
+        redis_url = env.get("DBUPGRADE_REDIS_URL", "").strip() or None
+        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
+        secret = env.get("DBUPGRADE_WEBHOOK_SECRET", "").strip() or None
+        if secret is not None and not secret.startswith("whsec_"):
+            raise ConfigError("DBUPGRADE_WEBHOOK_SECRET", "expected a Standard Webhooks secret 'whsec_...'")
+        mapping = cls._mapping(env)
+        window_text = env.get("DBUPGRADE_WINDOW", "").strip()
+        window = Window.parse(window_text) if window_text else None
+        policy = env.get("DBUPGRADE_WINDOW_POLICY", "").strip() or "reject"
+        if policy not in WINDOW_POLICIES:
+            raise ConfigError("DBUPGRADE_WINDOW_POLICY", f"must be one of {', '.join(WINDOW_POLICIES)}")
+        idempotency_text = env.get("DBUPGRADE_IDEMPOTENCY", "").strip().lower() or "on"
+        if idempotency_text not in ("on", "off"):
+            raise ConfigError("DBUPGRADE_IDEMPOTENCY", "must be 'on' or 'off' (off must be explicit)")
+        regions = _list(env, "DBUPGRADE_ALLOWED_REGIONS")
+        for allowed_region in regions or ():
+            if not REGION_PATTERN.match(allowed_region):
+                raise ConfigError("DBUPGRADE_ALLOWED_REGIONS", f"bad region ID {allowed_region!r}")
+        key_id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "").strip() or None
+        key_secret = env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "").strip() or None
+        if bool(key_id) != bool(key_secret):
+            missing = "ALIBABA_CLOUD_ACCESS_KEY_SECRET" if key_id else "ALIBABA_CLOUD_ACCESS_KEY_ID"
+            raise ConfigError(missing, "set both the access key ID and secret, or neither")
+        return cls(
+            region=region,
+            kvstore_endpoint=_endpoint(env, "DBUPGRADE_KVSTORE_ENDPOINT"),
+            dds_endpoint=_endpoint(env, "DBUPGRADE_DDS_ENDPOINT"),
+            mns_endpoint=mns_endpoint.rstrip("/") if mns_endpoint else None,
+            topic=env.get("DBUPGRADE_TOPIC", "").strip() or None,
+            rollout_queue=env.get("DBUPGRADE_ROLLOUT_QUEUE", "").strip() or None,
+            redis_url=redis_url,
+            state_dir=env.get("DBUPGRADE_STATE_DIR", "").strip() or None,
+            webhook_secret=secret,
+            webhook_mapping=mapping,
+            allowed_instances=_list(env, "DBUPGRADE_ALLOWED_INSTANCES"),
+            allowed_regions=regions,
+            window=window,
+            window_policy=policy,
+            idempotency=idempotency_text == "on",
+            fc_endpoint=fc_endpoint,
+            in_fc=any(env.get(marker) for marker in FC_MARKERS),
+            access_key_id=key_id,
+            access_key_secret=key_secret,
+            security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "").strip() or None,
+        )
+
+    @staticmethod
+    def _mapping(env: Mapping[str, str]) -> Mapping[str, str] | None:
+        raw = env.get("DBUPGRADE_WEBHOOK_MAPPING", "").strip()
+        if not raw:
+            return None
+        try:
+            mapping: Any = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError("DBUPGRADE_WEBHOOK_MAPPING", f"not JSON: {exc}") from None
+        if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+        ):
+            raise ConfigError(
+                "DBUPGRADE_WEBHOOK_MAPPING", "expected a JSON object of field -> JMESPath string"
+            )
+        import jmespath  # only when a mapping is configured
+        from jmespath.exceptions import JMESPathError
+
+        for name, expression in mapping.items():
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as exc:
+                raise ConfigError(
+                    "DBUPGRADE_WEBHOOK_MAPPING", f"field {name!r}: bad JMESPath: {exc}"
+                ) from None
+        return mapping

@@ -1,0 +1,95 @@
+"""Powertools idempotency (Redis persistence) without boto3.
+
+``aws_lambda_powertools.utilities.idempotency/__init__.py`` imports its DynamoDB layer, which
+imports boto3 at import time. boto3 is not in the layer (20 MB and cold-start time we don't need),
+and the Redis layer itself does ``from aws_lambda_powertools.utilities.idempotency import
+BasePersistenceLayer``. So this module registers the package in ``sys.modules`` *without running
+its __init__* (``module_from_spec`` only creates the module object), then imports the submodules we
+use and hangs ``BasePersistenceLayer`` on the package the way __init__ would. If the package was
+already imported normally (boto3 present), it is used as is. This is the only place that knows.
+
+Example::
+
+    persistence = redis_persistence(redis_client)
+    run_once = make_idempotent(work, persistence, context, expires_after_seconds=7 * 24 * 3600)
+    run_once(payload={"key": "r-bp1abc|7.0|msg-1"})
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+PACKAGE = "aws_lambda_powertools.utilities.idempotency"
+
+
+def _powertools_idempotency() -> Any:
+    package = sys.modules.get(PACKAGE)
+    if package is None:
+        spec = importlib.util.find_spec(PACKAGE)
+        if spec is None:  # pragma: no cover - Powertools is a layer requirement
+            raise ImportError(PACKAGE)
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = package
+        # Lets the submodules' `from ...idempotency import BasePersistenceLayer` resolve.
+        from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+        setattr(package, "BasePersistenceLayer", BasePersistenceLayer)  # noqa: B010 -- a bare module to mypy
+    return package
+
+
+def redis_persistence(client: Any) -> Any:
+    """A Powertools ``RedisCachePersistenceLayer`` on an existing redis-py client."""
+    _powertools_idempotency()
+    from aws_lambda_powertools.utilities.idempotency.persistence.redis import RedisCachePersistenceLayer
+
+    with warnings.catch_warnings():
+        # Deprecated in favour of CachePersistenceLayer, which in 3.x is an alias of this same class.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return RedisCachePersistenceLayer(client=client)
+
+
+def errors() -> Any:
+    """The Powertools idempotency exceptions module."""
+    _powertools_idempotency()
+    from aws_lambda_powertools.utilities.idempotency import exceptions
+
+    return exceptions
+
+
+def make_idempotent(
+    function: Callable[..., dict[str, Any]],
+    persistence: Any,
+    context: Any,
+    *,
+    expires_after_seconds: int,
+) -> Callable[..., dict[str, Any]]:
+    """``function(payload=...)`` run at most once per payload "key" within ``expires_after_seconds``.
+
+    A repeat returns the first call's result. The in-progress lock lasts until the invocation's
+    deadline (``context.get_remaining_time_in_millis``): a duplicate arriving while the first
+    is still submitting is refused instead of submitting twice, and a lock left by an invocation FC
+    killed at its timeout frees itself right then, so the redelivery can proceed.
+    """
+    _powertools_idempotency()
+    from aws_lambda_powertools.utilities.idempotency.config import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.idempotency import idempotent_function
+
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=expires_after_seconds,
+        lambda_context=context,
+    )
+    # key_prefix: every function (timer, webhook, queue, CLI) shares one key space, so a ticket
+    # retried through another trigger still finds the first outcome.
+    return idempotent_function(
+        function,
+        data_keyword_argument="payload",
+        persistence_store=persistence,
+        config=config,
+        key_prefix="dbupgrade:idempotency",
+    )

