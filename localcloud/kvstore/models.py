@@ -1,20 +1,317 @@
-"""localcloud kvstore: state and rules (placeholder until the model lands)."""
+"""ApsaraDB for Redis (R-kvstore, API 2015-01-01): instances, their major versions and the rules.
+
+Actions: DescribeInstances, DescribeInstanceAttribute, DescribeEngineVersion,
+ModifyInstanceMajorVersion (research/alibaba-apis.md §3).
+
+Rules of ModifyInstanceMajorVersion:
+
+- the instance must be ``Normal`` (else 403 ``InstanceStatus.NotSupport``);
+- ``MajorVersion`` must be one the API knows (4.0, 5.0, 6.0, 7.0; else 400 ``InvalidParameter``),
+  newer than the current one and in the instance's deployment mode (else 403
+  ``IncorrectEngineVersion``): classic 4.0/5.0, cloud-native 6.0/7.0;
+- ``EffectiveTime`` Immediately (default, also "0") or MaintainTime (also "1"); the older name
+  ``EffectTime`` is accepted too.
+
+An accepted upgrade shows ``MajorVersionUpgrading`` for the seed's ``upgrade_seconds`` of emulated
+time, then ``Normal`` with the new EngineVersion. localcloud-only seed keys: ``DeploymentMode``
+(``classic`` | ``cloud_native``; the real API has no such field, so a seed without it is placed by
+its EngineVersion), rendered in describes so clients can apply the same rule; ``FailUpgrade``
+(true: the upgrade ends in ``Error``, the documented status of an instance whose change failed,
+keeping the old version; a string: that status instead).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from localcloud.clock import Clock
+from localcloud.openapi.backend import CallContext
+from localcloud.openapi.errors import (
+    InvalidActionNotFound,
+    InvalidParameter,
+    OpenApiError,
+    one_of,
+    page,
+    require,
+)
+from localcloud.openapi.lifecycle import (
+    Instance,
+    failed_status_for,
+    matches_tags,
+    minute_of_day,
+    render_tags,
+    tag_filters,
+    version_key,
+)
+
+READY = "Normal"
+UPGRADING = "MajorVersionUpgrading"
+FAILED = "Error"
+MODES: dict[str, tuple[str, ...]] = {"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")}
+TARGETS = ("4.0", "5.0", "6.0", "7.0")
+# EffectiveTime values: the documented names and the metadata's older "0"/"1".
+EFFECTIVE = {
+    "Immediately": "Immediately",
+    "0": "Immediately",
+    "MaintainTime": "MaintainTime",
+    "1": "MaintainTime",
+}
+
+# Rendered by DescribeInstances (the KVStoreInstance keys of the SDK model), seed values win.
+LIST_KEYS = (
+    "ArchitectureType", "Bandwidth", "Capacity", "ChargeType", "CloudType", "ConnectionDomain",
+    "Connections", "CreateTime", "EditionType", "EndTime", "EngineVersion", "GlobalInstanceId",
+    "HasRenewChangeOrder", "InstanceClass", "InstanceId", "InstanceName", "InstanceStatus", "InstanceType",
+    "IsRds", "NetworkType", "NodeType", "PackageType", "Port", "PrivateIp", "QPS", "RegionId",
+    "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId", "DeploymentMode",
+)  # fmt: skip
+LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "Tags")
+
+
+class InstanceNotFound(OpenApiError):
+    status = 404
+    code = "InvalidInstanceId.NotFound"
+
+    def __init__(self) -> None:
+        super().__init__("The InstanceId provided does not exist in our records.")
+
+
+class InstanceStatusNotSupport(OpenApiError):
+    status = 403
+    code = "InstanceStatus.NotSupport"
+
+    def __init__(self) -> None:
+        super().__init__("Instance status does not support this operation.")
+
+
+class IncorrectEngineVersion(OpenApiError):
+    status = 403
+    code = "IncorrectEngineVersion"
+
+    def __init__(self) -> None:
+        super().__init__("Current engine version does not support this operation.")
+
+
+def deployment_mode(entry: dict[str, Any]) -> str:
+    mode = entry.get("DeploymentMode")
+    if mode is not None:
+        if mode not in MODES:
+            raise ValueError(f"redis {entry.get('InstanceId')}: DeploymentMode must be one of {list(MODES)}")
+        return str(mode)
+    return "cloud_native" if version_key(str(entry["EngineVersion"])) >= (6, 0) else "classic"
+
+
+def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
+    """A plausible full attribute set for a seed entry (the real API's keys, research §3)."""
+    iid = entry["InstanceId"]
+    region = entry.get("RegionId", "cn-hangzhou")
+    version = str(entry["EngineVersion"])
+    return {
+        "InstanceId": iid,
+        "InstanceName": iid,
+        "RegionId": region,
+        "ZoneId": f"{region}-h",
+        "SecondaryZoneId": "",
+        "EngineVersion": version,
+        "Engine": "Redis",
+        "InstanceStatus": READY,
+        "InstanceType": "Redis",
+        "ArchitectureType": "standard",
+        "InstanceClass": "redis.shard.small.2.ce",
+        "RealInstanceClass": "redis.shard.small.2.ce",
+        "Capacity": 1024,
+        "Bandwidth": 96,
+        "Connections": 20000,
+        "QPS": 100000,
+        "Port": 6379,
+        "ConnectionDomain": f"{iid}.redis.rds.aliyuncs.com",
+        "PrivateIp": "172.16.0.10",
+        "NetworkType": "VPC",
+        "VpcId": "vpc-bp1localcloud0000001",
+        "VSwitchId": "vsw-bp1localcloud0000001",
+        "VpcAuthMode": "Open",
+        "ChargeType": "PostPaid",
+        "CloudType": "public",
+        "ComputingType": "buffer",
+        "EditionType": "Community",
+        "NodeType": "double",
+        "PackageType": "standard",
+        "ReplicationMode": "master-slave",
+        "ShardCount": 1,
+        "ReadOnlyCount": 0,
+        "ReplicaCount": 1,
+        "SlaveReadOnlyCount": 0,
+        "SlaveReplicaCount": 0,
+        "ReplicaId": "",
+        "GlobalInstanceId": "",
+        "ResourceGroupId": "rg-acfmlocalcloud",
+        "CreateTime": "2024-01-01T00:00:00Z",
+        "EndTime": "",
+        "HasRenewChangeOrder": "false",
+        "IsRds": True,
+        "IsOrderCompleted": True,
+        "IsSupportTDE": False,
+        "AutoSecondaryZone": False,
+        "InstanceReleaseProtection": False,
+        "AuditLogRetention": "0",
+        "AvailabilityValue": "100%",
+        "BackupLogStartTime": "",
+        "Config": '{"maxmemory-policy":"volatile-lru"}',
+        "SecurityIPList": "127.0.0.1",
+        "Storage": "",
+        "StorageType": "",
+        "UserName": iid,
+        "VpcCloudInstanceId": iid,
+        "ZoneType": "",
+        "MaintainStartTime": "18:00Z",
+        "MaintainEndTime": "22:00Z",
+    }
+
 
 class KvstoreBackend:
+    """The R-kvstore model: answers ``call(action, params, ctx)`` (openapi/backend.py)."""
+
+    product = "r-kvstore"
+    version = "2015-01-01"
+    actions = frozenset(
+        {
+            "DescribeInstances",
+            "DescribeInstanceAttribute",
+            "DescribeEngineVersion",
+            "ModifyInstanceMajorVersion",
+        }
+    )
+
+    def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
+        self.clock = clock
+        self.upgrade_seconds = upgrade_seconds
+        self.instances: dict[str, Instance] = {}
+        for entry in entries:
+            attrs = _defaults(entry)
+            attrs.update({k: v for k, v in entry.items() if k not in LOCAL_ONLY_SEED_KEYS})
+            attrs["DeploymentMode"] = deployment_mode(entry)
+            attrs["EngineVersion"] = str(attrs["EngineVersion"])
+            minute_of_day(attrs["MaintainStartTime"])
+            minute_of_day(attrs["MaintainEndTime"])
+            self.instances[entry["InstanceId"]] = Instance(
+                attrs=attrs,
+                tags={str(k): str(v) for k, v in (entry.get("Tags") or {}).items()},
+                status_key="InstanceStatus",
+                ready_status=READY,
+                upgrading_status=UPGRADING,
+                failed_status=failed_status_for(entry, FAILED),
+            )
+
     @classmethod
     def from_seed(cls, seed: dict[str, Any], cloud: Any) -> KvstoreBackend:
-        return cls()
+        return cls(seed.get("redis", []), cloud.clock, float(seed.get("upgrade_seconds", 2)))
+
+    # --- protocol -------------------------------------------------------------------------------
+
+    def call(self, action: str, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
+        if action == "DescribeInstances":
+            return self.describe_instances(params)
+        if action == "DescribeInstanceAttribute":
+            inst = self._find(params)
+            return {"Instances": {"DBInstanceAttribute": [self._render(inst, full=True)]}}
+        if action == "DescribeEngineVersion":
+            return self.describe_engine_version(self._find(params))
+        if action == "ModifyInstanceMajorVersion":
+            return self.modify_major_version(params)
+        raise InvalidActionNotFound()
 
     def snapshot(self) -> dict[str, Any]:
-        return {}
+        return {"instances": {iid: inst.snapshot() for iid, inst in self.instances.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
-        pass
+        for iid, saved in state.get("instances", {}).items():
+            if iid in self.instances:
+                self.instances[iid].restore(saved)
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the model holds no files or threads."""
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def describe_instances(self, params: dict[str, str]) -> dict[str, Any]:
+        number, size = page(params, default_size=30, max_size=50)
+        region = params.get("RegionId")
+        wanted = {i.strip() for i in params.get("InstanceIds", "").split(",") if i.strip()}
+        status = params.get("InstanceStatus")
+        tags = tag_filters(params)
+        now = self.clock.now()
+        selected = []
+        for iid, inst in self.instances.items():
+            inst.settle(now)
+            if region and inst.attrs["RegionId"] != region:
+                continue
+            if wanted and iid not in wanted:
+                continue
+            if status and inst.status != status:
+                continue
+            if not matches_tags(inst.tags, tags):
+                continue
+            selected.append(inst)
+        chunk = selected[(number - 1) * size : number * size]
+        return {
+            "Instances": {"KVStoreInstance": [self._render(inst, full=False) for inst in chunk]},
+            "TotalCount": len(selected),
+            "PageNumber": number,
+            "PageSize": size,
+        }
+
+    def describe_engine_version(self, inst: Instance) -> dict[str, Any]:
+        major = inst.version
+        newer = [v for v in MODES[inst.attrs["DeploymentMode"]] if version_key(v) > version_key(major)]
+        minor = f"redis-{major}_0.5.0"
+        release = {"ReleaseInfo": {"ReleaseInfoList": []}, "VersionChangesLevel": "1"}
+        return {
+            "Engine": "redis",
+            "MajorVersion": major,
+            "MinorVersion": minor,
+            "EnableUpgradeMajorVersion": bool(newer),
+            "EnableUpgradeMinorVersion": False,
+            "IsLatestVersion": True,
+            "IsAutoUpgradeOpen": "0",
+            "IsSSLEnable": "false",
+            "IsNewSSLMode": "false",
+            "IsOpenNGLB": "false",
+            "IsRedisCompatibleVersion": "1",
+            "DBVersionRelease": "{}",
+            "ProxyMinorVersion": "7.0.10",
+            "ProxyVersionRelease": "{}",
+            "DBLatestMinorVersion": {"MinorVersion": minor, "Level": "0", "VersionRelease": release},
+            "ProxyLatestMinorVersion": {"MinorVersion": "7.0.10", "Level": "0", "VersionRelease": release},
+        }
+
+    def modify_major_version(self, params: dict[str, str]) -> dict[str, Any]:
+        inst = self._find(params)
+        target = require(params, "MajorVersion")
+        if target not in TARGETS:
+            raise InvalidParameter("MajorVersion", f"Allowed values: {', '.join(TARGETS)}.")
+        name = "EffectiveTime" if params.get("EffectiveTime") else "EffectTime"
+        effective = one_of(params, name, EFFECTIVE, "Immediately")
+        if inst.status != READY:
+            raise InstanceStatusNotSupport()
+        mode = MODES[inst.attrs["DeploymentMode"]]
+        if target not in mode or version_key(target) <= version_key(inst.version):
+            raise IncorrectEngineVersion()
+        inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=effective == "MaintainTime")
+        return {}
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _find(self, params: dict[str, str]) -> Instance:
+        iid = require(params, "InstanceId")
+        inst = self.instances.get(iid)
+        region = params.get("RegionId")
+        if inst is None or (region and inst.attrs["RegionId"] != region):
+            raise InstanceNotFound()
+        inst.settle(self.clock.now())
+        return inst
+
+    @staticmethod
+    def _render(inst: Instance, full: bool) -> dict[str, Any]:
+        attrs = dict(inst.attrs) if full else {k: inst.attrs[k] for k in LIST_KEYS if k in inst.attrs}
+        attrs["Tags"] = render_tags(inst.tags)
+        return attrs

@@ -18,6 +18,7 @@ class CallContext:
 class OpenApiBackend(Protocol):
     product: str  # "r-kvstore" | "dds": the name used in calls, faults and Recommend links
     version: str  # "2015-01-01" | "2015-12-01": how requests are routed to it
+    actions: frozenset[str]  # the actions it answers; others are InvalidAction.NotFound before any fault
 
     def call(self, action: str, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
         """Answer one action; return the body without RequestId; raise OpenApiError to refuse."""

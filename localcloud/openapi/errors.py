@@ -1,18 +1,33 @@
 """OpenAPI errors: exception classes that render the gateway's own JSON error body.
 
 Body: ``{"RequestId", "HostId", "Code", "Message", "Recommend"}``; product backends raise these
-from ``call`` and the protocol layer renders them with the right status.
+from ``call`` and the protocol layer renders them with the right status. Codes, statuses and
+messages follow research/alibaba-apis.md §2 (the gateway's common errors) and §3/§4 (products).
+
+Example::
+
+    raise InvalidParameter("MajorVersion")    # 400 InvalidParameter, names the field
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from urllib.parse import quote
 
 
 class OpenApiError(Exception):
     status = 400
     code = "InternalError"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -20,3 +35,158 @@ class OpenApiError(Exception):
         if status is not None:
             self.status = status
         self.headers = headers or {}
+
+    def body(self, request_id: str, host_id: str, product: str) -> bytes:
+        recommend = (
+            f"https://api.aliyun.com/troubleshoot?q={quote(self.code)}&product={quote(product)}"
+            f"&requestId={request_id}"
+        )
+        return json.dumps(
+            {
+                "RequestId": request_id,
+                "HostId": host_id,
+                "Code": self.code,
+                "Message": self.message,
+                "Recommend": recommend,
+            }
+        ).encode()
+
+
+class _Fixed(OpenApiError):
+    """An error whose message is always the same sentence."""
+
+    default_message = ""
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message or self.default_message, headers=headers)
+
+
+# --- the gateway: authentication, replay, routing --------------------------------------------------
+
+
+class SignatureDoesNotMatch(_Fixed):
+    code = "SignatureDoesNotMatch"
+    default_message = "Specified signature does not match our calculation."
+
+
+class IncompleteSignature(_Fixed):
+    code = "IncompleteSignature"
+    default_message = "The request signature does not conform to Aliyun standards."
+
+
+class InvalidAccessKeyIdNotFound(_Fixed):
+    status = 404
+    code = "InvalidAccessKeyId.NotFound"
+    default_message = "Specified access key is not found."
+
+
+class InvalidTimeStampExpired(_Fixed):
+    code = "InvalidTimeStamp.Expired"
+    default_message = "Specified time stamp or date value is expired."
+
+
+class InvalidTimeStampFormat(_Fixed):
+    code = "InvalidTimeStamp.Format"
+    default_message = "Specified time stamp or date value is not well formatted."
+
+
+class SignatureNonceUsed(_Fixed):
+    code = "SignatureNonceUsed"
+    default_message = "Specified signature nonce was used already."
+
+
+class InvalidSecurityToken(OpenApiError):
+    """``reason``: Missing | Malformed | Expired | MismatchWithAccessKey (accounts.TokenError)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, code=f"InvalidSecurityToken.{reason}")
+
+
+class InvalidActionNotFound(_Fixed):
+    status = 404
+    code = "InvalidAction.NotFound"
+    default_message = "Specified api is not found, please check your url and method."
+
+
+class InvalidVersion(_Fixed):
+    code = "InvalidVersion"
+    default_message = "Specified parameter Version is not valid."
+
+
+class ThrottlingUser(_Fixed):
+    code = "Throttling.User"
+    default_message = "Request was denied due to user flow control."
+
+
+class ServiceUnavailable(_Fixed):
+    status = 503
+    code = "ServiceUnavailable"
+    default_message = "The request has failed due to a temporary failure of the server."
+
+
+class InternalError(_Fixed):
+    status = 500
+    code = "InternalError"
+    default_message = "The request processing has failed due to some unknown error, exception or failure."
+
+
+# --- parameters ------------------------------------------------------------------------------------
+
+
+class MissingParameter(OpenApiError):
+    code = "MissingParameter"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f'The input parameter "{name}" that is mandatory for processing this request is not supplied.'
+        )
+        self.parameter = name
+
+
+class InvalidParameter(OpenApiError):
+    code = "InvalidParameter"
+
+    def __init__(self, name: str, detail: str | None = None) -> None:
+        message = f'The specified parameter "{name}" is not valid.'
+        super().__init__(f"{message} {detail}" if detail else message)
+        self.parameter = name
+
+
+def require(params: Mapping[str, str], name: str) -> str:
+    """The non-empty value of ``params[name]``; MissingParameter naming it otherwise."""
+    value = params.get(name)
+    if value is None or value == "":
+        raise MissingParameter(name)
+    return value
+
+
+def one_of(params: Mapping[str, str], name: str, allowed: Mapping[str, str], default: str) -> str:
+    """Map ``params[name]`` through ``allowed`` (absent: ``default``); InvalidParameter otherwise."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if value not in allowed:
+        raise InvalidParameter(name, f"Allowed values: {', '.join(allowed)}.")
+    return allowed[value]
+
+
+def page(params: Mapping[str, str], default_size: int, max_size: int) -> tuple[int, int]:
+    """PageNumber (>= 1) and PageSize (1..max_size) from ``params``; InvalidParameter naming the bad one."""
+    number = _positive_int(params, "PageNumber", 1)
+    size = _positive_int(params, "PageSize", default_size)
+    if size > max_size:
+        raise InvalidParameter("PageSize", f"It must be between 1 and {max_size}.")
+    return number, size
+
+
+def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParameter(name) from None
+    if value < 1:
+        raise InvalidParameter(name)
+    return value

@@ -1,11 +1,204 @@
-"""localcloud openapi protocol layer (placeholder until it lands)."""
+"""The OpenAPI RPC protocol layer: parse, verify, inject faults, call the product model, render.
+
+One request, in order (each refusal is rendered as the gateway's JSON error and logged):
+
+1. parse the signature (ACS3-HMAC-SHA256 headers, or HMAC-SHA1 ``Signature`` query/form params);
+2. route by API version (``2015-01-01`` R-kvstore, ``2015-12-01`` Dds) and check the action exists;
+3. authenticate: known key, ±15 min timestamp (real wall clock), signature, STS token, fresh nonce;
+4. ``cloud.faults.decide(product, action)``: latency, throttle, 5xx, drop or lost reply;
+5. ``backend.call(action, params, ctx)`` and reply ``{"RequestId", ...body}`` in one send.
+
+Example::
+
+    app.router.add_route("*", "/{tail:.*}", lambda request: handle(cloud, request))
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import time
+import uuid
+import weakref
 from typing import Any
 
 from aiohttp import web
 
+from localcloud.accounts import Accounts, TokenError
+from localcloud.calls import Call
+from localcloud.faults import FaultDecision
+from localcloud.openapi.auth import V1_PROTOCOL_KEYS, NonceLedger, SignedRequest, parse_request
+from localcloud.openapi.backend import CallContext, OpenApiBackend
+from localcloud.openapi.errors import (
+    InternalError,
+    InvalidAccessKeyIdNotFound,
+    InvalidActionNotFound,
+    InvalidSecurityToken,
+    InvalidVersion,
+    MissingParameter,
+    OpenApiError,
+    ServiceUnavailable,
+    ThrottlingUser,
+)
+
+log = logging.getLogger("localcloud.openapi")
+
+JSON_TYPE = "application/json;charset=utf-8"
+# Product names as the Recommend link of the real gateway spells them.
+RECOMMEND_PRODUCT = {"r-kvstore": "R-kvstore", "dds": "Dds"}
+_nonces: weakref.WeakKeyDictionary[Any, NonceLedger] = weakref.WeakKeyDictionary()
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+def _backends(cloud: Any) -> dict[str, OpenApiBackend]:
+    return {cloud.kvstore.version: cloud.kvstore, cloud.dds.version: cloud.dds}
+
+
+def _region_from_host(host: str) -> str | None:
+    """``r-kvstore.cn-shanghai.aliyuncs.com`` -> ``cn-shanghai``; central or local hosts -> None."""
+    parts = host.split(":", 1)[0].split(".")
+    if len(parts) == 4 and parts[2:] == ["aliyuncs", "com"]:
+        return parts[1]
+    return None
+
+
+class _Exchange:
+    """What is known about one request so far; enough to log it whatever happens next."""
+
+    def __init__(self, cloud: Any, request: web.Request) -> None:
+        self.cloud = cloud
+        self.request = request
+        self.request_id = _request_id()
+        self.host = request.headers.get("Host", "")
+        self.product = "openapi"
+        query = request.query
+        self.action: str = request.headers.get("x-acs-action") or query.get("Action") or ""
+        self.params: dict[str, str] = {k: v for k, v in query.items() if k not in V1_PROTOCOL_KEYS}
+        self.access_key_id: str | None = None
+
+    def record(self, status: int, code: str | None, fault: str | None) -> None:
+        self.cloud.calls.record(
+            Call(
+                product=self.product,
+                action=self.action,
+                params=self.params,
+                status=status,
+                code=code,
+                at=self.cloud.clock.now(),
+                request_id=self.request_id,
+                access_key_id=self.access_key_id,
+                fault=fault,
+            )
+        )
+
+    def reply(self, body: dict[str, Any], fault: str | None = None) -> web.Response:
+        self.record(200, None, fault)
+        payload = {"RequestId": self.request_id, **body}
+        return web.Response(
+            body=json.dumps(payload).encode(),
+            status=200,
+            headers={"Content-Type": JSON_TYPE, "x-acs-request-id": self.request_id},
+        )
+
+    def refuse(self, error: OpenApiError, fault: str | None = None) -> web.Response:
+        self.record(error.status, error.code, fault)
+        product = RECOMMEND_PRODUCT.get(self.product, self.product)
+        return web.Response(
+            body=error.body(self.request_id, self.host, product),
+            status=error.status,
+            headers={"Content-Type": JSON_TYPE, "x-acs-request-id": self.request_id, **error.headers},
+        )
+
+    def hang_up(self, status: int, code: str | None, fault: str) -> web.Response:
+        """Close the connection without a reply.
+
+        The transport is aborted first; aiohttp then fails to write the returned response, treats
+        that as a client disconnect (``ConnectionError`` in ``finish_response``) and logs nothing.
+        """
+        self.record(status, code, fault)
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        return web.Response(status=204)
+
+
+def _authenticate(cloud: Any, signed: SignedRequest) -> None:
+    cred = cloud.accounts.lookup(signed.access_key_id)
+    if cred is None:
+        raise InvalidAccessKeyIdNotFound()
+    now = time.time()  # the clients sign with the real clock, never the emulated one
+    signed.check_timestamp(now)
+    signed.verify(cred.access_key_secret)
+    try:
+        Accounts.check_token(cred, signed.security_token)
+    except TokenError as exc:
+        raise InvalidSecurityToken(exc.reason, exc.message) from None
+    ledger = _nonces.get(cloud)
+    if ledger is None:
+        ledger = _nonces[cloud] = NonceLedger()
+    # After the signature: a forged request must not be able to burn someone's nonce.
+    ledger.use(signed.access_key_id, signed.nonce, now)
+
+
+def _fault_error(decision: FaultDecision) -> OpenApiError | None:
+    if decision.throttle:
+        headers = {"x-acs-retry-after": str(decision.retry_after_ms)} if decision.retry_after_ms else None
+        return ThrottlingUser(headers=headers)
+    if decision.error:
+        return ServiceUnavailable()
+    return None
+
 
 async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
-    return web.Response(status=501, text="not implemented")
+    """Answer one OpenAPI RPC request (see the module docstring for the order of checks)."""
+    exchange = _Exchange(cloud, request)
+    body = await request.read()
+    try:
+        signed = parse_request(request.method, request.raw_path, request.headers, body)
+        exchange.params = signed.params
+        exchange.access_key_id = signed.access_key_id
+        exchange.action = signed.action or ""
+        backend = _backends(cloud).get(signed.version or "")
+        if backend is None:
+            raise InvalidVersion() if signed.version else MissingParameter("Version")
+        exchange.product = backend.product
+        if not signed.action:
+            raise MissingParameter("Action")
+        if signed.action not in backend.actions:
+            raise InvalidActionNotFound()
+        _authenticate(cloud, signed)
+    except OpenApiError as error:
+        return exchange.refuse(error)
+
+    decision = cloud.faults.decide(backend.product, exchange.action)
+    if decision.latency_ms:
+        await asyncio.sleep(decision.latency_ms / 1000)
+    if decision.drop:
+        return exchange.hang_up(0, None, "drop")
+    injected = _fault_error(decision)
+    if injected is not None:
+        return exchange.refuse(injected, decision.name)
+
+    ctx = CallContext(
+        account_id=cloud.accounts.lookup(signed.access_key_id).account_id,
+        access_key_id=signed.access_key_id,
+        request_id=exchange.request_id,
+        region_id=signed.params.get("RegionId") or _region_from_host(exchange.host),
+        host=exchange.host,
+    )
+    try:
+        result = backend.call(exchange.action, signed.params, ctx)
+    except OpenApiError as error:
+        if decision.lost_reply:
+            return exchange.hang_up(error.status, error.code, "lost_reply")
+        return exchange.refuse(error)
+    except Exception:
+        log.exception("%s %s failed (request %s)", backend.product, exchange.action, exchange.request_id)
+        return exchange.refuse(InternalError())
+    if decision.lost_reply:
+        return exchange.hang_up(200, None, "lost_reply")
+    return exchange.reply(result, decision.name)
