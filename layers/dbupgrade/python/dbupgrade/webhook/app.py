@@ -1,0 +1,462 @@
+"""The webhook app: routes, authentication, and the reply for each outcome.
+
+Routes (``/openapi.json`` documents them): ``POST /upgrades``, ``GET /upgrades/{instance_id}``,
+``GET /healthz``, ``GET /openapi.json``.
+
+Why a small router of our own and not Powertools' ``APIGatewayHttpResolver``: four fixed routes
+need no framework, FC hands us neither API Gateway event (so the resolver would sit behind two
+adapters: WSGI/FC 3.0 -> API Gateway v2 -> resolver -> back), and its OpenAPI generation needs
+pydantic, which the layer does not ship. Measured with ``python -X importtime`` here: importing
+``aws_lambda_powertools.event_handler`` costs ~117 ms cumulative (~60 ms on top of the Logger we
+load anyway); this package imports in ~5 ms on top of the Logger.
+
+How a POST is processed, and what is recorded (every authenticated request ends in exactly one
+recorded and notified outcome per item; requests refused before authentication record nothing,
+so an anonymous caller cannot fill the store or the topic):
+
+1. body over 64 KiB -> 413; not UTF-8 -> 400          (not recorded: not authenticated yet)
+2. signature check -> 401                             (not recorded)
+3. not JSON / not an object / nested too deep -> 400  (recorded as rejected, field "body")
+4. each request object (or the mapped foreign payload) -> ``parse_request`` -> 422 naming the field
+   (recorded as rejected), else ``Upgrader.run`` -> the outcome's reply.
+
+Outcome -> HTTP status: submitted 202, deferred 202 (accepted, runs in the maintenance window),
+noop / in_progress 200, rejected input 422, rejected by pre-check / scope / window 409, failed with
+a throttling code 429 + Retry-After, other failures 502 with the API code; the store unavailable
+503 + Retry-After (nothing called, nothing recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dbupgrade import __version__
+from dbupgrade.context import InvocationContext, adapt_context
+from dbupgrade.errors import ConfigError, StoreUnavailable
+from dbupgrade.logging import bind_invocation, logger, register_secret
+from dbupgrade.model import InvalidRequest, Outcome
+from dbupgrade.request import parse_request
+from dbupgrade.usecase import Upgrader
+from dbupgrade.webhook.adapters import (
+    fc3_reply,
+    request_from_environ,
+    request_from_fc3_event,
+    wsgi_reply,
+)
+from dbupgrade.webhook.auth import (
+    SECRET_VARIABLE,
+    STATUS_TOKEN_VARIABLE,
+    Authenticator,
+    AuthMode,
+    StatusReadAuth,
+    Unauthorized,
+    Verified,
+    auth_mode,
+    authenticator,
+)
+from dbupgrade.webhook.http import MAX_BATCH_ITEMS, HttpRequest, HttpResponse, json_response, problem
+from dbupgrade.webhook.mapping import PayloadMapping
+from dbupgrade.webhook.openapi import openapi_document
+
+MAX_JSON_DEPTH = 32
+THROTTLED_RETRY_AFTER_SECONDS = 10
+RAW_EXCERPT_CHARS = 512
+# Read by this module only: the core's Config does not see them, so a hub-sha256 secret (which is
+# not a whsec_ value) does not fail the Upgrader's configuration.
+WEBHOOK_ONLY_VARIABLES = (SECRET_VARIABLE, STATUS_TOKEN_VARIABLE)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook's own configuration, read once per instance."""
+
+    mode: AuthMode
+    authenticator: Authenticator | None  # None: the mode needs a secret and none is set
+    status_auth: StatusReadAuth
+    mapping: PayloadMapping | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        secret = env.get(SECRET_VARIABLE, "").strip() or None
+        status_token = env.get(STATUS_TOKEN_VARIABLE, "").strip() or None
+        register_secret(secret)
+        register_secret(status_token)
+        mode = auth_mode(env.get("DBUPGRADE_WEBHOOK_AUTH"))
+        return cls(
+            mode=mode,
+            authenticator=authenticator(mode, secret),
+            status_auth=StatusReadAuth(status_token, open_access=mode == "none"),
+            mapping=PayloadMapping.from_env(env),
+        )
+
+
+@dataclass(frozen=True)
+class ItemReply:
+    """The reply for one request object: an HTTP status and its JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    retry_after: int | None = None
+
+    def response(self) -> HttpResponse:
+        headers = {"retry-after": str(self.retry_after)} if self.retry_after is not None else {}
+        if self.status >= 400:
+            return HttpResponse(
+                self.status,
+                json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode(),
+                {"content-type": "application/problem+json", **headers},
+            )
+        return json_response(self.status, self.body, headers)
+
+
+class WebhookApp:
+    """One app for every entry shape; settings and the Upgrader are built on first use and kept.
+
+    Example::
+
+        app = WebhookApp()
+        app(environ, start_response)        # FC 2.0 WSGI
+        app(event_bytes, context)           # FC 3.0 HTTP event -> {"statusCode", ...}
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = env
+        self._settings: WebhookSettings | None = None
+        self._upgrader: Upgrader | None = None
+        self._lock = threading.Lock()  # the local server runs handlers on a thread pool
+
+    def __call__(self, first: Any, second: Any) -> Any:
+        """Dispatch on the entry shape: a WSGI environ dict, else an FC 3.0 HTTP event."""
+        if isinstance(first, Mapping) and "REQUEST_METHOD" in first:
+            request = request_from_environ(first)
+            return wsgi_reply(self.handle(request, first.get("fc.context")), second)
+        return fc3_reply(self.handle(request_from_fc3_event(first), second))
+
+    def handle(self, request: HttpRequest, context: Any = None) -> HttpResponse:
+        """Answer one request; never raises, never leaks internals."""
+        invocation = adapt_context(context)
+        bind_invocation(invocation)
+        try:
+            response = self._route(request, invocation)
+        except ConfigError as error:
+            logger.error("webhook misconfigured", extra={"variable": error.variable, "error": str(error)})
+            response = problem(
+                500,
+                "misconfigured",
+                f"misconfigured: {error.variable}",
+                correlation_id=invocation.aws_request_id,
+            )
+        except StoreUnavailable as error:
+            logger.warning("store unavailable", extra={"error": type(error).__name__})
+            response = _store_unavailable(invocation)
+        except Exception:
+            logger.exception("webhook request failed")
+            response = problem(
+                500,
+                "internal",
+                "the request could not be processed; quote the correlation_id when reporting this",
+                correlation_id=invocation.aws_request_id,
+            )
+        logger.info(
+            "webhook reply",
+            extra={"method": request.method, "path": request.path, "status": response.status},
+        )
+        return response
+
+    def _route(self, request: HttpRequest, invocation: InvocationContext) -> HttpResponse:
+        path, method = request.path, request.method
+        if path == "/upgrades":
+            if method != "POST":
+                return _method_not_allowed("POST")
+            return self._post_upgrades(request, invocation)
+        if path.startswith("/upgrades/") and path.count("/") == 2:
+            if method != "GET":
+                return _method_not_allowed("GET")
+            return self._get_status(request, path.removeprefix("/upgrades/"), invocation)
+        if path == "/healthz":
+            if method != "GET":
+                return _method_not_allowed("GET")
+            settings = self._load_settings()
+            return json_response(200, {"status": "ok", "version": __version__, "auth": settings.mode})
+        if path == "/openapi.json":
+            if method != "GET":
+                return _method_not_allowed("GET")
+            return json_response(200, openapi_document())
+        return problem(404, "not-found", f"no route for {path}")
+
+    # -- configuration, built lazily and kept while the instance is warm --
+
+    def _environment(self) -> Mapping[str, str]:
+        return os.environ if self._env is None else self._env
+
+    def _load_settings(self) -> WebhookSettings:
+        with self._lock:
+            if self._settings is None:
+                self._settings = WebhookSettings.from_env(self._environment())
+            return self._settings
+
+    def _load_upgrader(self) -> Upgrader:
+        with self._lock:
+            if self._upgrader is None:
+                env = {k: v for k, v in self._environment().items() if k not in WEBHOOK_ONLY_VARIABLES}
+                self._upgrader = Upgrader.from_env(env)
+            return self._upgrader
+
+    # -- routes --
+
+    def _get_status(
+        self, request: HttpRequest, instance_id: str, invocation: InvocationContext
+    ) -> HttpResponse:
+        settings = self._load_settings()
+        try:
+            settings.status_auth.check(request)
+        except Unauthorized as error:
+            return _unauthorized(str(error), scheme="Bearer")
+        outcome = self._load_upgrader().status(instance_id)
+        if outcome is None:
+            return problem(
+                404,
+                "no-outcome",
+                f"no upgrade outcome is recorded for {instance_id}",
+                instance_id=instance_id,
+            )
+        return json_response(200, outcome.to_dict())
+
+    def _post_upgrades(self, request: HttpRequest, invocation: InvocationContext) -> HttpResponse:
+        if request.body_error is not None:
+            return request.body_error
+        settings = self._load_settings()
+        if settings.authenticator is None:
+            return problem(
+                503,
+                "not-configured",
+                f"the webhook is not configured: set {SECRET_VARIABLE} (or DBUPGRADE_WEBHOOK_AUTH=none "
+                "behind an authenticating trigger)",
+            )
+        try:
+            text = request.body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return problem(400, "malformed-body", f"the body is not UTF-8 (byte {error.start})", field="body")
+        try:
+            verified = settings.authenticator.verify(request)
+        except Unauthorized as error:
+            logger.warning("webhook signature refused", extra={"reason": str(error), "auth": settings.mode})
+            return _unauthorized(str(error), scheme=settings.mode)
+
+        upgrader = self._load_upgrader()
+        correlation_id = invocation.aws_request_id
+        try:
+            payload = _parse_body(text)
+        except InvalidRequest as error:
+            upgrader.reject(
+                error, _excerpt(text), source="webhook", context=invocation, correlation_id=correlation_id
+            )
+            return problem(
+                400, "malformed-body", str(error), field=error.field, correlation_id=correlation_id
+            )
+
+        if settings.mapping is None and "upgrades" in payload:
+            return self._post_batch(payload, verified, settings, upgrader, invocation)
+        reply = self._submit_one(payload, verified.delivery_id, settings, upgrader, invocation)
+        return reply.response()
+
+    def _post_batch(
+        self,
+        payload: Mapping[str, Any],
+        verified: Verified,
+        settings: WebhookSettings,
+        upgrader: Upgrader,
+        invocation: InvocationContext,
+    ) -> HttpResponse:
+        items = payload["upgrades"]
+        error: InvalidRequest | None = None
+        if set(payload) != {"upgrades"}:
+            extra = sorted(str(k) for k in payload if k != "upgrades")
+            error = InvalidRequest(extra[0], "a batch body has only the 'upgrades' member")
+        elif not isinstance(items, list) or not items:
+            error = InvalidRequest("upgrades", "must be a non-empty list of request objects")
+        elif len(items) > MAX_BATCH_ITEMS:
+            error = InvalidRequest(
+                "upgrades", f"has {len(items)} items; at most {MAX_BATCH_ITEMS} per request"
+            )
+        if error is not None:
+            outcome = upgrader.reject(
+                error,
+                _excerpt(json.dumps(payload)),
+                source="webhook",
+                context=invocation,
+                correlation_id=invocation.aws_request_id,
+            )
+            return _invalid_reply(error, outcome, invocation).response()
+
+        replies: list[ItemReply] = []
+        for index, item in enumerate(items):
+            delivery_id = f"{verified.delivery_id}#{index}" if verified.delivery_id else None
+            try:
+                replies.append(self._submit_one(item, delivery_id, settings, upgrader, invocation))
+            except StoreUnavailable:
+                # Items before this one are done (and deduplicated on redelivery); this one and the
+                # rest are not: the sender retries the whole delivery after Retry-After.
+                replies.extend(_store_unavailable_item(invocation) for _ in range(len(items) - len(replies)))
+                break
+        statuses = {reply.status for reply in replies}
+        status = statuses.pop() if len(statuses) == 1 else 207
+        retry_after = max((r.retry_after for r in replies if r.retry_after is not None), default=None)
+        headers = {"retry-after": str(retry_after)} if retry_after is not None else {}
+        results = [{"index": i, "http_status": r.status, **r.body} for i, r in enumerate(replies)]
+        return json_response(status, {"results": results}, headers)
+
+    def _submit_one(
+        self,
+        data: Any,
+        delivery_id: str | None,
+        settings: WebhookSettings,
+        upgrader: Upgrader,
+        invocation: InvocationContext,
+    ) -> ItemReply:
+        correlation_id = invocation.aws_request_id
+        try:
+            if not isinstance(data, Mapping):
+                raise InvalidRequest("body", f"each request must be a JSON object, got {type(data).__name__}")
+            fields = settings.mapping.apply(data) if settings.mapping is not None else data
+            request = parse_request(
+                fields, source="webhook", correlation_id=correlation_id, delivery_id=delivery_id
+            )
+        except InvalidRequest as error:
+            outcome = upgrader.reject(
+                error,
+                _excerpt(json.dumps(data, default=str)),
+                source="webhook",
+                context=invocation,
+                correlation_id=correlation_id,
+            )
+            return _invalid_reply(error, outcome, invocation)
+        if request.delivery_id is None and request.ticket_id is not None:
+            # Body-signed senders (hub-sha256) carry no delivery id: a redelivered ticket is the same request.
+            request = request.with_(delivery_id=f"ticket:{request.ticket_id}")
+        return outcome_reply(upgrader.run(request, invocation))
+
+
+def outcome_reply(outcome: Outcome) -> ItemReply:
+    """The HTTP status and body for an outcome (the table in the module docstring)."""
+    body = outcome.to_dict()
+    if outcome.status == "submitted" or outcome.status == "deferred":
+        return ItemReply(202, body)
+    if outcome.status in ("noop", "in_progress"):
+        return ItemReply(200, body)
+    if outcome.status == "rejected":
+        if outcome.field is not None or outcome.code == "InvalidRequest":
+            return ItemReply(
+                422,
+                _problem_body(
+                    422, "invalid-field", outcome, title="Invalid request field", field=outcome.field
+                ),
+            )
+        return ItemReply(409, _problem_body(409, "rejected", outcome, title="Upgrade rejected"))
+    if (outcome.code or "").startswith("Throttling"):
+        return ItemReply(
+            429,
+            _problem_body(429, "throttled", outcome, title="Cloud API throttled"),
+            retry_after=THROTTLED_RETRY_AFTER_SECONDS,
+        )
+    return ItemReply(502, _problem_body(502, "upstream-failed", outcome, title="Cloud API call failed"))
+
+
+def _problem_body(status: int, slug: str, outcome: Outcome, *, title: str, **extra: Any) -> dict[str, Any]:
+    body = json.loads(
+        problem(
+            status,
+            slug,
+            outcome.message or outcome.reason or outcome.status,
+            title=title,
+            code=outcome.code,
+            reason=outcome.reason,
+            correlation_id=outcome.correlation_id,
+            **extra,
+        ).body
+    )
+    body["outcome"] = outcome.to_dict()
+    return body
+
+
+def _invalid_reply(error: InvalidRequest, outcome: Outcome, invocation: InvocationContext) -> ItemReply:
+    body = json.loads(
+        problem(
+            422,
+            "invalid-field",
+            str(error),
+            title="Invalid request field",
+            field=error.field,
+            allowed=error.allowed,
+            correlation_id=invocation.aws_request_id,
+        ).body
+    )
+    body["outcome"] = outcome.to_dict()
+    return ItemReply(422, body)
+
+
+def _store_unavailable(invocation: InvocationContext) -> HttpResponse:
+    return _store_unavailable_item(invocation).response()
+
+
+def _store_unavailable_item(invocation: InvocationContext) -> ItemReply:
+    seconds = StoreUnavailable.retry_after_seconds
+    body = json.loads(
+        problem(
+            503,
+            "store-unavailable",
+            "the idempotency store is unavailable; nothing was submitted, retry later",
+            correlation_id=invocation.aws_request_id,
+        ).body
+    )
+    return ItemReply(503, body, retry_after=seconds)
+
+
+def _unauthorized(detail: str, *, scheme: str) -> HttpResponse:
+    challenge = {"standard": "Webhook", "hub-sha256": "HubSignature"}.get(scheme, scheme)
+    return problem(401, "unauthorized", detail, headers={"www-authenticate": challenge})
+
+
+def _method_not_allowed(allowed: str) -> HttpResponse:
+    return problem(405, "method-not-allowed", f"use {allowed}", headers={"allow": allowed})
+
+
+def _parse_body(text: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise InvalidRequest("body", f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(
+            "body", f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        ) from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("body", f"must be a JSON object, got {type(payload).__name__}")
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise InvalidRequest("body", f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (deep input must not exhaust the stack here)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        children = (
+            current.values() if isinstance(current, dict) else current if isinstance(current, list) else ()
+        )
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= RAW_EXCERPT_CHARS else text[:RAW_EXCERPT_CHARS] + "..."

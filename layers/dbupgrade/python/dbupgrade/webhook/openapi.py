@@ -1,0 +1,295 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``: what the webhook really does.
+
+Kept next to the code it describes (``app.py``); tests check the statuses and routes it lists
+against the live replies.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from dbupgrade import __version__
+from dbupgrade.model import EFFECTIVE_VALUES
+from dbupgrade.webhook.http import MAX_BATCH_ITEMS, MAX_BODY_BYTES
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_OUTCOME = {"$ref": "#/components/schemas/Outcome"}
+
+
+def _json(
+    schema: dict[str, Any], description: str, *, problem: bool = False, retry_after: bool = False
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {("application/problem+json" if problem else "application/json"): {"schema": schema}},
+    }
+    if retry_after:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
+def _problem(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    return _json(_PROBLEM, description, problem=True, retry_after=retry_after)
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    upgrade_request = {
+        "type": "object",
+        "required": ["instance_id", "target_version"],
+        "additionalProperties": False,
+        "properties": {
+            "instance_id": {"type": "string", "examples": ["r-bp1demo0000000001", "dds-bp1demo000000001"]},
+            "target_version": {
+                "type": ["string", "number"],
+                "description": 'Major version; 7 and 7.0 both mean "7.0".',
+                "examples": ["7.0"],
+            },
+            "engine": {
+                "type": "string",
+                "enum": ["redis", "mongodb"],
+                "description": "Default: from the ID prefix.",
+            },
+            "region": {"type": "string", "examples": ["cn-hangzhou"]},
+            "effective": {"type": "string", "enum": list(EFFECTIVE_VALUES)},
+            "ticket_id": {"type": ["string", "integer"], "maxLength": 128},
+            "rollout_id": {"type": "string", "maxLength": 128},
+            "dry_run": {"type": "boolean", "default": False},
+        },
+    }
+    outcome = {
+        "type": "object",
+        "required": ["status", "instance_id", "to_version", "at"],
+        "properties": {
+            "status": {
+                "type": "string",
+                "enum": ["submitted", "noop", "in_progress", "rejected", "deferred", "failed"],
+            },
+            "instance_id": {"type": "string"},
+            "to_version": {"type": "string"},
+            "from_version": {"type": ["string", "null"]},
+            "engine": {"type": ["string", "null"]},
+            "region": {"type": ["string", "null"]},
+            "effective": {"type": ["string", "null"]},
+            "request_id": {
+                "type": ["string", "null"],
+                "description": "The upgrade API's RequestId; the same on every redelivery of one delivery.",
+            },
+            "ticket_id": {"type": ["string", "null"]},
+            "rollout_id": {"type": ["string", "null"]},
+            "source": {"type": ["string", "null"]},
+            "correlation_id": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"]},
+            "code": {
+                "type": ["string", "null"],
+                "description": "The cloud API's error code, or InvalidRequest.",
+            },
+            "message": {"type": ["string", "null"]},
+            "field": {"type": ["string", "null"]},
+            "dry_run": {"type": "boolean"},
+            "at": {"type": "string", "format": "date-time"},
+        },
+    }
+    problem = {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri", "examples": ["urn:dbupgrade:problem:invalid-field"]},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "field": {"type": "string", "description": "The request field at fault."},
+            "allowed": {"type": "array", "items": {"type": "string"}},
+            "code": {"type": "string"},
+            "reason": {"type": "string"},
+            "correlation_id": {"type": "string", "description": "Quote it when reporting a problem."},
+            "instance_id": {"type": "string"},
+            "outcome": _OUTCOME,
+        },
+    }
+    batch_result = {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "description": "The item's reply (an Outcome or a Problem) with its index and status.",
+                    "type": "object",
+                    "required": ["index", "http_status"],
+                    "properties": {"index": {"type": "integer"}, "http_status": {"type": "integer"}},
+                },
+            }
+        },
+    }
+    standard_headers = [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+        for name, text in (
+            ("webhook-id", "Standard Webhooks delivery id; redeliveries reuse it (idempotency)."),
+            ("webhook-timestamp", "Unix seconds; refused outside +-5 minutes."),
+            ("webhook-signature", "Space-separated `v1,<base64>` signatures; any one may match."),
+        )
+    ]
+    post_responses = {
+        "200": _json(_OUTCOME, "noop (already at target) or in_progress (already upgrading to it)."),
+        "202": _json(_OUTCOME, "submitted (`request_id` set) or deferred to the maintenance window."),
+        "207": _json(
+            {"$ref": "#/components/schemas/BatchResult"}, "Batch whose items got different statuses."
+        ),
+        "400": _problem("Body not UTF-8, not JSON, not an object, or nested too deep (`field`: body)."),
+        "401": _problem("Missing, malformed, expired or non-matching signature. Nothing is recorded."),
+        "409": _problem("Rejected by the pre-check, the scope guard or the window (`reason` says which)."),
+        "413": _problem(f"Body larger than {MAX_BODY_BYTES} bytes."),
+        "422": _problem("A field is invalid or missing (`field`, `allowed`); recorded as rejected."),
+        "429": _problem("The cloud API throttled the request after retries.", retry_after=True),
+        "500": _problem(
+            "Misconfigured (`detail` names the variable) or an internal error (`correlation_id`)."
+        ),
+        "502": _problem("The cloud API call failed after retries (`code` is the API's error code)."),
+        "503": _problem(
+            "The store is unavailable (nothing was called; retry after Retry-After), or the webhook "
+            "has no secret configured.",
+            retry_after=True,
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dbupgrade webhook",
+            "version": __version__,
+            "description": (
+                "Change tickets in, major-version upgrades of ApsaraDB for Redis / MongoDB out. "
+                'A single request object or a batch `{"upgrades": [...]}` (at most '
+                f"{MAX_BATCH_ITEMS}; each item gets its own reply, the same status for all or 207). "
+                "When DBUPGRADE_WEBHOOK_MAPPING is set, the body is a foreign payload (e.g. a Jira "
+                "issue webhook) mapped to these fields by JMESPath."
+            ),
+        },
+        "paths": {
+            "/upgrades": {
+                "post": {
+                    "operationId": "submitUpgrades",
+                    "summary": "Submit one upgrade request or a batch",
+                    "security": [{"StandardWebhooks": []}, {"HubSignature256": []}, {}],
+                    "parameters": standard_headers,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/UpgradeRequest"},
+                                        {"$ref": "#/components/schemas/BatchRequest"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": post_responses,
+                }
+            },
+            "/upgrades/{instance_id}": {
+                "get": {
+                    "operationId": "getUpgradeStatus",
+                    "summary": "The latest recorded outcome for an instance",
+                    "security": [{"StatusBearer": []}, {}],
+                    "parameters": [
+                        {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _json(_OUTCOME, "The latest outcome."),
+                        "401": _problem("Missing or wrong bearer token, or status reads disabled."),
+                        "404": _problem("No outcome recorded for this instance."),
+                        "503": _problem("The store is unavailable.", retry_after=True),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness; does not touch the store or the cloud",
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"const": "ok"},
+                                    "version": {"type": "string"},
+                                    "auth": {"type": "string", "enum": ["standard", "hub-sha256", "none"]},
+                                },
+                            },
+                            "Up.",
+                        ),
+                        "500": _problem("Misconfigured (`detail` names the variable)."),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": {"description": "OpenAPI 3.1 document."}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "UpgradeRequest": upgrade_request,
+                "BatchRequest": {
+                    "type": "object",
+                    "required": ["upgrades"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "upgrades": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH_ITEMS,
+                            "items": {"$ref": "#/components/schemas/UpgradeRequest"},
+                        }
+                    },
+                },
+                "Outcome": outcome,
+                "BatchResult": batch_result,
+                "Problem": problem,
+            },
+            "headers": {
+                "RetryAfter": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer"},
+                }
+            },
+            "securitySchemes": {
+                "StandardWebhooks": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "webhook-signature",
+                    "description": (
+                        "DBUPGRADE_WEBHOOK_AUTH=standard (default): Standard Webhooks HMAC-SHA256 over "
+                        "`{webhook-id}.{webhook-timestamp}.{body}` with DBUPGRADE_WEBHOOK_SECRET (whsec_...)."
+                    ),
+                },
+                "HubSignature256": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Hub-Signature-256",
+                    "description": (
+                        "DBUPGRADE_WEBHOOK_AUTH=hub-sha256: `sha256=<hex>` HMAC-SHA256 of the raw body "
+                        "(X-Hub-Signature is accepted too); redeliveries deduplicate on ticket_id."
+                    ),
+                },
+                "StatusBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "GET /upgrades/{instance_id}: DBUPGRADE_WEBHOOK_STATUS_TOKEN; unset, status "
+                        "reads are refused. With DBUPGRADE_WEBHOOK_AUTH=none no auth is checked at all "
+                        "(the FC trigger authenticates)."
+                    ),
+                },
+            },
+        },
+    }
