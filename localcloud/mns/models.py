@@ -44,6 +44,7 @@ DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_PRIORITY = 8  # 1 (highest) .. 16
 MAX_MESSAGE_SIZE = 65536
 TOPIC_RETENTION_SECONDS = 86400
+MAX_TAG_LENGTH = 16  # the SDK refuses longer tags before sending; so does the service
 TICK_SECONDS = 0.05  # how often pending pushes look at the (possibly advanced) emulated clock
 RETRIES = {"BACKOFF_RETRY": 3, "EXPONENTIAL_DECAY_RETRY": 176}
 _RECEIPT_HANDLE = re.compile(r"^[0-9]+-[0-9a-f]{24}$")
@@ -387,6 +388,8 @@ class MnsBackend:
         """Publish to a topic: copy into subscribed queues now, schedule pushes to functions."""
         if len(body.encode()) > MAX_MESSAGE_SIZE:
             raise errors.InvalidArgument(f"The MessageBody is larger than {MAX_MESSAGE_SIZE} bytes.")
+        if len(tag) > MAX_TAG_LENGTH:
+            raise errors.InvalidArgument(f"The length of MessageTag should be between 1 and {MAX_TAG_LENGTH}.")
         with self._lock:
             topic = self.topic(topic_name)
             now = self.now_ms()
