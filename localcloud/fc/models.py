@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -42,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from localcloud.calls import Call
+from localcloud.faults import FaultDecision
 from localcloud.fc import errors
 from localcloud.fc.instances import InstanceLost, InstancePool, WorkerReply, WorkerSpec
 
@@ -337,6 +339,14 @@ class FcBackend:
             request_id, json.dumps(reply.meta["error"]).encode(), FUNCTION_ERROR, reply.log
         )
 
+    def _refusal(self, decision: FaultDecision) -> errors.FcApiError | None:
+        """The API error an injected fault answers before the function runs, if any."""
+        if decision.throttle:
+            return errors.throttled(decision.retry_after_ms)
+        if decision.error or decision.drop:
+            return errors.service_unavailable()
+        return None
+
     def invoke(self, service: str, function: str, payload: bytes) -> InvocationResult:
         """Invoke a function synchronously, as InvokeFunction would: thread-safe, blocking.
 
@@ -346,20 +356,16 @@ class FcBackend:
         """
         spec = self.function(service, function)
         request_id = str(uuid.uuid4())
+        params = {"service": service, "function": function, "invocation_type": "Sync"}
         decision = self.cloud.faults.decide("fc", "InvokeFunction")
         if decision.latency_ms:
             time.sleep(decision.latency_ms / 1000)
-        params = {"service": service, "function": function, "invocation_type": "Sync"}
-        failure: errors.FcApiError | None = None
-        if decision.throttle:
-            failure = errors.throttled(decision.retry_after_ms)
-        elif decision.error or decision.drop:
-            failure = errors.service_unavailable()
-        if failure is not None:
+        refusal = self._refusal(decision)
+        if refusal is not None:
             self.record_call(
-                "InvokeFunction", params, failure.status, failure.code, request_id, fault=decision.name
+                "InvokeFunction", params, refusal.status, refusal.code, request_id, fault=decision.name
             )
-            raise failure
+            raise refusal
         result = self.execute(spec, payload, request_id=request_id)
         self.record_call("InvokeFunction", params, 200, None, request_id, fault=decision.name)
         if decision.lost_reply:
@@ -481,16 +487,24 @@ class FcBackend:
 
         It runs in the background, retried ``max_async_retry_attempts`` times on a function
         error, then sent to the function's ``on_failure`` destination. ``wait_idle`` waits for it.
+        Faults and errors as ``invoke``, raised before anything is queued (lost_reply: after).
         """
         spec = self.function(service, function)
-        request_id = self.submit_async(spec, payload)
-        self.record_call(
-            "InvokeFunction",
-            {"service": service, "function": function, "invocation_type": "Async"},
-            202,
-            None,
-            request_id,
-        )
+        request_id = str(uuid.uuid4())
+        params = {"service": service, "function": function, "invocation_type": "Async"}
+        decision = self.cloud.faults.decide("fc", "InvokeFunction")
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        refusal = self._refusal(decision)
+        if refusal is not None:
+            self.record_call(
+                "InvokeFunction", params, refusal.status, refusal.code, request_id, fault=decision.name
+            )
+            raise refusal
+        self.submit_async(spec, payload, request_id=request_id)
+        self.record_call("InvokeFunction", params, 202, None, request_id, fault=decision.name)
+        if decision.lost_reply:
+            raise errors.service_unavailable()
         return request_id
 
     def _run_async(self, spec: FunctionSpec, payload: bytes, qualifier: str | None, request_id: str) -> None:
@@ -509,9 +523,8 @@ class FcBackend:
                 return
             destination = spec.on_success if result.ok else spec.on_failure
             if destination:
-                self._deliver(
-                    destination, self._destination_record(spec, qualifier, payload, result, attempts)
-                )
+                record = self._destination_record(spec, qualifier, payload, result, attempts)
+                self._deliver(spec, destination, record)
         finally:
             with self._idle:
                 self._pending -= 1
@@ -542,13 +555,17 @@ class FcBackend:
             "responsePayload": result.body.decode(errors="replace"),
         }
 
-    def _deliver(self, destination: dict[str, str], record: dict[str, Any]) -> None:
-        """Send a destination record to its MNS queue, when the MNS model can take it."""
-        entry = {"destination": destination, "record": record, "delivered": False}
-        send = getattr(self.cloud.mns, "send_message", None)
-        if "queue" in destination and callable(send):
-            send(destination["queue"], json.dumps(record))
-            entry["delivered"] = True
+    def _deliver(self, spec: FunctionSpec, destination: dict[str, str], record: dict[str, Any]) -> None:
+        """Send a destination record to its MNS queue; every record is also kept in ``destinations``."""
+        entry: dict[str, Any] = {"destination": destination, "record": record, "delivered": False}
+        if "queue" in destination:
+            try:
+                sender = str(self._account(spec)["account_id"])
+                self.cloud.mns.send(destination["queue"], json.dumps(record), sender)
+                entry["delivered"] = True
+            except Exception as exc:  # a missing queue loses the record, as FC would; say why
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+                self._log(spec.label, f"localcloud: async destination {destination} failed: {entry['error']}")
         with self._lock:
             self.destinations.append(entry)
 
