@@ -96,6 +96,16 @@ def test_async_fanout_payload_round_trips() -> None:
     assert message.data == {**REQUEST, "rollout_id": "wave-1"}
 
 
+def test_fanout_published_on_the_topic_is_keyed_by_its_delivery_id_not_the_message_id() -> None:
+    payload = fanout_payload(REQUEST, rollout_id="wave-1", delivery_id="wave-1:r-bp1demo0000000002")
+    event = {"TopicOwner": "1", "MessageId": "new-message-each-publish", "Message": payload.decode()}
+    [message] = parse_rollout_event(json.dumps(event).encode())
+
+    assert message.shape == "mns-topic-json"
+    assert message.message_id == "wave-1:r-bp1demo0000000002"
+    assert message.data == {**REQUEST, "rollout_id": "wave-1"}
+
+
 def test_sample_async_fanout_event() -> None:
     [message] = parse_rollout_event(sample("rollout-async-fanout.json"))
 

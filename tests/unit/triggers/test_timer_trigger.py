@@ -91,6 +91,8 @@ def test_payload_may_already_be_an_object() -> None:
         ({"select": {}, "target_version": "7.0", "inline_limit": True}, "payload.inline_limit"),
         ({"select": {}, "target_version": "7.0", "inline_limit": 1000}, "payload.inline_limit"),
         ({"select": {}, "target_version": "7.0", "fanout": "sqs"}, "payload.fanout"),
+        ({"select": {}, "target_version": "7.0", "window": "2am-5am"}, "payload.window"),
+        ({"select": {}, "target_version": "7.0", "window": "02:00-05:00 Mars/Olympus"}, "payload.window"),
         ({"select": {}, "target_version": "7.0", "targetVersion": "7.0"}, "payload.targetVersion"),
     ],
 )

@@ -5,7 +5,8 @@
   message has attributes (no message id: the body's digest stands in for it)
 - EventBridge MNS-queue trigger: one CloudEvent, or a JSON array of them in batch mode, or the bare
   ``data`` (RawData push format); ``data.messageBody`` may be base64
-- the scheduler's async fan-out payload (``dbupgrade.triggers.fanout``)
+- the scheduler's fan-out payload (``dbupgrade.triggers.fanout``), as the whole event (FC async
+  invocation) or as a topic message body
 
 Each message body is one upgrade request object (``{"instance_id", "target_version", ...}``).
 ``parse_rollout_event`` never raises: a bad message becomes a ``QueueMessage`` with ``error`` set,
@@ -112,17 +113,17 @@ def _stream(body: Any) -> QueueMessage:
     return _with_body("mns-topic-stream", f"sha256:{digest}", body, "body")
 
 
-def _fanout(envelope: dict[str, Any], text: str) -> QueueMessage:
+def _fanout(envelope: dict[str, Any], text: str, shape: Shape = "async-fanout") -> QueueMessage:
     delivery_id = _text_or_none(envelope.get("delivery_id"))
     rollout_id = _text_or_none(envelope.get("rollout_id"))
     upgrade = envelope.get("upgrade")
     if delivery_id is None:
         error = InvalidRequest("delivery_id", "is required in a fan-out payload")
-        return QueueMessage("async-fanout", None, excerpt(text), error=error, rollout_id=rollout_id)
+        return QueueMessage(shape, None, excerpt(text), error=error, rollout_id=rollout_id)
     if not isinstance(upgrade, dict):
         error = InvalidRequest("upgrade", "must be an object")
-        return QueueMessage("async-fanout", delivery_id, excerpt(text), error=error, rollout_id=rollout_id)
-    return QueueMessage("async-fanout", delivery_id, excerpt(text), data=dict(upgrade), rollout_id=rollout_id)
+        return QueueMessage(shape, delivery_id, excerpt(text), error=error, rollout_id=rollout_id)
+    return QueueMessage(shape, delivery_id, excerpt(text), data=dict(upgrade), rollout_id=rollout_id)
 
 
 def _with_body(shape: Shape, message_id: str | None, body: Any, field: str) -> QueueMessage:
@@ -133,6 +134,10 @@ def _with_body(shape: Shape, message_id: str | None, body: Any, field: str) -> Q
         data = loads_body(body, field)
     except InvalidRequest as error:
         return QueueMessage(shape, message_id, excerpt(body), error=error)
+    if data.get("kind") == FANOUT_KIND:
+        # The scheduler's topic fan-out: its delivery id, not the MNS message id, must key the
+        # upgrade, because a re-fired timer publishes the same target again as a new message.
+        return _fanout(data, body, shape)
     rollout_id = _text_or_none(data.get("rollout_id"))
     return QueueMessage(shape, message_id, excerpt(body), data=data, rollout_id=rollout_id)
 

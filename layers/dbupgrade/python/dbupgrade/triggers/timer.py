@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbupgrade.config import Window
+from dbupgrade.errors import ConfigError
 from dbupgrade.model import InvalidRequest
 from dbupgrade.triggers._json import as_text, loads, loads_object
 
@@ -132,7 +134,7 @@ def _plan(payload: dict[str, Any], trigger_name: str, trigger_time: str | None) 
         target_version=target_version,
         targets_by_engine=targets_by_engine,
         effective=_optional_str(payload, "effective", prefix="payload."),
-        window=_optional_str(payload, "window", prefix="payload."),
+        window=_window(payload),
         inline_limit=_inline_limit(payload.get("inline_limit", DEFAULT_INLINE_LIMIT)),
         fanout=_fanout(payload.get("fanout", "function")),
     )
@@ -188,6 +190,16 @@ def _targets(value: Any) -> tuple[str | None, dict[str, str]]:
     raise InvalidRequest(
         "payload.target_version", 'must be a version string or an object per engine, e.g. {"redis": "7.0"}'
     )
+
+
+def _window(payload: dict[str, Any]) -> str | None:
+    text = _optional_str(payload, "window", prefix="payload.")
+    if text is not None:
+        try:
+            Window.parse(text, "payload.window")
+        except ConfigError as error:
+            raise InvalidRequest("payload.window", str(error).split(": ", 1)[1]) from None
+    return text
 
 
 def _inline_limit(value: Any) -> int:

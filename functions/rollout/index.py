@@ -1,0 +1,31 @@
+"""Rollout function: one upgrade per message, from the rollout topic, an EventBridge MNS-queue
+trigger or the scheduler's async fan-out (shapes in ``dbupgrade.triggers.queue``).
+
+A bad message gets its own rejected outcome and never fails its neighbours. When the store is
+down the invocation fails (``StoreUnavailable``) before any upgrade call, so FC / MNS redeliver;
+message ids key idempotency, so a redelivered message is never submitted twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dbupgrade.context import adapt_context
+from dbupgrade.triggers import parse_rollout_event
+from dbupgrade.triggers.runs import run_rollout
+from dbupgrade.usecase import Upgrader
+
+_upgrader: Upgrader | None = None
+
+
+def upgrader() -> Upgrader:
+    """One Upgrader per function instance: config validated and clients reused while warm."""
+    global _upgrader
+    if _upgrader is None:
+        _upgrader = Upgrader.from_env()
+    return _upgrader
+
+
+def handler(event: bytes, context: Any) -> str:
+    return json.dumps(run_rollout(parse_rollout_event(event), upgrader(), adapt_context(context)))
