@@ -185,6 +185,7 @@ def test_change_visibility_extends_the_hiding_and_replaces_the_handle(
     assert queue.receive_message(0).dequeue_count == 2
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's get_attributes reads deprecated fields
 def test_queue_default_visibility_timeout_comes_from_the_seed(lc: RunningServer, account: Account) -> None:
     queue = raw_queue(account, "slow")
     queue.send_message(Message("job"))
