@@ -327,6 +327,8 @@ def _parse_query(raw_target: str) -> dict[str, str]:
 
 def _route(method: str, parts: list[str], query: dict[str, str], body: bytes) -> tuple[str, Handler]:
     kind = parts[0]
+    if kind not in ("topics", "queues"):
+        raise errors.InvalidRequestURL()
     if len(parts) == 3 and parts[2] == "messages":
         if kind == "topics" and method == "POST":
             return "PublishMessage", publish_message

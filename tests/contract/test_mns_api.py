@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
-from mns.queue import Message
+from mns.queue import Message, QueueMeta
 from mns.topic import TopicMessage
 
 from localcloud.server import RunningServer
@@ -395,3 +395,10 @@ def test_queue_messages_survive_a_restart_with_state(make_localcloud: Any, tmp_p
     assert (
         raw_queue(Account(second.url, AK_ID, AK_SECRET), "work").receive_message().message_body == "persisted"
     )
+
+
+def test_unemulated_operations_say_so(lc: RunningServer, account: Account) -> None:
+    error = server_error(lambda: account.get_queue("brand-new").create(QueueMeta()))
+
+    assert error.type == "NotImplemented"
+    assert "does not emulate" in error.message
