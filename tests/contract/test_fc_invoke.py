@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import pytest
 import requests
 from fc2.fc_exceptions import FcError
 
-from tests.conftest import AK_ID, AK_SECRET, DEFAULT_SEED, ROOT
+from localcloud.cloud import Cloud
+from localcloud.server import start_in_thread
+from tests.conftest import AK_ID, AK_SECRET, DEFAULT_SEED, ROOT, TEST_ACCOUNT
 
 PROBE = "tests/contract/fixtures/fc_probe"
 DEMO_ACCOUNT = DEFAULT_SEED["accounts"][0]  # has an STS credential: the functions' service role
@@ -82,6 +85,20 @@ def test_instance_environment_substitutes_localcloud_and_mounts_the_layer(lc, cl
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" not in seen["env"]  # FC 2.0: credentials live in the context
     assert Path(seen["cwd"]) == ROOT / PROBE
     assert seen["pythonpath"] == [str(ROOT / PROBE), str(ROOT / "layers/dbupgrade/python")]
+
+
+def test_operator_variables_of_the_localcloud_process_override_the_seed(make_localcloud, monkeypatch):
+    monkeypatch.setenv("DBUPGRADE_TOPIC", "operator-topic")
+    monkeypatch.setenv("UNRELATED_SECRET", "not for functions")
+    seed = {**SEED, "function_env": {"DBUPGRADE_TOPIC": "seed-topic", "DBUPGRADE_WINDOW": "02:00-05:00"}}
+    lc = make_localcloud(seed)
+    client = fc2.Client(endpoint=lc.url, accessKeyID=AK_ID, accessKeySecret=AK_SECRET)
+
+    env = json.loads(call(client, "echo", {"action": "echo"}).data)["env"]
+
+    assert env["DBUPGRADE_TOPIC"] == "operator-topic"
+    assert env["DBUPGRADE_WINDOW"] == "02:00-05:00"
+    assert "UNRELATED_SECRET" not in env
 
 
 def test_instance_stays_warm_between_invocations(client):
@@ -272,6 +289,29 @@ def test_injected_faults_answer_fc_json_errors(lc, client, rule, status, code):
         call(client, "echo", {"action": "echo"})
 
     assert (caught.value.status_code, caught.value.err_code) == (status, code)
+
+
+@pytest.mark.parametrize("fault", ["drop_rate", "lost_reply_rate"])
+def test_dropped_connections_reach_the_client_and_lost_replies_still_run(lc, client, fault):
+    lc.cloud.faults.configure({"rules": [{"product": "fc", fault: 1.0}]})
+
+    with pytest.raises(requests.ConnectionError):
+        call(client, "echo", {"action": "print"})
+
+    ran = "to stdout from the probe" in lc.cloud.fc.logs("probe", "echo")
+    assert ran is (fault == "lost_reply_rate")
+
+
+def test_stopping_localcloud_stops_every_instance():
+    seed = {**SEED, "accounts": [DEMO_ACCOUNT, TEST_ACCOUNT]}
+    lc = start_in_thread(Cloud(seed, root=ROOT))  # stopped here, not by the fixture
+    client = fc2.Client(endpoint=lc.url, accessKeyID=AK_ID, accessKeySecret=AK_SECRET)
+    pid = json.loads(call(client, "echo", {"action": "echo"}).data)["pid"]
+
+    lc.stop()
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_direct_invoke_and_invoke_async_for_other_rooms(lc):
