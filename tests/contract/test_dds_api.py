@@ -1,0 +1,228 @@
+"""Contract: the official Dds client (alibabacloud-dds20151201) against localcloud.
+
+Each describe, the engine-version upgrade and its state machine on the emulated clock, the
+maintenance-window wait (SwitchMode=1), the failure-marked instance, and every refusal through the
+raised exception's ``code`` and ``status_code``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+from alibabacloud_dds20151201 import models as m
+from alibabacloud_dds20151201.client import Client
+from alibabacloud_tea_openapi.exceptions import ClientException
+from alibabacloud_tea_openapi.models import Config
+
+from tests.conftest import AK_ID, AK_SECRET
+
+
+def hhmm(offset_seconds: float) -> str:
+    return time.strftime("%H:%MZ", time.gmtime(time.time() + offset_seconds))
+
+
+def mongo(iid: str, version: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "DBInstanceId": iid,
+        "RegionId": "cn-hangzhou",
+        "EngineVersion": version,
+        "DBInstanceStatus": "Running",
+        "DBInstanceType": "replicate",
+        "MaintainStartTime": "18:00Z",
+        "MaintainEndTime": "19:00Z",
+        **extra,
+    }
+
+
+SEED: dict[str, Any] = {
+    "mongodb": [
+        mongo("dds-bp1catalog00001", "4.4", Tags={"env": "prod", "team": "catalog"}),
+        mongo("dds-bp1events000001", "5.0", DBInstanceType="sharding", Tags={"env": "prod"}),
+        mongo("dds-bp1latest000001", "8.0"),
+        mongo("dds-bp1shanghai0001", "6.0", RegionId="cn-shanghai"),
+        mongo("dds-bp1rebooting001", "4.2", DBInstanceStatus="Rebooting"),
+        mongo("dds-bp1failing00001", "5.0", FailUpgrade=True),
+        # the window opens two hours from now and lasts an hour
+        mongo("dds-bp1windowed0001", "6.0", MaintainStartTime=hhmm(7200), MaintainEndTime=hhmm(10800)),
+    ],
+    "upgrade_seconds": 3,
+}
+
+
+@pytest.fixture
+def lc(make_localcloud):
+    return make_localcloud(SEED)
+
+
+@pytest.fixture
+def client(lc) -> Client:
+    config = Config(
+        endpoint=lc.url.removeprefix("http://"),
+        protocol="http",
+        access_key_id=AK_ID,
+        access_key_secret=AK_SECRET,
+        region_id="cn-hangzhou",
+    )
+    return Client(config)
+
+
+def advance(lc, seconds: float) -> None:
+    requests.post(f"{lc.url}/_localcloud/clock", json={"advance": seconds}, timeout=5).raise_for_status()
+
+
+def attribute(client: Client, iid: str) -> m.DescribeDBInstanceAttributeResponseBodyDBInstancesDBInstance:
+    request = m.DescribeDBInstanceAttributeRequest(dbinstance_id=iid, engine="MongoDB")
+    return client.describe_dbinstance_attribute(request).body.dbinstances.dbinstance[0]
+
+
+def upgrade(client: Client, iid: str, version: str | None, switch_mode: int | None = None) -> str:
+    request = m.UpgradeDBInstanceEngineVersionRequest(
+        dbinstance_id=iid, engine_version=version, switch_mode=switch_mode
+    )
+    return client.upgrade_dbinstance_engine_version(request).body.request_id
+
+
+def available(client: Client, iid: str) -> list[str]:
+    request = m.DescribeAvailableEngineVersionRequest(dbinstance_id=iid)
+    return client.describe_available_engine_version(request).body.engine_versions.engine_version
+
+
+def refused(fn, *args: Any) -> tuple[str, int, str]:
+    with pytest.raises(ClientException) as caught:
+        fn(*args)
+    return caught.value.code, caught.value.status_code, caught.value.message
+
+
+# --- describes -------------------------------------------------------------------------------------
+
+
+def listed(client: Client, **kw: Any) -> list[str]:
+    body = client.describe_dbinstances(m.DescribeDBInstancesRequest(**kw)).body
+    return [i.dbinstance_id for i in body.dbinstances.dbinstance]
+
+
+def test_describe_dbinstances_filters_by_region_id_type_and_tags(client):
+    assert listed(client, region_id="cn-shanghai") == ["dds-bp1shanghai0001"]
+    assert listed(client, dbinstance_id="dds-bp1latest000001") == ["dds-bp1latest000001"]
+    assert listed(client, dbinstance_type="sharding") == ["dds-bp1events000001"]
+    prod = [m.DescribeDBInstancesRequestTag(key="env", value="prod")]
+    assert listed(client, region_id="cn-hangzhou", tag=prod) == ["dds-bp1catalog00001", "dds-bp1events000001"]
+
+
+def test_describe_dbinstances_pages(client):
+    body = client.describe_dbinstances(
+        m.DescribeDBInstancesRequest(region_id="cn-hangzhou", page_size=2, page_number=3)
+    ).body
+
+    assert (body.total_count, body.page_number, body.page_size) == (6, 3, 2)
+    assert [i.dbinstance_id for i in body.dbinstances.dbinstance] == [
+        "dds-bp1failing00001",
+        "dds-bp1windowed0001",
+    ]
+    first = body.dbinstances.dbinstance[0]
+    assert (first.engine, first.engine_version, first.dbinstance_status) == ("MongoDB", "5.0", "Running")
+
+
+def test_describe_dbinstance_attribute_has_the_real_keys_and_tags(client):
+    inst = attribute(client, "dds-bp1catalog00001")
+
+    assert (inst.dbinstance_id, inst.engine_version, inst.dbinstance_status) == (
+        "dds-bp1catalog00001",
+        "4.4",
+        "Running",
+    )
+    assert (inst.dbinstance_type, inst.region_id, inst.engine) == ("replicate", "cn-hangzhou", "MongoDB")
+    assert (inst.maintain_start_time, inst.maintain_end_time) == ("18:00Z", "19:00Z")
+    assert [(t.key, t.value) for t in inst.tags.tag] == [("env", "prod"), ("team", "catalog")]
+
+
+def test_available_engine_versions_are_those_above_the_current_one_and_none_at_the_latest(client):
+    assert available(client, "dds-bp1catalog00001") == ["5.0", "6.0", "7.0", "8.0"]
+    assert available(client, "dds-bp1rebooting001") == ["4.4", "5.0", "6.0", "7.0", "8.0"]
+    assert available(client, "dds-bp1latest000001") == []
+
+
+def test_unknown_instance_is_not_found_and_another_region_hides_it(client):
+    assert refused(attribute, client, "dds-bp1nosuchthing1")[:2] == ("InvalidDBInstanceId.NotFound", 404)
+    assert listed(client, region_id="cn-hangzhou", dbinstance_id="dds-bp1shanghai0001") == []
+
+
+# --- the upgrade ----------------------------------------------------------------------------------
+
+
+def test_an_immediate_upgrade_runs_for_upgrade_seconds_of_emulated_time(lc, client):
+    assert upgrade(client, "dds-bp1catalog00001", "6.0", 0)
+
+    now = attribute(client, "dds-bp1catalog00001")
+    assert (now.dbinstance_status, now.engine_version) == ("EngineVersionUpgrading", "4.4")
+    advance(lc, 2)
+    assert attribute(client, "dds-bp1catalog00001").dbinstance_status == "EngineVersionUpgrading"
+    advance(lc, 1)
+    done = attribute(client, "dds-bp1catalog00001")
+    assert (done.dbinstance_status, done.engine_version) == ("Running", "6.0")
+    assert available(client, "dds-bp1catalog00001") == ["7.0", "8.0"]
+
+
+def seconds_until(lc, bound: str) -> float:
+    now = datetime.fromisoformat(requests.get(f"{lc.url}/_localcloud/clock", timeout=5).json()["now"])
+    opening = now.replace(hour=int(bound[:2]), minute=int(bound[3:5]), second=0, microsecond=0)
+    if opening <= now:
+        opening += timedelta(days=1)
+    return (opening - now).total_seconds()
+
+
+def test_switch_mode_1_waits_for_the_maintenance_window(lc, client):
+    upgrade(client, "dds-bp1windowed0001", "7.0", 1)
+
+    assert attribute(client, "dds-bp1windowed0001").dbinstance_status == "Running"
+    advance(lc, 3600)
+    assert attribute(client, "dds-bp1windowed0001").dbinstance_status == "Running"
+    advance(lc, seconds_until(lc, attribute(client, "dds-bp1windowed0001").maintain_start_time) + 1)
+    assert attribute(client, "dds-bp1windowed0001").dbinstance_status == "EngineVersionUpgrading"
+    advance(lc, 3)
+    done = attribute(client, "dds-bp1windowed0001")
+    assert (done.dbinstance_status, done.engine_version) == ("Running", "7.0")
+
+
+def test_a_failure_marked_instance_ends_in_error_with_its_old_version(lc, client):
+    upgrade(client, "dds-bp1failing00001", "6.0")
+    advance(lc, 3)
+
+    failed = attribute(client, "dds-bp1failing00001")
+    assert (failed.dbinstance_status, failed.engine_version) == ("Error", "5.0")
+
+
+@pytest.mark.parametrize(
+    ("iid", "version", "code", "status"),
+    [
+        ("dds-bp1nosuchthing1", "6.0", "InvalidDBInstanceId.NotFound", 404),
+        ("dds-bp1rebooting001", "5.0", "IncorrectDBInstanceState", 403),
+        ("dds-bp1events000001", "5.0", "EngineVersion.ERROR", 400),  # same version
+        ("dds-bp1events000001", "4.4", "EngineVersion.ERROR", 400),  # downgrade
+        ("dds-bp1events000001", "5.5", "InvalidParameter", 400),
+    ],
+    ids=["unknown", "not-running", "same", "downgrade", "unknown-version"],
+)
+def test_refused_upgrades(client, iid, version, code, status):
+    assert refused(upgrade, client, iid, version)[:2] == (code, status)
+
+
+def test_a_downgrade_carries_the_services_verbatim_double_spaced_message(client):
+    _, _, message = refused(upgrade, client, "dds-bp1events000001", "4.0")
+    assert "Target  engineVersion must be greater than the current one." in message
+
+
+def test_an_upgrading_instance_refuses_a_second_upgrade(client):
+    upgrade(client, "dds-bp1catalog00001", "5.0")
+    assert refused(upgrade, client, "dds-bp1catalog00001", "6.0")[:2] == ("IncorrectDBInstanceState", 403)
+
+
+def test_missing_and_invalid_parameters_are_named(client):
+    code, status, message = refused(upgrade, client, "dds-bp1catalog00001", None)
+    assert (code, status, '"EngineVersion"' in message) == ("MissingParameter", 400, True)
+    code, status, message = refused(upgrade, client, "dds-bp1catalog00001", "6.0", 2)
+    assert (code, status, '"SwitchMode"' in message) == ("InvalidParameter", 400, True)
