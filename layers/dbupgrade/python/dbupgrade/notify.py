@@ -1,4 +1,9 @@
-"""One MNS topic message per outcome: notification message v1, MessageTag = the event name.
+"""One MNS topic message per outcome: notification message v1, tagged with the outcome status.
+
+MNS caps MessageTag at 16 characters (the SDK refuses longer tags before sending), and event
+names like ``upgrade.in_progress`` are longer, so the tag is the event name without its
+``upgrade.`` prefix (``submitted``, ``in_progress``...): subscriptions filter on that, and the body's
+``event`` keeps the full name.
 
 A publish is tried a few times; when it still fails the message goes to the store's outbox and
 ``Upgrader.drain_outbox`` delivers it later (every run starts by draining), so an outcome is never
@@ -22,8 +27,14 @@ from dbupgrade.context import Credentials, InvocationContext
 from dbupgrade.logging import logger, mask, register_secret
 
 PUBLISH_ATTEMPTS = 3
+MESSAGE_TAG_MAX = 16
 PUBLISH_PAUSE_SECONDS = 0.1
 CONNECTION_TIMEOUT_SECONDS = 5  # the SDK's default is 60 s, longer than we can wait inside FC
+
+
+def message_tag(event: str) -> str:
+    """The MessageTag of an event: ``upgrade.submitted`` -> ``submitted`` (MNS allows 16 characters)."""
+    return event.removeprefix("upgrade.")[:MESSAGE_TAG_MAX]
 
 
 class Notifier:
@@ -83,7 +94,7 @@ class Notifier:
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 reply = self._topic(endpoint, credentials).publish_message(
-                    TopicMessage(body, message["event"])
+                    TopicMessage(body, message_tag(message["event"]))
                 )
                 logger.info(
                     "notification published",
