@@ -1,8 +1,8 @@
 """The worker side of an emulated FC instance: ``python .../localcloud/fc/runtime.py HANDLER MODE``.
 
 One process is one warm instance of one function. It imports the handler (``index.handler``:
-module ``index`` from the code dir, which is the cwd and first on ``sys.path``, as in FC's
-``/code``) on the first invocation, then serves invocations one at a time, as FC's Python runtime
+module ``index`` from the code dir, which is the cwd and first on ``sys.path``, as FC's ``/code``
+is) on the first invocation, then serves invocations one at a time, as FC's Python runtime
 does (Python functions have no instance concurrency).
 
 Frames travel over the original stdin/stdout pipes, which the worker moves to private file
@@ -28,6 +28,7 @@ import struct
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import IO, Any
 
 HEADER = struct.Struct(">II")
@@ -152,13 +153,20 @@ def encode_result(result: Any) -> bytes:
         return str(result).encode()
 
 
+def _user_traceback(exc: BaseException) -> TracebackType | None:
+    """The traceback from the first frame outside this runtime: what the function's author wrote."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
 def error_of(exc: BaseException) -> dict[str, Any]:
-    frames = traceback.extract_tb(exc.__traceback__)
-    user_frames = [f for f in frames if f.filename != __file__]
+    frames = traceback.extract_tb(_user_traceback(exc))
     return {
         "errorMessage": str(exc),
         "errorType": type(exc).__name__,
-        "stackTrace": [line.rstrip("\n") for line in traceback.format_list(user_frames)],
+        "stackTrace": [line.rstrip("\n") for line in traceback.format_list(frames)],
     }
 
 
@@ -246,7 +254,7 @@ def serve(handler_spec: str, mode: str, frames_in: IO[bytes], frames_out: IO[byt
             else:
                 reply, out = {"ok": True}, encode_result(handler(body, context))
         except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
+            traceback.print_exception(type(exc), exc, _user_traceback(exc), file=sys.stderr)
             reply, out = {"ok": False, "error": error_of(exc)}, b""
         sys.stdout.flush()
         print(END_MARK + request_id, file=sys.stderr, flush=True)
