@@ -20,10 +20,17 @@ so an anonymous caller cannot fill the store or the topic):
 4. each request object (or the mapped foreign payload) -> ``parse_request`` -> 422 naming the field
    (recorded as rejected), else ``Upgrader.run`` -> the outcome's reply.
 
-Outcome -> HTTP status: submitted 202, deferred 202 (accepted, runs in the maintenance window),
-noop / in_progress 200, rejected input 422, rejected by pre-check / scope / window 409, failed with
-a throttling code 429 + Retry-After, other failures 502 with the API code; the store unavailable
-503 + Retry-After (nothing called, nothing recorded).
+Outcome -> HTTP status:
+
+- submitted 202 (``request_id`` = the upgrade API's RequestId; the same on every redelivery);
+- noop / in_progress 200; deferred 200 (outside ``DBUPGRADE_WINDOW`` with policy ``reject``:
+  nothing was submitted and nothing will be by itself; ``message`` names the window, resend inside it);
+- rejected: invalid input (code ``InvalidRequest``) 422 naming ``field``; rejected by the pre-check
+  or the scope guard (not found, not ready, downgrade, not offered, out of scope) 409, ``reason``
+  says which;
+- failed: a ``Throttling*`` code 429 + Retry-After; any other 502 with the API's ``code``
+  (+ Retry-After when retries were exhausted on a transient error, which is not remembered);
+- the store unavailable: 503 + Retry-After (nothing called, nothing recorded).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Any
 from dbupgrade import __version__
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.errors import ConfigError, StoreUnavailable
-from dbupgrade.logging import bind_invocation, logger, register_secret
+from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome
 from dbupgrade.request import parse_request
 from dbupgrade.usecase import Upgrader
@@ -65,7 +72,6 @@ from dbupgrade.webhook.openapi import openapi_document
 
 MAX_JSON_DEPTH = 32
 THROTTLED_RETRY_AFTER_SECONDS = 10
-RAW_EXCERPT_CHARS = 512
 # Read by this module only: the core's Config does not see them, so a hub-sha256 secret (which is
 # not a whsec_ value) does not fail the Upgrader's configuration.
 WEBHOOK_ONLY_VARIABLES = (SECRET_VARIABLE, STATUS_TOKEN_VARIABLE)
@@ -124,8 +130,13 @@ class WebhookApp:
         app(event_bytes, context)           # FC 3.0 HTTP event -> {"statusCode", ...}
     """
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, *, upgrader_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """``env``: the configuration (default ``os.environ``, read on first use);
+        ``upgrader_options``: keyword arguments for ``Upgrader.from_env`` (e.g. ``retry``)."""
         self._env = env
+        self._upgrader_options = dict(upgrader_options or {})
         self._settings: WebhookSettings | None = None
         self._upgrader: Upgrader | None = None
         self._lock = threading.Lock()  # the local server runs handlers on a thread pool
@@ -141,6 +152,7 @@ class WebhookApp:
         """Answer one request; never raises, never leaks internals."""
         invocation = adapt_context(context)
         bind_invocation(invocation)
+        bind_request(None, None)  # a warm instance must not tag this request with the last one's ids
         try:
             response = self._route(request, invocation)
         except ConfigError as error:
@@ -204,7 +216,7 @@ class WebhookApp:
         with self._lock:
             if self._upgrader is None:
                 env = {k: v for k, v in self._environment().items() if k not in WEBHOOK_ONLY_VARIABLES}
-                self._upgrader = Upgrader.from_env(env)
+                self._upgrader = Upgrader.from_env(env, **self._upgrader_options)
             return self._upgrader
 
     # -- routes --
@@ -253,9 +265,7 @@ class WebhookApp:
         try:
             payload = _parse_body(text)
         except InvalidRequest as error:
-            upgrader.reject(
-                error, _excerpt(text), source="webhook", context=invocation, correlation_id=correlation_id
-            )
+            upgrader.reject(error, None, source="webhook", context=invocation, correlation_id=correlation_id)
             return problem(
                 400, "malformed-body", str(error), field=error.field, correlation_id=correlation_id
             )
@@ -287,7 +297,7 @@ class WebhookApp:
         if error is not None:
             outcome = upgrader.reject(
                 error,
-                _excerpt(json.dumps(payload)),
+                payload,
                 source="webhook",
                 context=invocation,
                 correlation_id=invocation.aws_request_id,
@@ -295,10 +305,10 @@ class WebhookApp:
             return _invalid_reply(error, outcome, invocation).response()
 
         replies: list[ItemReply] = []
-        for index, item in enumerate(items):
-            delivery_id = f"{verified.delivery_id}#{index}" if verified.delivery_id else None
+        for item in items:
             try:
-                replies.append(self._submit_one(item, delivery_id, settings, upgrader, invocation))
+                # One delivery id for every item: the idempotency key also holds the instance and version.
+                replies.append(self._submit_one(item, verified.delivery_id, settings, upgrader, invocation))
             except StoreUnavailable:
                 # Items before this one are done (and deduplicated on redelivery); this one and the
                 # rest are not: the sender retries the whole delivery after Retry-After.
@@ -330,41 +340,39 @@ class WebhookApp:
         except InvalidRequest as error:
             outcome = upgrader.reject(
                 error,
-                _excerpt(json.dumps(data, default=str)),
+                data if isinstance(data, Mapping) else None,
                 source="webhook",
                 context=invocation,
                 correlation_id=correlation_id,
             )
             return _invalid_reply(error, outcome, invocation)
-        if request.delivery_id is None and request.ticket_id is not None:
-            # Body-signed senders (hub-sha256) carry no delivery id: a redelivered ticket is the same request.
-            request = request.with_(delivery_id=f"ticket:{request.ticket_id}")
+        # Without a delivery id (hub-sha256 senders sign only the body) the Upgrader's idempotency
+        # key falls back to the ticket id, so a redelivered ticket is still submitted once.
         return outcome_reply(upgrader.run(request, invocation))
 
 
 def outcome_reply(outcome: Outcome) -> ItemReply:
     """The HTTP status and body for an outcome (the table in the module docstring)."""
-    body = outcome.to_dict()
-    if outcome.status == "submitted" or outcome.status == "deferred":
-        return ItemReply(202, body)
-    if outcome.status in ("noop", "in_progress"):
-        return ItemReply(200, body)
+    if outcome.status == "submitted":
+        return ItemReply(202, outcome.to_dict())
+    if outcome.status in ("noop", "in_progress", "deferred"):
+        return ItemReply(200, outcome.to_dict())
     if outcome.status == "rejected":
-        if outcome.field is not None or outcome.code == "InvalidRequest":
-            return ItemReply(
-                422,
-                _problem_body(
-                    422, "invalid-field", outcome, title="Invalid request field", field=outcome.field
-                ),
+        if outcome.code == "InvalidRequest":
+            body = _problem_body(
+                422, "invalid-field", outcome, title="Invalid request field", field=outcome.field
             )
-        return ItemReply(409, _problem_body(409, "rejected", outcome, title="Upgrade rejected"))
-    if (outcome.code or "").startswith("Throttling"):
+            return ItemReply(422, body)
         return ItemReply(
-            429,
-            _problem_body(429, "throttled", outcome, title="Cloud API throttled"),
-            retry_after=THROTTLED_RETRY_AFTER_SECONDS,
+            409, _problem_body(409, "rejected", outcome, title="Upgrade rejected", field=outcome.field)
         )
-    return ItemReply(502, _problem_body(502, "upstream-failed", outcome, title="Cloud API call failed"))
+    if (outcome.code or "").startswith("Throttling"):
+        body = _problem_body(429, "throttled", outcome, title="Cloud API throttled")
+        return ItemReply(429, body, retry_after=THROTTLED_RETRY_AFTER_SECONDS)
+    # A transient failure (5xx, network) is not remembered as failed: a retry may succeed.
+    retry_after = THROTTLED_RETRY_AFTER_SECONDS if outcome.reason == "retries_exhausted" else None
+    body = _problem_body(502, "upstream-failed", outcome, title="Cloud API call failed")
+    return ItemReply(502, body, retry_after=retry_after)
 
 
 def _problem_body(status: int, slug: str, outcome: Outcome, *, title: str, **extra: Any) -> dict[str, Any]:
@@ -456,7 +464,3 @@ def _depth(value: Any) -> int:
         )
         stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
-
-
-def _excerpt(text: str) -> str:
-    return text if len(text) <= RAW_EXCERPT_CHARS else text[:RAW_EXCERPT_CHARS] + "..."

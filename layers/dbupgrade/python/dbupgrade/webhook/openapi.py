@@ -133,21 +133,34 @@ def openapi_document() -> dict[str, Any]:
         )
     ]
     post_responses = {
-        "200": _json(_OUTCOME, "noop (already at target) or in_progress (already upgrading to it)."),
-        "202": _json(_OUTCOME, "submitted (`request_id` set) or deferred to the maintenance window."),
+        "200": _json(
+            _OUTCOME,
+            "noop (already at target), in_progress (already upgrading to it), or deferred "
+            "(outside DBUPGRADE_WINDOW: nothing submitted; resend inside the window).",
+        ),
+        "202": _json(
+            _OUTCOME, "submitted: `request_id` is the upgrade API's RequestId, the same on every redelivery."
+        ),
         "207": _json(
             {"$ref": "#/components/schemas/BatchResult"}, "Batch whose items got different statuses."
         ),
         "400": _problem("Body not UTF-8, not JSON, not an object, or nested too deep (`field`: body)."),
         "401": _problem("Missing, malformed, expired or non-matching signature. Nothing is recorded."),
-        "409": _problem("Rejected by the pre-check, the scope guard or the window (`reason` says which)."),
+        "409": _problem(
+            "Rejected by the pre-check or the scope guard: not_found, not_ready, downgrade, "
+            "not_offered, out_of_scope (`reason` says which). Recorded."
+        ),
         "413": _problem(f"Body larger than {MAX_BODY_BYTES} bytes."),
         "422": _problem("A field is invalid or missing (`field`, `allowed`); recorded as rejected."),
         "429": _problem("The cloud API throttled the request after retries.", retry_after=True),
         "500": _problem(
             "Misconfigured (`detail` names the variable) or an internal error (`correlation_id`)."
         ),
-        "502": _problem("The cloud API call failed after retries (`code` is the API's error code)."),
+        "502": _problem(
+            "The cloud API call failed (`code` is the API's error code); with Retry-After when "
+            "a transient error outlasted the retries.",
+            retry_after=True,
+        ),
         "503": _problem(
             "The store is unavailable (nothing was called; retry after Retry-After), or the webhook "
             "has no secret configured.",
