@@ -121,6 +121,8 @@ class Instance:
                 raise InstanceLost("Process exited unexpectedly before completing request") from exc
             reply = self._read_reply(time.monotonic() + timeout, timeout)
             collecting.done.wait(LOG_SETTLE_SECONDS)
+            if reply[0].get("retire"):
+                self.kill()
             return WorkerReply(reply[0], reply[1], "\n".join(collecting.lines))
         finally:
             with self._lock:

@@ -13,7 +13,8 @@ body.
 
 Request meta: ``{"request_id", "kind": "event"|"wsgi", "context": {...}, "http": {...}}``.
 Reply meta: ``{"ok": true}`` with the result bytes, ``{"ok": true, "status", "headers"}`` with the
-WSGI body, or ``{"ok": false, "error": {"errorMessage", "errorType", "stackTrace"}}``.
+WSGI body, or ``{"ok": false, "error": {"errorMessage", "errorType", "stackTrace"}}``; plus
+``"retire": true`` when the instance exits after this reply (a failed cold start).
 
 Only the standard library is imported here: the function must see its own ``sys.modules``.
 """
@@ -258,6 +259,8 @@ def serve(handler_spec: str, mode: str, frames_in: IO[bytes], frames_out: IO[byt
             reply, out = {"ok": False, "error": error_of(exc)}, b""
         sys.stdout.flush()
         print(END_MARK + request_id, file=sys.stderr, flush=True)
+        if not keep_instance:
+            reply["retire"] = True
         frames_out.write(encode_frame(reply, out))
         frames_out.flush()
         if not keep_instance:

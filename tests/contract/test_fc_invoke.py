@@ -28,7 +28,7 @@ STS = DEMO_ACCOUNT["sts"][0]
 
 
 def probe(name: str, **options: Any) -> dict[str, Any]:
-    return {"service": "probe", "name": name, "code_uri": PROBE, "handler": "index.handler", **options}
+    return {"service": "probe", "name": name, "code_uri": PROBE, "handler": "index.handler"} | options
 
 
 SEED = {
@@ -40,6 +40,7 @@ SEED = {
         probe("slow", timeout=0.5),
         probe("flaky", max_async_retry_attempts=2, on_failure={"queue": "probe-failures"}),
         probe("pool", max_instances=3),
+        probe("unloadable", handler="no_such_module.handler"),
     ],
     "function_env": {"PROBE_URL": "${LOCALCLOUD_URL}", "PROBE_REGION_HINT": "seed"},
 }
@@ -242,6 +243,15 @@ def test_a_crashed_instance_is_an_error_and_replaced(client):
 
     assert "exited unexpectedly" in json.loads(caught.value.message)["errorMessage"]
     assert json.loads(call(client, "echo", {"action": "echo"}).data)["pid"] != before
+
+
+def test_a_failed_cold_start_is_a_function_error_each_time(lc, client):
+    for _ in range(2):  # the broken instance is retired, so the next call cold-starts again
+        with pytest.raises(FcError) as caught:
+            call(client, "unloadable", {"action": "echo"})
+        assert json.loads(caught.value.message)["errorType"] == "ModuleNotFoundError"
+
+    assert lc.cloud.fc.pool_sizes()["probe/unloadable"] == 0
 
 
 def test_function_output_goes_to_the_log_not_the_reply(lc, client):
