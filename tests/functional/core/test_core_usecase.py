@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.model import UpgradeRequest
 from dbupgrade.request import parse_request
+from dbupgrade.usecase import Upgrader
 
 from tests.conftest import AK_ID, AK_SECRET
 from tests.functional.core.conftest import STS_ID, STS_SECRET, STS_TOKEN, Bench
@@ -264,3 +268,38 @@ def test_dry_run_checks_but_neither_submits_nor_records(bench: Bench) -> None:
     assert (outcome.status, outcome.dry_run, outcome.reason) == ("submitted", True, "dry_run")
     assert bench.upgrade_calls("r-bp1ready0000001") == []
     assert bench.published() == [] and bench.upgrader().status("r-bp1ready0000001") is None
+
+
+def test_a_transient_failure_is_not_remembered_so_a_redelivery_retries(bench: Bench) -> None:
+    bench.faults([{"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "error_rate": 1.0}])
+    upgrader = bench.upgrader()
+    message = request("r-bp1ready0000001", "7.0").with_(delivery_id="msg-9", source="queue")
+
+    first = upgrader.run(message)
+    assert (first.status, first.reason, first.code) == ("failed", "retries_exhausted", "ServiceUnavailable")
+
+    bench.faults([])
+    second = upgrader.run(message)
+    assert second.status == "submitted"
+    assert len([c for c in bench.upgrade_calls("r-bp1ready0000001") if c["status"] == 200]) == 1
+    assert [n["event"] for n in bench.published()] == ["upgrade.failed", "upgrade.submitted"]
+
+
+def test_a_refusal_is_not_retried(bench: Bench) -> None:
+    outcome = bench.upgrader().run(request("r-bp1missing00001", "7.0"))
+    assert outcome.code == "InvalidInstanceId.NotFound"
+    assert len(bench.calls("DescribeInstanceAttribute", instance_id="r-bp1missing00001")) == 1
+
+
+def test_without_a_redis_url_an_embedded_store_is_shared_by_processes(bench: Bench, tmp_path: Path) -> None:
+    env = {k: v for k, v in bench.env.items() if k != "DBUPGRADE_REDIS_URL"}
+    env["DBUPGRADE_STATE_DIR"] = str(tmp_path)
+    outcome = Upgrader.from_env(env).run(request("r-bp1attarget0001", "7.0"))
+    script = (
+        "from dbupgrade.usecase import Upgrader; import sys;"
+        f"print(Upgrader.from_env({{'DBUPGRADE_STATE_DIR': {str(tmp_path)!r}}}).status(sys.argv[1]).status)"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, "r-bp1attarget0001"], capture_output=True, text=True
+    )
+    assert other.stdout.strip() == outcome.status == "noop", other.stderr

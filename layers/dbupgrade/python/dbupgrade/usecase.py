@@ -484,6 +484,16 @@ class Upgrader:
                 message=f"the upgrade reply was lost; the instance is {status} at {current}",
             )
         if status in job.engine.ready_statuses and current == from_version:
+            if job.effective == "maintenance_window":
+                # An upgrade booked for the window shows nothing until the window opens, so
+                # "unchanged" proves nothing: a human checks rather than risk a second booking.
+                return job.outcome(
+                    "failed",
+                    reason="unknown_result",
+                    code=error.code,
+                    from_version=from_version,
+                    message="the upgrade reply was lost; a maintenance-window booking is not visible yet",
+                )
             return None
         return job.outcome(
             "failed",
