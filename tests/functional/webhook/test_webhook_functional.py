@@ -10,10 +10,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import STATUS_TOKEN, WEBHOOK_SECRET, Hook, body_of, sign
 from dbupgrade.logging import logger
 
 from tests.conftest import AK_SECRET
+from tests.functional.webhook.webhook_harness import STATUS_TOKEN, WEBHOOK_SECRET, Hook, body_of, sign
 
 ROOT = Path(__file__).resolve().parents[3]
 UPGRADE = {"instance_id": "r-bp1demo0000000001", "target_version": "7.0", "ticket_id": "CHG-2001"}
