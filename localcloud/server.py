@@ -136,7 +136,9 @@ def start_in_thread(cloud: Cloud, host: str = "127.0.0.1", port: int = 0) -> Run
     if "error" in ready:
         raise RuntimeError(f"localcloud could not start: {ready['error']}") from ready["error"]
     bound = ready["port"]
-    return RunningServer(cloud, f"http://{host}:{bound}", bound, loop, runner, thread)
+    url = f"http://{host}:{bound}"
+    cloud.fc.bind(url)  # functions' ${LOCALCLOUD_URL} needs it before the first direct invoke
+    return RunningServer(cloud, url, bound, loop, runner, thread)
 
 
 async def serve_forever(cloud: Cloud, host: str = "127.0.0.1", port: int = 9000) -> None:
@@ -148,6 +150,7 @@ async def serve_forever(cloud: Cloud, host: str = "127.0.0.1", port: int = 9000)
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    cloud.fc.bind(f"http://{host}:{bound}")
     print(f"localcloud listening on http://{host}:{bound}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
