@@ -389,7 +389,9 @@ class MnsBackend:
         if len(body.encode()) > MAX_MESSAGE_SIZE:
             raise errors.InvalidArgument(f"The MessageBody is larger than {MAX_MESSAGE_SIZE} bytes.")
         if len(tag) > MAX_TAG_LENGTH:
-            raise errors.InvalidArgument(f"The length of MessageTag should be between 1 and {MAX_TAG_LENGTH}.")
+            raise errors.InvalidArgument(
+                f"The length of MessageTag should be between 1 and {MAX_TAG_LENGTH}."
+            )
         with self._lock:
             topic = self.topic(topic_name)
             now = self.now_ms()
