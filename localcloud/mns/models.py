@@ -579,13 +579,14 @@ class MnsBackend:
         decision = self._cloud.faults.decide("mns", action)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
-        invocation_id, code = None, None
+        invocation_id, status, code = None, 202, None
         if decision.name is not None:
-            code = "TooManyRequests" if decision.throttle else "InternalError"
+            status, code = (429, "TooManyRequests") if decision.throttle else (500, "InternalError")
         else:
             try:
                 invocation_id = await self._cloud.fc.invoke_async(service, function, payload)
             except Exception as exc:  # any refusal by FC is a failed delivery, retried per strategy
+                status = getattr(exc, "status", 500)
                 code = getattr(exc, "code", None) or type(exc).__name__
         self._cloud.calls.record(
             Call(
@@ -596,7 +597,7 @@ class MnsBackend:
                     "Function": f"{service}/{function}",
                     "Payload": payload.decode(errors="replace"),
                 },
-                status=202 if code is None else 500,
+                status=status,
                 code=code,
                 at=self._cloud.clock.now(),
                 request_id=new_request_id(),

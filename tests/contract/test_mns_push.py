@@ -253,3 +253,13 @@ def test_refused_queue_push_is_redelivered_after_the_visibility_timeout(
     eventually(lambda: len(fc.pushes) == 1)
     assert [c["status"] for c in push_calls(lc)] == [500, 202]
     assert fc.to("dbupgrade/rollout")[0]["data"]["messageBody"] == "again"
+
+
+def test_push_to_a_function_fc_lacks_is_a_failed_delivery(lc: RunningServer, account: Account) -> None:
+    # No recorder here: the real FC backend refuses, as FC refuses a trigger whose function is gone.
+    account.get_topic("rollout-json").publish_message(TopicMessage("nobody home"))
+
+    eventually(lambda: len(push_calls(lc)) == 1)
+
+    [call] = push_calls(lc)
+    assert (call["status"], call["code"]) == (404, "ServiceNotFound")
