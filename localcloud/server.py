@@ -30,7 +30,9 @@ CLOUD_KEY = web.AppKey("cloud", Cloud)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data, default=str).encode(), status=status, content_type="application/json")
+    return web.Response(
+        body=json.dumps(data, default=str).encode(), status=status, content_type="application/json"
+    )
 
 
 async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
