@@ -1,0 +1,154 @@
+"""The ``dbupgrade`` command tree (click)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dbupgrade")
+def cli() -> None:
+    """Major-version upgrades of ApsaraDB for Redis and MongoDB (Function Compute package + tools)."""
+
+
+@cli.command()
+@click.argument("instance_id")
+@click.argument("target_version")
+@click.option(
+    "--effective", type=click.Choice(["immediate", "maintenance_window"]), help="When the switchover happens."
+)
+@click.option("--region", help="Region of the instance (default: DBUPGRADE_REGION).")
+@click.option("--ticket", "ticket_id", help="Change ticket this upgrade belongs to.")
+@click.option("--dry-run", is_flag=True, help="Pre-check only: nothing is submitted, recorded or notified.")
+def upgrade(
+    instance_id: str,
+    target_version: str,
+    effective: str | None,
+    region: str | None,
+    ticket_id: str | None,
+    dry_run: bool,
+) -> None:
+    """Upgrade INSTANCE_ID to TARGET_VERSION now, with the same checks as the functions.
+
+    Configuration comes from the same DBUPGRADE_* / ALIBABA_CLOUD_* variables the functions read.
+    Exit status 0 when the instance is, or will be, at the target; 1 otherwise.
+    """
+    from dbupgrade.errors import ConfigError, StoreUnavailable
+    from dbupgrade.model import InvalidRequest
+    from dbupgrade.request import parse_request
+    from dbupgrade.usecase import Upgrader
+
+    data: dict[str, Any] = {"instance_id": instance_id, "target_version": target_version, "dry_run": dry_run}
+    data.update(
+        {k: v for k, v in (("effective", effective), ("region", region), ("ticket_id", ticket_id)) if v}
+    )
+    try:
+        request = parse_request(data, source="cli")
+        outcome = Upgrader.from_env().run(request)
+    except InvalidRequest as error:
+        raise click.BadParameter(str(error), param_hint=error.field) from None
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except StoreUnavailable:
+        raise click.ClickException("the state store is unreachable; nothing was submitted") from None
+    click.echo(json.dumps(outcome.to_dict(), indent=2))
+    sys.exit(0 if outcome.ok else 1)
+
+
+@cli.command()
+@click.option("--verbose", is_flag=True, help="Show the functions' own logs.")
+def demo(verbose: bool) -> None:
+    """Run all three triggers end to end on an embedded localcloud and Redis, then print the results."""
+    from dbupgrade.cli.demo import DemoFailed, run
+
+    try:
+        code = run(click.echo, verbose=verbose)
+    except DemoFailed as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(code)
+
+
+@cli.group()
+def local() -> None:
+    """Local stand-ins for the cloud: localcloud, function invocations, the webhook server."""
+
+
+@local.command("cloud")
+@click.option("--port", type=int, default=9000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--seed", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Seed JSON.")
+@click.option(
+    "--state", type=click.Path(dir_okay=False, path_type=Path), help="Persist state across restarts."
+)
+def local_cloud(port: int, seed: Path | None, state: Path | None) -> None:
+    """Serve localcloud (R-kvstore, Dds, MNS, FC) on 127.0.0.1; the same as `python -m localcloud`."""
+    from dbupgrade.cli.local import project_root
+    from localcloud.__main__ import main as localcloud_main
+
+    argv = ["--port", str(port), "--root", str(project_root())]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if state is not None:
+        argv += ["--state", str(state)]
+    sys.exit(localcloud_main(argv))
+
+
+@local.command("invoke")
+@click.argument("function")
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="Event file (see events/), or - for stdin.",
+)
+@click.option("--fc3", is_flag=True, help="FC 3.0 context: no service, credentials only in the environment.")
+def local_invoke(function: str, event_file: Path, fc3: bool) -> None:
+    """Run FUNCTION's real handler (functions/FUNCTION/index.py) on an event, in this process.
+
+    The handler reads its configuration from the environment exactly as in FC; set
+    DBUPGRADE_LOCAL=http://127.0.0.1:PORT to point every endpoint at a running `local cloud`.
+    """
+    from dbupgrade.cli.local import invoke
+
+    event = sys.stdin.buffer.read() if str(event_file) == "-" else event_file.read_bytes()
+    reply = invoke(function, event, fc3=fc3)
+    if isinstance(reply, bytes):
+        reply = reply.decode()
+    if isinstance(reply, str):
+        try:
+            reply = json.loads(reply)
+        except ValueError:
+            click.echo(reply)
+            return
+    click.echo(json.dumps(reply, indent=2))
+
+
+@local.group("serve")
+def local_serve() -> None:
+    """Serve an HTTP function locally."""
+
+
+@local_serve.command("webhook")
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--fc3", is_flag=True, help="Call the handler with FC 3.0 HTTP events instead of WSGI.")
+def serve_webhook(port: int, host: str, fc3: bool) -> None:
+    """Serve the webhook function's real handler, called as FC would call it."""
+    from dbupgrade.webhook.serve import serve
+
+    click.echo(f"webhook on http://{host}:{port} ({'FC 3.0 event' if fc3 else 'FC 2.0 WSGI'}); Ctrl-C stops")
+    serve(host, port, fc3=fc3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point (``dbupgrade``)."""
+    try:
+        cli.main(args=argv, prog_name="dbupgrade", standalone_mode=True)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    return 0
