@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-import uuid
 import weakref
 from typing import Any
 
@@ -51,7 +51,9 @@ _nonces: weakref.WeakKeyDictionary[Any, NonceLedger] = weakref.WeakKeyDictionary
 
 
 def _request_id() -> str:
-    return str(uuid.uuid4()).upper()
+    """A request ID shaped like the real ones (upper-case 8-4-4-4-12 hex); cheaper than uuid4()."""
+    h = os.urandom(16).hex().upper()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _backends(cloud: Any) -> dict[str, OpenApiBackend]:
@@ -75,17 +77,25 @@ class _Exchange:
         self.request_id = _request_id()
         self.host = request.headers.get("Host", "")
         self.product = "openapi"
-        query = request.query
-        self.action: str = request.headers.get("x-acs-action") or query.get("Action") or ""
-        self.params: dict[str, str] = {k: v for k, v in query.items() if k not in V1_PROTOCOL_KEYS}
+        self.action: str = request.headers.get("x-acs-action") or ""
+        self.params: dict[str, str] | None = None  # None until the request parses
         self.access_key_id: str | None = None
 
+    def _params_for_log(self) -> dict[str, str]:
+        if self.params is not None:
+            return self.params
+        # An unparseable request: log what its query says, protocol fields left out.
+        query = self.request.query
+        self.action = self.action or query.get("Action", "")
+        return {k: v for k, v in query.items() if k not in V1_PROTOCOL_KEYS}
+
     def record(self, status: int, code: str | None, fault: str | None) -> None:
+        params = self._params_for_log()  # may fill in the action of an unparseable request
         self.cloud.calls.record(
             Call(
                 product=self.product,
                 action=self.action,
-                params=self.params,
+                params=params,
                 status=status,
                 code=code,
                 at=self.cloud.clock.now(),

@@ -1,0 +1,168 @@
+"""Contract: injected faults as the official clients experience them.
+
+Throttle rates are observed and reproduce exactly for the same fault seed; a lost reply changes
+state while the client sees a broken connection; a drop changes nothing; a per-action QPS limit
+answers Throttling.User; tea-openapi raises ThrottlingException when ``x-acs-retry-after`` is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from alibabacloud_r_kvstore20150101 import models as m
+from alibabacloud_r_kvstore20150101.client import Client
+from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
+from alibabacloud_tea_openapi.models import Config
+from darabonba.exceptions import UnretryableException
+
+from tests.conftest import AK_ID, AK_SECRET
+
+SEED: dict[str, Any] = {
+    "redis": [
+        {"InstanceId": "r-bp1fault00000001", "RegionId": "cn-hangzhou", "EngineVersion": "6.0",
+         "InstanceStatus": "Normal", "DeploymentMode": "cloud_native"},
+    ],
+    "upgrade_seconds": 2,
+}  # fmt: skip
+IID = "r-bp1fault00000001"
+
+
+def client_for(lc) -> Client:
+    config = Config(
+        endpoint=lc.url.removeprefix("http://"),
+        protocol="http",
+        access_key_id=AK_ID,
+        access_key_secret=AK_SECRET,
+        region_id="cn-hangzhou",
+    )
+    return Client(config)
+
+
+def set_faults(lc, **config: Any) -> None:
+    requests.post(f"{lc.url}/_localcloud/faults", json=config, timeout=5).raise_for_status()
+
+
+def describe(client: Client) -> m.DescribeInstanceAttributeResponseBodyInstancesDBInstanceAttribute:
+    body = client.describe_instance_attribute(m.DescribeInstanceAttributeRequest(instance_id=IID)).body
+    return body.instances.dbinstance_attribute[0]
+
+
+def upgrade(client: Client) -> None:
+    client.modify_instance_major_version(
+        m.ModifyInstanceMajorVersionRequest(instance_id=IID, major_version="7.0")
+    )
+
+
+def outcome(fn, *args: Any) -> str:
+    try:
+        fn(*args)
+    except ClientException as exc:
+        return exc.code
+    return "ok"
+
+
+def throttled_sequence(make_localcloud, seed: int, calls: int) -> list[str]:
+    lc = make_localcloud(SEED)
+    set_faults(
+        lc, seed=seed, rules=[{"product": "r-kvstore", "action": "DescribeInstances", "throttle_rate": 0.3}]
+    )
+    client = client_for(lc)
+    request = m.DescribeInstancesRequest(region_id="cn-hangzhou")
+    return [outcome(client.describe_instances, request) for _ in range(calls)]
+
+
+def test_a_30_percent_throttle_rate_is_observed_and_reproduces_exactly_with_the_same_seed(make_localcloud):
+    first = throttled_sequence(make_localcloud, seed=7, calls=400)
+    again = throttled_sequence(make_localcloud, seed=7, calls=400)
+    other = throttled_sequence(make_localcloud, seed=8, calls=100)
+
+    assert set(first) == {"ok", "Throttling.User"}
+    assert 0.24 <= first.count("Throttling.User") / 400 <= 0.36
+    assert again == first
+    assert other != first[:100]
+
+
+def test_a_throttle_only_hits_the_action_its_rule_names(make_localcloud):
+    lc = make_localcloud(SEED)
+    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "throttle_rate": 1.0}])
+    client = client_for(lc)
+
+    assert outcome(describe, client) == "ok"
+    assert outcome(upgrade, client) == "Throttling.User"
+    assert describe(client).instance_status == "Normal"  # a throttled call is not processed
+    logged = lc.cloud.calls.query({"action": "ModifyInstanceMajorVersion"})
+    assert [(c["status"], c["code"], c["fault"]) for c in logged] == [(400, "Throttling.User", "throttle")]
+
+
+def test_a_lost_reply_processes_the_upgrade_but_the_client_sees_a_broken_connection(make_localcloud):
+    lc = make_localcloud(SEED)
+    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "lost_reply_rate": 1.0}])
+    client = client_for(lc)
+
+    with pytest.raises(UnretryableException):
+        upgrade(client)
+
+    assert describe(client).instance_status == "MajorVersionUpgrading"
+    logged = lc.cloud.calls.query({"action": "ModifyInstanceMajorVersion"})
+    assert [(c["status"], c["fault"]) for c in logged] == [(200, "lost_reply")]
+
+
+def test_a_dropped_call_is_not_processed(make_localcloud):
+    lc = make_localcloud(SEED)
+    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "drop_rate": 1.0}])
+    client = client_for(lc)
+
+    with pytest.raises(UnretryableException):
+        upgrade(client)
+
+    assert describe(client).instance_status == "Normal"
+    assert [c["fault"] for c in lc.cloud.calls.query({"action": "ModifyInstanceMajorVersion"})] == ["drop"]
+
+
+def test_an_injected_error_is_a_503_service_unavailable(make_localcloud):
+    lc = make_localcloud(SEED)
+    set_faults(lc, seed=1, rules=[{"product": "r-kvstore", "error_rate": 1.0}])
+
+    with pytest.raises(ServerException) as caught:
+        describe(client_for(lc))
+
+    assert (caught.value.code, caught.value.status_code) == ("ServiceUnavailable", 503)
+
+
+def test_a_throttle_with_retry_after_raises_tea_openapis_throttling_exception(make_localcloud):
+    lc = make_localcloud(SEED)
+    rule = {"action": "DescribeInstanceAttribute", "throttle_rate": 1.0, "retry_after_ms": 250}
+    set_faults(lc, seed=1, rules=[rule])
+
+    with pytest.raises(ThrottlingException) as caught:
+        describe(client_for(lc))
+
+    assert (caught.value.code, caught.value.status_code, caught.value.retry_after) == (
+        "Throttling.User",
+        400,
+        250,
+    )
+
+
+def test_a_rate_limit_answers_throttling_past_n_calls_per_second(make_localcloud):
+    seed = dict(SEED, rate_limits={"DescribeInstanceAttribute": 3})
+    lc = make_localcloud(seed)
+    client = client_for(lc)
+
+    outcomes = []
+    for _ in range(30):
+        try:
+            describe(client)
+            outcomes.append("ok")
+        except ThrottlingException as exc:  # the limit says when to come back
+            assert exc.retry_after > 0
+            outcomes.append(exc.code)
+
+    assert outcomes[:3] == ["ok"] * 3  # a full bucket: one second's worth of calls
+    assert "Throttling.User" in outcomes
+    assert outcomes.count("ok") < 30
+    assert outcome(upgrade, client) == "ok"  # other actions are not limited
+    logged = lc.cloud.calls.query({"code": "Throttling.User"})
+    assert {c["fault"] for c in logged} == {"rate_limit"}
