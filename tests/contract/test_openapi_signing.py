@@ -389,3 +389,35 @@ def test_the_error_body_recommends_the_troubleshooter_with_code_and_request_id(l
         f"&requestId={body['RequestId']}"
     )
     assert body["HostId"] == lc.url.removeprefix("http://")
+
+
+def test_the_server_reproduces_the_acs3_reference_signature():
+    # research/alibaba-apis.md §1a: Utils.get_authorization over this request, ak testid / secret testsecret.
+    from multidict import CIMultiDict
+
+    from localcloud.openapi.auth import parse_request
+
+    headers = CIMultiDict(
+        {
+            "host": "r-kvstore.aliyuncs.com",
+            "x-acs-version": KVSTORE,
+            "x-acs-action": "ModifyInstanceMajorVersion",
+            "x-acs-date": "2025-01-01T00:00:00Z",
+            "x-acs-signature-nonce": "0123456789abcdef0123456789abcdef",
+            "accept": "application/json",
+            "x-acs-content-sha256": EMPTY_SHA256,
+            "Authorization": "ACS3-HMAC-SHA256 Credential=testid,SignedHeaders=accept;host;x-acs-action;"
+            "x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version,"
+            "Signature=3a5577eaeb596d3e6fb26af60a63683894eedb1b9bc35d751ba48bd4502a7416",
+        }
+    )
+    raw_path = "/?InstanceId=r-bp1zxszhcgatnx%2A%2A%2A%2A&MajorVersion=7.0&EffectiveTime=Immediately"
+
+    signed = parse_request("POST", raw_path, headers, b"")
+
+    signed.verify("testsecret")  # raises SignatureDoesNotMatch otherwise
+    assert signed.params == {
+        "InstanceId": "r-bp1zxszhcgatnx****",
+        "MajorVersion": "7.0",
+        "EffectiveTime": "Immediately",
+    }
