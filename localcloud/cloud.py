@@ -65,5 +65,6 @@ class Cloud:
             self.state_file.write_text(json.dumps(self.snapshot(), indent=1, sort_keys=True))
 
     def close(self) -> None:
+        self.mns.close()
         self.fc.close()
         self.save()
