@@ -11,13 +11,11 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -111,8 +109,6 @@ class Config:
     rollout_queue: str | None = None
     redis_url: str | None = None
     state_dir: str | None = None
-    webhook_secret: str | None = field(default=None, repr=False)
-    webhook_mapping: Mapping[str, str] | None = None
     allowed_instances: frozenset[str] | None = None
     allowed_regions: frozenset[str] | None = None
     window: Window | None = None
@@ -138,7 +134,7 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, reply or exception message."""
-        return [s for s in (self.access_key_secret, self.security_token, self.webhook_secret) if s]
+        return [s for s in (self.access_key_secret, self.security_token) if s]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -157,10 +153,6 @@ class Config:
         redis_url = env.get("DBUPGRADE_REDIS_URL", "").strip() or None
         if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
-        secret = env.get("DBUPGRADE_WEBHOOK_SECRET", "").strip() or None
-        if secret is not None and not secret.startswith("whsec_"):
-            raise ConfigError("DBUPGRADE_WEBHOOK_SECRET", "expected a Standard Webhooks secret 'whsec_...'")
-        mapping = cls._mapping(env)
         window_text = env.get("DBUPGRADE_WINDOW", "").strip()
         window = Window.parse(window_text) if window_text else None
         policy = env.get("DBUPGRADE_WINDOW_POLICY", "").strip() or "reject"
@@ -187,8 +179,6 @@ class Config:
             rollout_queue=env.get("DBUPGRADE_ROLLOUT_QUEUE", "").strip() or None,
             redis_url=redis_url,
             state_dir=env.get("DBUPGRADE_STATE_DIR", "").strip() or None,
-            webhook_secret=secret,
-            webhook_mapping=mapping,
             allowed_instances=_list(env, "DBUPGRADE_ALLOWED_INSTANCES"),
             allowed_regions=regions,
             window=window,
@@ -200,30 +190,3 @@ class Config:
             access_key_secret=key_secret,
             security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "").strip() or None,
         )
-
-    @staticmethod
-    def _mapping(env: Mapping[str, str]) -> Mapping[str, str] | None:
-        raw = env.get("DBUPGRADE_WEBHOOK_MAPPING", "").strip()
-        if not raw:
-            return None
-        try:
-            mapping: Any = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError("DBUPGRADE_WEBHOOK_MAPPING", f"not JSON: {exc}") from None
-        if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
-        ):
-            raise ConfigError(
-                "DBUPGRADE_WEBHOOK_MAPPING", "expected a JSON object of field -> JMESPath string"
-            )
-        import jmespath  # only when a mapping is configured
-        from jmespath.exceptions import JMESPathError
-
-        for name, expression in mapping.items():
-            try:
-                jmespath.compile(expression)
-            except JMESPathError as exc:
-                raise ConfigError(
-                    "DBUPGRADE_WEBHOOK_MAPPING", f"field {name!r}: bad JMESPath: {exc}"
-                ) from None
-        return mapping

@@ -72,9 +72,6 @@ from dbupgrade.webhook.openapi import openapi_document
 
 MAX_JSON_DEPTH = 32
 THROTTLED_RETRY_AFTER_SECONDS = 10
-# Read by this module only: the core's Config does not see them, so a hub-sha256 secret (which is
-# not a whsec_ value) does not fail the Upgrader's configuration.
-WEBHOOK_ONLY_VARIABLES = (SECRET_VARIABLE, STATUS_TOKEN_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -215,8 +212,9 @@ class WebhookApp:
     def _load_upgrader(self) -> Upgrader:
         with self._lock:
             if self._upgrader is None:
-                env = {k: v for k, v in self._environment().items() if k not in WEBHOOK_ONLY_VARIABLES}
-                self._upgrader = Upgrader.from_env(env, **self._upgrader_options)
+                # The webhook's own variables (secret, status token, mapping) are read by
+                # WebhookSettings only; the core's Config never sees them.
+                self._upgrader = Upgrader.from_env(self._environment(), **self._upgrader_options)
             return self._upgrader
 
     # -- routes --
