@@ -8,9 +8,11 @@ environment). localcloud's workers are for the end-to-end paths (tests, ``dbupgr
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -100,5 +102,7 @@ def invoke(function: str, event: bytes, *, fc3: bool) -> Any:
         )
     if os.environ.get("DBUPGRADE_LOCAL"):
         point_at_localcloud(os.environ["DBUPGRADE_LOCAL"].rstrip("/"))
-    module = load_function(function)
-    return module.handler(event, fc_context(function, fc3=fc3))
+    # The functions log JSON lines to stdout (FC collects them); here stdout is for the reply alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        module = load_function(function)
+        return module.handler(event, fc_context(function, fc3=fc3))
