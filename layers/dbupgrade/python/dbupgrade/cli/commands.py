@@ -13,7 +13,16 @@ import click
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dbupgrade")
 def cli() -> None:
-    """Major-version upgrades of ApsaraDB for Redis and MongoDB (Function Compute package + tools)."""
+    """Major-version upgrades of ApsaraDB for Redis and MongoDB (Function Compute package + tools).
+
+    Set DBUPGRADE_LOCAL=http://127.0.0.1:PORT to point every command at a running `local cloud`.
+    """
+    import os
+
+    if os.environ.get("DBUPGRADE_LOCAL"):
+        from dbupgrade.cli.local import point_at_localcloud
+
+        point_at_localcloud(os.environ["DBUPGRADE_LOCAL"].rstrip("/"))
 
 
 @cli.command()

@@ -100,8 +100,6 @@ def invoke(function: str, event: bytes, *, fc3: bool) -> Any:
             "webhook is an HTTP (WSGI) function on FC 2.0: use --fc3 with an FC 3.0 HTTP event, "
             "or `dbupgrade local serve webhook`"
         )
-    if os.environ.get("DBUPGRADE_LOCAL"):
-        point_at_localcloud(os.environ["DBUPGRADE_LOCAL"].rstrip("/"))
     # The functions log JSON lines to stdout (FC collects them); here stdout is for the reply alone.
     with contextlib.redirect_stdout(sys.stderr):
         module = load_function(function)
