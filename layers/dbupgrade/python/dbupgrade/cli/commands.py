@@ -48,9 +48,12 @@ def upgrade(
     Exit status 0 when the instance is, or will be, at the target; 1 otherwise.
     """
     from dbupgrade.errors import ConfigError, StoreUnavailable
+    from dbupgrade.logging import logger
     from dbupgrade.model import InvalidRequest
     from dbupgrade.request import parse_request
     from dbupgrade.usecase import Upgrader
+
+    logger.registered_handler.setStream(sys.stderr)  # stdout carries the outcome JSON alone
 
     data: dict[str, Any] = {"instance_id": instance_id, "target_version": target_version, "dry_run": dry_run}
     data.update(
