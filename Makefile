@@ -28,5 +28,11 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# FC deployables in dist/ (docs/deploy.md): the layer for python3.10 and 3.12, one zip per function.
+# PY=3.10 or PY=3.12 builds one runtime; OFFLINE=1 rebuilds from build/wheelhouse, asking no index.
+.PHONY: package
+package: $(STAMP)
+	$(BIN)/python layers/package.py $(if $(PY),--python $(PY)) $(if $(OFFLINE),--offline)
+
 clean:
 	rm -rf $(VENV) .venv-* dist build .pytest_cache .mypy_cache .ruff_cache
