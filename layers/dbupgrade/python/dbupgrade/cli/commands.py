@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from dbupgrade.cli.rollout import rollout
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dbupgrade")
@@ -155,6 +157,9 @@ def serve_webhook(port: int, host: str, fc3: bool) -> None:
 
     click.echo(f"webhook on http://{host}:{port} ({'FC 3.0 event' if fc3 else 'FC 2.0 WSGI'}); Ctrl-C stops")
     serve(host, port, fc3=fc3)
+
+
+cli.add_command(rollout)
 
 
 def main(argv: list[str] | None = None) -> int:

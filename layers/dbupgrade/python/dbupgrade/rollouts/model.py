@@ -1,0 +1,169 @@
+"""A rollout as data: its immutable spec (targets, waves, limits) and the state of each target.
+
+Target states, in order of life::
+
+    pending --release--> dispatched --outcome--> submitted --describe/tracker--> completed | failed | stuck
+                                    \\--outcome--> noop | rejected | failed | deferred          (terminal)
+    pending --halt/cancel--> halted                                                        (terminal)
+
+``submitted`` (also the use case's ``in_progress``) is terminal only once the upgrade really
+finished: the tracker recorded ``completed``/``failed``/``stuck`` for it, or a describe shows the
+instance ready at the target version (or in a failure status).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dbupgrade.model import InvalidRequest
+
+TERMINAL_STATES = frozenset({"completed", "noop", "rejected", "failed", "stuck", "deferred", "halted"})
+# What spends the error budget: the target was meant to move and did not.
+ERROR_STATES = frozenset({"rejected", "failed", "stuck", "deferred"})
+IN_FLIGHT_STATES = frozenset({"dispatched", "submitted"})
+STATES = ("pending", "dispatched", "submitted", *sorted(TERMINAL_STATES))
+# The use case's (and the tracker's) outcome status -> the target's state in the rollout.
+OUTCOME_STATES = {
+    "submitted": "submitted",
+    "in_progress": "submitted",
+    "scheduled": "submitted",  # a maintenance-window upgrade the tracker follows
+    "noop": "noop",
+    "rejected": "rejected",
+    "failed": "failed",
+    "deferred": "deferred",
+    "completed": "completed",
+    "stuck": "stuck",
+    "halted": "halted",
+}
+ROLLOUT_STATUSES = ("running", "halted", "cancelled", "completed")
+ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TARGET_FIELDS = ("instance_id", "target_version", "engine", "region", "effective", "ticket_id")
+
+
+def parse_waves(text: str, total: int) -> tuple[int, ...]:
+    """Cumulative wave sizes: ``"1,10%,100%"`` over 200 targets is ``(1, 20, 200)``.
+
+    A count or a percentage of all targets (rounded up), non-decreasing; a last wave short of
+    every target is followed by one that takes the rest, so no target is left unreleased.
+
+    >>> parse_waves("1,10%,100%", 200)
+    (1, 20, 200)
+    >>> parse_waves("5,5,50%", 4)
+    (4,)
+    """
+    sizes: list[int] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        try:
+            if item.endswith("%"):
+                percent = float(item[:-1])
+                if not 0 < percent <= 100:
+                    raise ValueError
+                size = math.ceil(total * percent / 100)
+            else:
+                size = int(item)
+                if size < 1:
+                    raise ValueError
+        except ValueError:
+            raise InvalidRequest(
+                "waves", f"{item!r} is not a positive count or a percentage up to 100% (e.g. 1,10%,100%)"
+            ) from None
+        size = min(size, total)
+        if sizes and size < sizes[-1]:
+            raise InvalidRequest("waves", f"sizes are cumulative and must not shrink ({text!r})")
+        if not sizes or size > sizes[-1]:
+            sizes.append(size)
+    if not sizes or sizes[-1] < total:
+        sizes.append(total)
+    return tuple(sizes)
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """What the operator asked for; never changes after ``start``."""
+
+    rollout_id: str
+    targets: tuple[dict[str, Any], ...]  # request fields (TARGET_FIELDS), in release order
+    waves: tuple[int, ...]  # cumulative sizes; the last is len(targets)
+    wave_text: str
+    max_in_flight: int | None = None  # None: a whole wave at once
+    max_errors: int | None = None  # None: never halt on errors
+    window: str | None = None  # waves are released only inside it
+    created_at: float = field(default_factory=time.time)
+
+    def wave_of(self, index: int) -> int:
+        """1-based wave number of the target at ``index``."""
+        return next(number for number, size in enumerate(self.waves, start=1) if index < size)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["targets"] = [dict(t) for t in self.targets]
+        data["waves"] = list(self.waves)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolloutSpec:
+        return cls(
+            rollout_id=data["rollout_id"],
+            targets=tuple(data["targets"]),
+            waves=tuple(data["waves"]),
+            wave_text=data["wave_text"],
+            max_in_flight=data.get("max_in_flight"),
+            max_errors=data.get("max_errors"),
+            window=data.get("window"),
+            created_at=data["created_at"],
+        )
+
+
+@dataclass
+class TargetState:
+    """Where one target stands; ``tick`` fields number the ``advance`` rounds (ordering, not time)."""
+
+    instance_id: str
+    wave: int
+    state: str = "pending"
+    released_tick: int | None = None
+    done_tick: int | None = None
+    dispatched_at: float | None = None
+    finished_at: float | None = None
+    from_version: str | None = None
+    request_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetState:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RolloutMeta:
+    """The rollout's mutable head: status, released wave, error budget baseline, timestamps."""
+
+    status: str = "running"
+    wave: int = 0  # the highest wave released so far (0: none yet)
+    tick: int = 0
+    reason: str | None = None  # why it halted or was cancelled
+    error_baseline: int = 0  # errors before the last resume do not count against the budget again
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    summary_published: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolloutMeta:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

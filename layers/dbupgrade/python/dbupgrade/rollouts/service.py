@@ -1,0 +1,350 @@
+"""Running a rollout: start, advance (observe, halt on the error budget, release), resume, cancel.
+
+``advance`` is one round, safe to call any time from anywhere (the tracker's timer every minute,
+the CLI): it reads each in-flight target's outcome, halts past the error budget, and releases more
+targets - the next wave only once every target of the waves before it is terminal. Releasing is
+publishing one fan-out message per target on DBUPGRADE_ROLLOUT_QUEUE (``dbupgrade.triggers.fanout``),
+which the rollout function consumes unchanged; the delivery id ``<rollout>:<instance>`` keys the
+use case's idempotency, so a re-sent message never upgrades twice.
+
+Example::
+
+    rollouts = Rollouts(Upgrader.from_env())
+    rollouts.start(spec)                      # records it, releases wave 1
+    advance_all(upgrader)                     # the tracker, once per tick
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from dbupgrade.cloudapi import CloudError
+from dbupgrade.config import Window
+from dbupgrade.context import adapt_context
+from dbupgrade.engines import ENGINES, dig
+from dbupgrade.errors import ConfigError
+from dbupgrade.logging import logger
+from dbupgrade.model import Outcome, Status
+from dbupgrade.rollouts.model import (
+    ERROR_STATES,
+    IN_FLIGHT_STATES,
+    OUTCOME_STATES,
+    RolloutMeta,
+    RolloutSpec,
+    TargetState,
+)
+from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
+from dbupgrade.rollouts.summary import summarize, summary_message
+from dbupgrade.triggers import dispatch
+from dbupgrade.triggers.fanout import fanout_payload
+from dbupgrade.usecase import Upgrader
+
+# model.Status does not list "halted" yet; the outcome is recorded and notified like any other.
+HALTED = cast(Status, "halted")
+DESCRIBE_CONCURRENCY = 8
+DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
+HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
+
+
+class RolloutNotFound(LookupError):
+    pass
+
+
+class RolloutFinished(ValueError):
+    """``resume`` of a completed or cancelled rollout."""
+
+
+class Rollouts:
+    """Rollout operations over the Upgrader's store, cloud clients and notifier."""
+
+    def __init__(self, upgrader: Upgrader, context: Any = None, *, source: str = "cli") -> None:
+        if upgrader.store.redis is None:
+            raise ConfigError("DBUPGRADE_REDIS_URL", "rollouts keep their state in Redis; set it")
+        self.upgrader = upgrader
+        self.context = adapt_context(context)
+        self.source = source
+        self.repo = RolloutRepository(upgrader.store.redis)
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def start(self, spec: RolloutSpec) -> dict[str, Any]:
+        """Record the rollout and release its first wave; returns its status."""
+        if not self.upgrader.config.rollout_queue:
+            raise ConfigError("DBUPGRADE_ROLLOUT_QUEUE", "is required: rollouts publish their waves to it")
+        if self._credentials() is None:
+            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
+        states = [TargetState(t["instance_id"], spec.wave_of(i)) for i, t in enumerate(spec.targets)]
+        self.repo.create(spec, RolloutMeta(), states)
+        logger.info("rollout started", extra={"rollout_id": spec.rollout_id, "targets": len(states)})
+        return self.advance(spec.rollout_id, wait=True)
+
+    def advance(self, rollout_id: str, *, wait: bool = False) -> dict[str, Any]:
+        """One round: observe, halt or complete, release. Returns the status (``summarize``)."""
+        spec = self._spec(rollout_id)
+        with self.repo.lock(rollout_id, wait=wait):
+            meta = self.repo.meta(rollout_id)
+            states = self.repo.targets(rollout_id)
+            meta.tick += 1
+            changed = self._observe(spec, meta, states)
+            if meta.status == "running":
+                errors = sum(s.state in ERROR_STATES for s in states.values()) - meta.error_baseline
+                if spec.max_errors is not None and errors > spec.max_errors:
+                    meta.status, meta.reason = (
+                        "halted",
+                        (f"error budget spent: {errors} errors, more than the {spec.max_errors} allowed"),
+                    )
+                    changed += self._halt_pending(spec, states, "error_budget", meta.reason)
+                elif all(s.terminal for s in states.values()):
+                    meta.status = "completed"
+                else:
+                    changed += self._release(spec, meta, states)
+            self._end_if_settled(spec, meta, states)
+            self.repo.save(rollout_id, meta, changed)
+        return summarize(spec, meta, states)
+
+    def resume(self, rollout_id: str) -> dict[str, Any]:
+        """Continue a halted rollout: its halted targets are released again; the budget restarts."""
+        self._spec(rollout_id)
+        with self.repo.lock(rollout_id, wait=True):
+            meta = self.repo.meta(rollout_id)
+            if meta.status in ("completed", "cancelled"):
+                raise RolloutFinished(f"rollout {rollout_id} is {meta.status}; start a new one")
+            states = self.repo.targets(rollout_id)
+            changed = []
+            if meta.status == "halted":
+                for state in states.values():
+                    if state.state == "halted":
+                        states[state.instance_id] = TargetState(state.instance_id, state.wave)
+                        changed.append(states[state.instance_id])
+                meta.error_baseline = sum(s.state in ERROR_STATES for s in states.values())
+                meta.status, meta.reason = "running", None
+                meta.finished_at, meta.summary_published = None, False
+            self.repo.save(rollout_id, meta, changed)
+            self.repo.activate(rollout_id)
+        logger.info("rollout resumed", extra={"rollout_id": rollout_id})
+        return self.advance(rollout_id, wait=True)
+
+    def cancel(self, rollout_id: str) -> dict[str, Any]:
+        """Stop for good: nothing more is released; every unreleased target gets ``halted`` (cancelled)."""
+        spec = self._spec(rollout_id)
+        with self.repo.lock(rollout_id, wait=True):
+            meta = self.repo.meta(rollout_id)
+            states = self.repo.targets(rollout_id)
+            changed: list[TargetState] = []
+            if meta.status in ("running", "halted"):
+                meta.status, meta.reason = "cancelled", "cancelled by the operator"
+                changed = self._halt_pending(spec, states, "cancelled", meta.reason)
+            self._end_if_settled(spec, meta, states)
+            self.repo.save(rollout_id, meta, changed)
+        return summarize(spec, meta, states)
+
+    def status(self, rollout_id: str) -> dict[str, Any]:
+        """The rollout's progress as recorded (read-only: the tracker or ``advance`` moves it)."""
+        spec = self._spec(rollout_id)
+        return summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _spec(self, rollout_id: str) -> RolloutSpec:
+        spec = self.repo.spec(rollout_id)
+        if spec is None:
+            raise RolloutNotFound(f"no rollout {rollout_id!r}")
+        return spec
+
+    def _credentials(self) -> Any:
+        return self.upgrader.cloud.credentials(self.context.credentials)
+
+    def _observe(
+        self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
+    ) -> list[TargetState]:
+        """Move in-flight targets on from their recorded outcomes and, for submitted ones, a describe."""
+        targets = {t["instance_id"]: t for t in spec.targets}
+        changed: list[TargetState] = []
+        waiting: list[TargetState] = []
+        for state in states.values():
+            if state.state not in IN_FLIGHT_STATES:
+                continue
+            outcome = self._outcome(spec.rollout_id, state.instance_id)
+            # A halted outcome predates this dispatch (the target was halted, then resumed).
+            if outcome is None or outcome.status == "halted":
+                continue
+            new_state = OUTCOME_STATES.get(outcome.status, "failed")
+            if state.state != new_state or new_state != "submitted":
+                state.state = new_state
+                state.from_version = outcome.from_version or state.from_version
+                state.request_id = outcome.request_id or state.request_id
+                state.code, state.reason, state.message = outcome.code, outcome.reason, outcome.message
+                changed.append(state)
+            if new_state == "submitted":
+                waiting.append(state)
+            else:
+                self._done(state, meta)
+        if waiting:
+            with ThreadPoolExecutor(min(DESCRIBE_CONCURRENCY, len(waiting))) as pool:
+                verdicts = list(pool.map(lambda s: self._finished(targets[s.instance_id]), waiting))
+            for state, verdict in zip(waiting, verdicts, strict=True):
+                if verdict is not None:
+                    state.state, state.code, state.message = verdict
+                    state.reason = "upgrade_" + state.state
+                    self._done(state, meta)
+                    if state not in changed:
+                        changed.append(state)
+        return changed
+
+    def _outcome(self, rollout_id: str, instance_id: str) -> Outcome | None:
+        """This rollout's latest recorded outcome for the instance (the use case's or the tracker's)."""
+        store = self.upgrader.store
+        latest = store.latest(instance_id)
+        if latest is None or latest.rollout_id == rollout_id:
+            return latest
+        return next((o for o in store.history(instance_id, HISTORY_SCAN) if o.rollout_id == rollout_id), None)
+
+    def _finished(self, target: dict[str, Any]) -> tuple[str, str | None, str] | None:
+        """("completed" | "failed", code, message) once a describe shows the upgrade over, else None.
+
+        Completed means ready AT the target version - a status back to ready alone is not enough
+        (an upgrade booked for the maintenance window shows ready at the old version until then).
+        """
+        engine = ENGINES[target["engine"]]
+        region = target.get("region") or self.upgrader.config.region or self.context.region
+        try:
+            body = self.upgrader.cloud.call_with_retries(
+                engine,
+                str(region),
+                engine.describe_action,
+                {engine.id_param: target["instance_id"], **engine.describe_extra},
+                self._credentials(),
+                deadline=time.monotonic() + DESCRIBE_SECONDS,
+            )
+        except CloudError as error:
+            if error.status == 404 or error.code.endswith(".NotFound"):
+                return "failed", error.code, "the instance disappeared during its upgrade"
+            logger.warning("completion check failed; next round retries", extra={"code": error.code})
+            return None
+        items = dig(body, engine.describe_path)
+        if not items:
+            return "failed", "InvalidInstanceId.NotFound", "the instance disappeared during its upgrade"
+        status, version = str(items[0].get(engine.status_key)), str(items[0].get(engine.version_key))
+        if status in engine.ready_statuses and version == target["target_version"]:
+            return "completed", None, f"{engine.name} is {status} at {version}"
+        if status in engine.failed_statuses:
+            return "failed", "UpgradeFailed", f"the upgrade ended {status} at {version}"
+        return None
+
+    def _done(self, state: TargetState, meta: RolloutMeta) -> None:
+        state.done_tick, state.finished_at = meta.tick, time.time()
+
+    def _release(
+        self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
+    ) -> list[TargetState]:
+        """Publish the next targets: within the released waves, up to max in-flight, inside the window."""
+        if spec.window and not Window.parse(spec.window, "window").contains(datetime.now(timezone.utc)):
+            return []
+        ordered = [states[t["instance_id"]] for t in spec.targets]
+        released = spec.waves[meta.wave - 1] if meta.wave else 0
+        if meta.wave < len(spec.waves) and all(s.terminal for s in ordered[:released]):
+            meta.wave += 1
+            logger.info("wave released", extra={"rollout_id": spec.rollout_id, "wave": meta.wave})
+        pending = [s for s in ordered[: spec.waves[meta.wave - 1]] if s.state == "pending"]
+        if spec.max_in_flight is not None:
+            in_flight = sum(s.state in IN_FLIGHT_STATES for s in ordered)
+            pending = pending[: max(0, spec.max_in_flight - in_flight)]
+        return self._dispatch(spec, meta, pending) if pending else []
+
+    def _dispatch(
+        self, spec: RolloutSpec, meta: RolloutMeta, pending: list[TargetState]
+    ) -> list[TargetState]:
+        targets = {t["instance_id"]: t for t in spec.targets}
+        payloads = []
+        for state in pending:
+            delivery_id = f"{spec.rollout_id}:{state.instance_id}"
+            body = fanout_payload(
+                targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
+            )
+            payloads.append((delivery_id, state.instance_id, body))
+        credentials = self._credentials()
+        if credentials is None:
+            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
+        results = dispatch.send_to_topic(
+            payloads,
+            config=self.upgrader.config,
+            context=self.context,
+            credentials=credentials,
+            mns_endpoint=self.upgrader.notifier.endpoint(self.context),
+        )
+        now = time.time()
+        for state, result in zip(pending, results, strict=True):
+            if result.sent:
+                state.state, state.released_tick, state.dispatched_at = "dispatched", meta.tick, now
+                state.message = None
+            else:  # stays pending: the next round sends it again under the same delivery id
+                state.message = f"not sent yet: {result.error}"
+        return pending
+
+    def _halt_pending(
+        self, spec: RolloutSpec, states: dict[str, TargetState], reason: str, why: str
+    ) -> list[TargetState]:
+        """Every unreleased target: one ``halted`` outcome, recorded and notified."""
+        halted = []
+        for target in spec.targets:
+            state = states[target["instance_id"]]
+            if state.state != "pending":
+                continue
+            outcome = Outcome(
+                status=HALTED,
+                instance_id=target["instance_id"],
+                to_version=target["target_version"],
+                engine=target.get("engine"),
+                region=target.get("region"),
+                effective=target.get("effective"),
+                ticket_id=target.get("ticket_id"),
+                rollout_id=spec.rollout_id,
+                source=self.source,
+                correlation_id=self.context.aws_request_id,
+                reason=reason,
+                message=f"not upgraded: {why}",
+            )
+            self.upgrader.store.record(outcome)
+            self._publish(outcome.notification())
+            state.state, state.reason, state.message = "halted", reason, outcome.message
+            state.finished_at = time.time()
+            halted.append(state)
+        return halted
+
+    def _end_if_settled(self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]) -> None:
+        """Once stopped and nothing is in flight: the summary notification, once; off the active set."""
+        if meta.status == "running" or any(s.state in IN_FLIGHT_STATES for s in states.values()):
+            return
+        if not meta.summary_published:
+            meta.finished_at = meta.finished_at or time.time()
+            self._publish(summary_message(summarize(spec, meta, states)))
+            meta.summary_published = True
+            logger.info("rollout ended", extra={"rollout_id": spec.rollout_id, "status": meta.status})
+        self.repo.deactivate(spec.rollout_id)
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        """Publish, or park in the outbox for a later drain (the use case's own rule)."""
+        notifier = self.upgrader.notifier
+        credentials = self._credentials() if notifier.enabled else None
+        if not notifier.publish(message, credentials=credentials, context=self.context):
+            self.upgrader.store.outbox_add({"message": message, "added_at": time.time()})
+
+
+def advance_all(upgrader: Upgrader, context: Any = None) -> list[dict[str, Any]]:
+    """One round of every active rollout (the tracker calls this once per tick); their statuses.
+
+    A rollout another caller is advancing right now is skipped this round (``"busy": true``).
+    """
+    rollouts = Rollouts(upgrader, context, source="timer")
+    results = []
+    for rollout_id in rollouts.repo.active():
+        try:
+            results.append(rollouts.advance(rollout_id))
+        except RolloutLocked:
+            results.append({"rollout_id": rollout_id, "busy": True})
+        except RolloutNotFound:
+            rollouts.repo.deactivate(rollout_id)
+    return results

@@ -1,0 +1,122 @@
+"""Rollouts in the store's Redis: the same client (and ``DBUPGRADE_REDIS_URL``) the Upgrader uses.
+
+Keys (under ``dbupgrade:rollout:<id>:``): ``spec`` (JSON, written once), ``meta`` (JSON), ``targets``
+(hash: instance id -> JSON ``TargetState``), ``lock``; ``dbupgrade:rollouts:active`` is the set the
+tracker's ``advance_all`` walks. One ``advance`` at a time per rollout (the lock): two tracker ticks,
+or a tick and an operator's ``resume``, never release the same wave twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dbupgrade.errors import StoreUnavailable
+from dbupgrade.rollouts.model import RolloutMeta, RolloutSpec, TargetState
+from dbupgrade.store import PREFIX
+
+ACTIVE = PREFIX + "rollouts:active"
+LOCK_SECONDS = 120  # longer than one advance takes; a crashed holder frees it this soon
+LOCK_WAIT_SECONDS = 10
+
+
+class RolloutExists(ValueError):
+    """``start`` with an id already used: rollout ids name one rollout forever."""
+
+
+class RolloutLocked(RuntimeError):
+    """Another advance of this rollout is running (a tracker tick): try again in a moment."""
+
+
+def _key(rollout_id: str, part: str) -> str:
+    return f"{PREFIX}rollout:{rollout_id}:{part}"
+
+
+class RolloutRepository:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        import redis
+
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
+
+    def create(self, spec: RolloutSpec, meta: RolloutMeta, targets: list[TargetState]) -> None:
+        with self._guard():
+            if not self.redis.set(_key(spec.rollout_id, "spec"), json.dumps(spec.to_dict()), nx=True):
+                raise RolloutExists(f"rollout {spec.rollout_id} already exists; pick another id")
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(_key(spec.rollout_id, "meta"), json.dumps(meta.to_dict()))
+            pipe.hset(
+                _key(spec.rollout_id, "targets"),
+                mapping={t.instance_id: json.dumps(t.to_dict()) for t in targets},
+            )
+            pipe.sadd(ACTIVE, spec.rollout_id)
+            pipe.execute()
+
+    def spec(self, rollout_id: str) -> RolloutSpec | None:
+        with self._guard():
+            raw = self.redis.get(_key(rollout_id, "spec"))
+        return RolloutSpec.from_dict(json.loads(raw)) if raw else None
+
+    def meta(self, rollout_id: str) -> RolloutMeta:
+        with self._guard():
+            raw = self.redis.get(_key(rollout_id, "meta"))
+        return RolloutMeta.from_dict(json.loads(raw)) if raw else RolloutMeta()
+
+    def targets(self, rollout_id: str) -> dict[str, TargetState]:
+        with self._guard():
+            raws = self.redis.hgetall(_key(rollout_id, "targets"))
+        states = (TargetState.from_dict(json.loads(raw)) for raw in raws.values())
+        return {state.instance_id: state for state in states}
+
+    def save(self, rollout_id: str, meta: RolloutMeta, changed: list[TargetState]) -> None:
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(_key(rollout_id, "meta"), json.dumps(meta.to_dict()))
+            if changed:
+                pipe.hset(
+                    _key(rollout_id, "targets"),
+                    mapping={t.instance_id: json.dumps(t.to_dict()) for t in changed},
+                )
+            pipe.execute()
+
+    def active(self) -> list[str]:
+        with self._guard():
+            return sorted(v.decode() if isinstance(v, bytes) else str(v) for v in self.redis.smembers(ACTIVE))
+
+    def activate(self, rollout_id: str) -> None:
+        with self._guard():
+            self.redis.sadd(ACTIVE, rollout_id)
+
+    def deactivate(self, rollout_id: str) -> None:
+        with self._guard():
+            self.redis.srem(ACTIVE, rollout_id)
+
+    @contextmanager
+    def lock(self, rollout_id: str, *, wait: bool) -> Iterator[None]:
+        """Hold the rollout's lock; ``wait`` retries for a few seconds, else ``RolloutLocked`` at once."""
+        token = uuid.uuid4().hex
+        key = _key(rollout_id, "lock")
+        deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait else 0)
+        while True:
+            with self._guard():
+                if self.redis.set(key, token, nx=True, ex=LOCK_SECONDS):
+                    break
+            if time.monotonic() >= deadline:
+                raise RolloutLocked(f"rollout {rollout_id} is being advanced right now; try again")
+            time.sleep(0.1)
+        try:
+            yield
+        finally:
+            with self._guard():
+                if self.redis.get(key) in (token, token.encode()):
+                    self.redis.delete(key)
