@@ -34,5 +34,14 @@ check: lint typecheck test
 package: $(STAMP)
 	$(BIN)/python layers/package.py $(if $(PY),--python $(PY)) $(if $(OFFLINE),--offline)
 
+# Benchmarks (bench/run.py): `bench` writes bench/results.json and BENCHMARKS.md (< 10 min);
+# `bench-quick` is CI's smoke run of the same harness at tiny sizes, no timing gate.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick --results $(or $(TMPDIR),/tmp)/dbupgrade-bench-quick.json --report $(or $(TMPDIR),/tmp)/dbupgrade-bench-quick.md
+
 clean:
 	rm -rf $(VENV) .venv-* dist build .pytest_cache .mypy_cache .ruff_cache
