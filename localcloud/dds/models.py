@@ -60,25 +60,19 @@ LIST_KEYS = (
 class DBInstanceNotFound(OpenApiError):
     status = 404
     code = "InvalidDBInstanceId.NotFound"
-
-    def __init__(self) -> None:
-        super().__init__("The DBInstanceId provided does not exist in our records.")
+    default_message = "The DBInstanceId provided does not exist in our records."
 
 
 class IncorrectDBInstanceState(OpenApiError):
     status = 403
     code = "IncorrectDBInstanceState"
-
-    def __init__(self) -> None:
-        super().__init__("Current DB instance state does not support this operation.")
+    default_message = "Current DB instance state does not support this operation."
 
 
 class EngineVersionError(OpenApiError):
     status = 400
     code = "EngineVersion.ERROR"
-
-    def __init__(self) -> None:
-        super().__init__("Target  engineVersion must be greater than the current one.")
+    default_message = "Target  engineVersion must be greater than the current one."
 
 
 def _defaults(entry: dict[str, Any]) -> dict[str, Any]:

@@ -71,25 +71,19 @@ LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "Tags")
 class InstanceNotFound(OpenApiError):
     status = 404
     code = "InvalidInstanceId.NotFound"
-
-    def __init__(self) -> None:
-        super().__init__("The InstanceId provided does not exist in our records.")
+    default_message = "The InstanceId provided does not exist in our records."
 
 
 class InstanceStatusNotSupport(OpenApiError):
     status = 403
     code = "InstanceStatus.NotSupport"
-
-    def __init__(self) -> None:
-        super().__init__("Instance status does not support this operation.")
+    default_message = "Instance status does not support this operation."
 
 
 class IncorrectEngineVersion(OpenApiError):
     status = 403
     code = "IncorrectEngineVersion"
-
-    def __init__(self) -> None:
-        super().__init__("Current engine version does not support this operation.")
+    default_message = "Current engine version does not support this operation."
 
 
 def deployment_mode(entry: dict[str, Any]) -> str:

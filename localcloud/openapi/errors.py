@@ -17,19 +17,22 @@ from urllib.parse import quote
 
 
 class OpenApiError(Exception):
+    """One refused call: ``status``, ``code`` and ``default_message`` unless the raiser words it."""
+
     status = 400
     code = "InternalError"
+    default_message = ""
 
     def __init__(
         self,
-        message: str,
+        message: str | None = None,
         *,
         code: str | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        self.message = message or self.default_message
+        super().__init__(self.message)
         if code is not None:
             self.code = code
         if status is not None:
@@ -52,45 +55,36 @@ class OpenApiError(Exception):
         ).encode()
 
 
-class _Fixed(OpenApiError):
-    """An error whose message is always the same sentence."""
-
-    default_message = ""
-
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message or self.default_message, headers=headers)
-
-
 # --- the gateway: authentication, replay, routing --------------------------------------------------
 
 
-class SignatureDoesNotMatch(_Fixed):
+class SignatureDoesNotMatch(OpenApiError):
     code = "SignatureDoesNotMatch"
     default_message = "Specified signature does not match our calculation."
 
 
-class IncompleteSignature(_Fixed):
+class IncompleteSignature(OpenApiError):
     code = "IncompleteSignature"
     default_message = "The request signature does not conform to Aliyun standards."
 
 
-class InvalidAccessKeyIdNotFound(_Fixed):
+class InvalidAccessKeyIdNotFound(OpenApiError):
     status = 404
     code = "InvalidAccessKeyId.NotFound"
     default_message = "Specified access key is not found."
 
 
-class InvalidTimeStampExpired(_Fixed):
+class InvalidTimeStampExpired(OpenApiError):
     code = "InvalidTimeStamp.Expired"
     default_message = "Specified time stamp or date value is expired."
 
 
-class InvalidTimeStampFormat(_Fixed):
+class InvalidTimeStampFormat(OpenApiError):
     code = "InvalidTimeStamp.Format"
     default_message = "Specified time stamp or date value is not well formatted."
 
 
-class SignatureNonceUsed(_Fixed):
+class SignatureNonceUsed(OpenApiError):
     code = "SignatureNonceUsed"
     default_message = "Specified signature nonce was used already."
 
@@ -102,29 +96,29 @@ class InvalidSecurityToken(OpenApiError):
         super().__init__(message, code=f"InvalidSecurityToken.{reason}")
 
 
-class InvalidActionNotFound(_Fixed):
+class InvalidActionNotFound(OpenApiError):
     status = 404
     code = "InvalidAction.NotFound"
     default_message = "Specified api is not found, please check your url and method."
 
 
-class InvalidVersion(_Fixed):
+class InvalidVersion(OpenApiError):
     code = "InvalidVersion"
     default_message = "Specified parameter Version is not valid."
 
 
-class ThrottlingUser(_Fixed):
+class ThrottlingUser(OpenApiError):
     code = "Throttling.User"
     default_message = "Request was denied due to user flow control."
 
 
-class ServiceUnavailable(_Fixed):
+class ServiceUnavailable(OpenApiError):
     status = 503
     code = "ServiceUnavailable"
     default_message = "The request has failed due to a temporary failure of the server."
 
 
-class InternalError(_Fixed):
+class InternalError(OpenApiError):
     status = 500
     code = "InternalError"
     default_message = "The request processing has failed due to some unknown error, exception or failure."
@@ -133,23 +127,25 @@ class InternalError(_Fixed):
 # --- parameters ------------------------------------------------------------------------------------
 
 
-class MissingParameter(OpenApiError):
-    code = "MissingParameter"
+class _ParameterError(OpenApiError):
+    """An error about one request parameter: ``template`` names it, ``detail`` may follow."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f'The input parameter "{name}" that is mandatory for processing this request is not supplied.'
-        )
-        self.parameter = name
-
-
-class InvalidParameter(OpenApiError):
-    code = "InvalidParameter"
+    template = ""
 
     def __init__(self, name: str, detail: str | None = None) -> None:
-        message = f'The specified parameter "{name}" is not valid.'
+        message = self.template.format(name=name)
         super().__init__(f"{message} {detail}" if detail else message)
         self.parameter = name
+
+
+class MissingParameter(_ParameterError):
+    code = "MissingParameter"
+    template = 'The input parameter "{name}" that is mandatory for processing this request is not supplied.'
+
+
+class InvalidParameter(_ParameterError):
+    code = "InvalidParameter"
+    template = 'The specified parameter "{name}" is not valid.'
 
 
 def require(params: Mapping[str, str], name: str) -> str:
