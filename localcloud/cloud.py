@@ -14,6 +14,7 @@ from localcloud.faults import Faults
 from localcloud.fc.models import FcBackend
 from localcloud.kvstore.models import KvstoreBackend
 from localcloud.mns.models import MnsBackend
+from localcloud.timers import Timers
 
 DEFAULT_SEED = Path(__file__).parent / "seeds" / "default.json"
 
@@ -39,6 +40,7 @@ class Cloud:
         self.dds = DdsBackend.from_seed(seed, self)
         self.mns = MnsBackend.from_seed(seed, self)
         self.fc = FcBackend.from_seed(seed, self)
+        self.timers = Timers.from_seed(seed, self)  # after fc: a timer names its function
         if state_file is not None and state_file.exists():
             self.restore(json.loads(state_file.read_text()))
 
@@ -65,6 +67,7 @@ class Cloud:
             self.state_file.write_text(json.dumps(self.snapshot(), indent=1, sort_keys=True))
 
     def close(self) -> None:
+        self.timers.close()  # first: no firing into a closing FC
         self.mns.close()
         self.fc.close()
         self.save()

@@ -1,6 +1,6 @@
 """The one HTTP server: routes each request by its own shape to a product's protocol layer.
 
-- ``/_localcloud/...``             introspection (calls, clock, faults, state)
+- ``/_localcloud/...``             introspection (calls, clock, faults, timers, state)
 - ``/topics/...``, ``/queues/...`` MNS XML API (``Authorization: MNS ak:sig``)
 - ``/2016-08-15/...``              FC 2.0 API (``Authorization: FC ak:sig``)
 - anything else                    OpenAPI RPC (R-kvstore, Dds), by ``x-acs-action``/``x-acs-version``
@@ -49,6 +49,7 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
                 cloud.clock.advance(float(body.get("advance", 0)))
             except (TypeError, ValueError) as exc:
                 return _json({"error": f"advance: {exc}"}, 400)
+            cloud.timers.fire_due()  # before replying: the caller sees the firings it caused
             cloud.save()
         return _json({"now": cloud.clock.utcnow().isoformat(), "offset": cloud.clock.offset})
     if what == "faults":
@@ -62,6 +63,8 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
             except (TypeError, ValueError) as exc:
                 return _json({"error": str(exc)}, 400)
         return _json(cloud.faults.describe())
+    if what == "timers":
+        return _json({"timers": cloud.timers.describe()})
     if what == "state":
         return _json(cloud.snapshot())
     if what in ("", "health"):

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from dbupgrade.cli.rollout import rollout
+from dbupgrade.cli.up import local_up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,6 +91,9 @@ def demo(verbose: bool) -> None:
 @cli.group()
 def local() -> None:
     """Local stand-ins for the cloud: localcloud, function invocations, the webhook server."""
+
+
+local.add_command(local_up)
 
 
 @local.command("cloud")
