@@ -29,6 +29,7 @@ from dbupgrade.config import Config
 from dbupgrade.context import Credentials
 from dbupgrade.engines import Engine
 from dbupgrade.logging import logger, mask, register_secret
+from dbupgrade.ratelimit import RateLimited, RateLimiter
 
 if TYPE_CHECKING:
     from alibabacloud_tea_openapi.client import Client
@@ -119,9 +120,16 @@ def _map_exception(exc: Exception) -> CloudError:
 class CloudApi:
     """tea-openapi clients, one per (engine, region, credentials), reused while the instance is warm."""
 
-    def __init__(self, config: Config, retry: RetryPolicy | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        retry: RetryPolicy | None = None,
+        seed: int | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.config = config
         self.retry = retry or RetryPolicy()
+        self.limiter = limiter  # the fleet-wide rate limit; None: only the cloud's own throttling
         self._rng = random.Random(seed)
         self._clients: dict[tuple[str, ...], Client] = {}
         self._lock = threading.Lock()
@@ -188,10 +196,15 @@ class CloudApi:
         *,
         deadline: float | None = None,
     ) -> dict[str, Any]:
-        """One attempt; returns the JSON body (with RequestId) or raises ``CloudError``."""
+        """One attempt; returns the JSON body (with RequestId) or raises ``CloudError``.
+
+        With a limiter, the attempt first waits for a token of the fleet-wide rate limit.
+        """
         from alibabacloud_tea_openapi import models as open_api_models
         from darabonba.runtime import RuntimeOptions
 
+        if self.limiter is not None:
+            self._take_token(self.limiter, engine, action, deadline)
         client = self.client(engine, region, credentials)
         api = open_api_models.Params(
             action=action,
@@ -215,6 +228,9 @@ class CloudApi:
             response = client.call_api(api, open_api_models.OpenApiRequest(query=query), runtime)
         except Exception as exc:
             error = _map_exception(exc)
+            # Only the cloud's flow control lowers the shared rate; a 5xx is a fault, not a rate.
+            if self.limiter is not None and error.throttled and error.code != "ServiceUnavailable":
+                self.limiter.throttled(engine.product, action)
             logger.info(
                 "cloud call failed",
                 extra={
@@ -225,8 +241,22 @@ class CloudApi:
                 },
             )
             raise error from None
+        if self.limiter is not None:
+            self.limiter.succeeded(engine.product, action)
         body = response.get("body") or {}
         return body if isinstance(body, dict) else {"Body": body}
+
+    def _take_token(self, limiter: RateLimiter, engine: Engine, action: str, deadline: float | None) -> None:
+        """Wait for a rate-limit token, leaving the retry policy's reserve of the invocation."""
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_READ_TIMEOUT_MS / 1000
+        try:
+            limiter.acquire(engine.product, action, deadline=deadline - self.retry.reserve_seconds)
+        except RateLimited as limited:
+            # Throttled (429) and transient, but never sent: the caller may retry or redeliver.
+            raise CloudError(
+                "RateLimited", str(limited), status=429, retry_after=limited.wait_seconds
+            ) from None
 
     def call_with_retries(
         self,

