@@ -40,7 +40,7 @@ def message_tag(event: str) -> str:
 class Notifier:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._accounts: dict[tuple[str, str, str], Any] = {}
+        self._accounts: dict[tuple[int, str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -56,7 +56,10 @@ class Notifier:
         return None
 
     def _topic(self, endpoint: str, credentials: Credentials) -> Any:
-        key = (endpoint, credentials.access_key_id, credentials.security_token or "")
+        # One Account per thread: the MNS SDK sends every request of an Account over one shared
+        # HTTPConnection, so concurrent publishes (the local server's thread pool, FC instance
+        # concurrency) interleave on it, fail, and the retry publishes a message twice.
+        key = (threading.get_ident(), endpoint, credentials.access_key_id, credentials.security_token or "")
         with self._lock:
             account = self._accounts.get(key)
             if account is None:
