@@ -296,3 +296,64 @@ def test_short_form_intrinsics_and_missing_parameters(tmp_path: Path) -> None:
         {"function": "svc/fn", "name": "tick", "cron": "@every 1m", "payload": "", "enable": True}
     ]
     assert stack.skipped == ["svc/fn event logs: Log triggers are not emulated"]
+
+
+PROBE = {"service": "probe", "code_uri": "tests/contract/fixtures/fc_probe", "handler": "index.handler"}
+
+
+def test_seed_timers_fire_on_a_clock_advance_with_fcs_timer_event(make_localcloud: Any) -> None:
+    seed = {
+        "accounts": DEFAULT_SEED["accounts"],
+        "queues": ["ticks"],
+        # The probe wants its action at the top level, so a timer event fails it: its failure
+        # destination record carries the event FC handed over.
+        "functions": [
+            {**PROBE, "name": "tick", "max_async_retry_attempts": 0, "on_failure": {"queue": "ticks"}}
+        ],
+        "timers": [
+            {
+                "function": "probe/tick",
+                "name": "every-minute",
+                "cron": "@every 1m",
+                "payload": {"action": "echo"},
+            },
+            {
+                "function": "probe/tick",
+                "name": "off",
+                "cron": "0 * * * * *",
+                "payload": "{}",
+                "enable": False,
+            },
+        ],
+    }
+    lc = make_localcloud(seed)
+    [before, _] = lc.cloud.timers.describe()
+    request = urllib.request.Request(f"{lc.url}/_localcloud/clock", b'{"advance": 600}', method="POST")  # noqa: S310
+    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 -- 127.0.0.1
+
+    # Ten missed minutes coalesce into one invocation, for the latest of them; the disabled timer stays quiet.
+    [fired] = lc.cloud.calls.query({"product": "fc"})
+    assert fired["params"]["trigger"] == "every-minute"
+    with urllib.request.urlopen(f"{lc.url}/_localcloud/timers", timeout=10) as reply:  # noqa: S310
+        every, off = json.loads(reply.read())["timers"]
+    assert (every["fired"], every["coalesced"]) == (1, 9)
+    assert every["last_fired"] == utc(before["next_epoch"] + 540) + "Z"
+    assert every["next_epoch"] == before["next_epoch"] + 600
+    assert (off["enable"], off["fired"]) == (False, 0)
+    assert lc.cloud.fc.wait_idle(WAIT_SECONDS)
+    [delivered] = lc.cloud.fc.destinations
+    event = json.loads(delivered["record"]["requestPayload"])
+    assert event == {
+        "triggerTime": every["last_fired"],
+        "triggerName": "every-minute",
+        "payload": '{"action": "echo"}',
+    }
+
+
+def test_a_timer_for_a_function_the_seed_lacks_is_refused() -> None:
+    seed = {
+        "accounts": DEFAULT_SEED["accounts"],
+        "timers": [{"function": "probe/gone", "name": "t", "cron": "@daily"}],
+    }
+    with pytest.raises(ValueError, match="no function 'probe/gone'"):
+        Cloud(seed, root=ROOT)

@@ -109,7 +109,7 @@ def run(
     from dbupgrade.cli.demo import _isolated_environment, stop_embedded_redis
     from localcloud.cloud import DEFAULT_SEED, Cloud
     from localcloud.server import start_in_thread
-    from localcloud.template import TemplateError, load_template, stack_seed
+    from localcloud.template import TemplateError, environment_parameters, load_template, stack_seed
 
     try:
         template = load_template(template_path)
@@ -136,8 +136,13 @@ def run(
                 cloud = Cloud(stack.seed, root=project_root())
             except (TemplateError, ValueError, KeyError) as error:
                 raise click.ClickException(f"{template_path}: {error}") from None
-            server = start_in_thread(cloud, port=port)
-            for line in describe(cloud, server.url, store_url, stack.skipped, "WebhookSecret" in parameters):
+            try:
+                server = start_in_thread(cloud, port=port)
+            except RuntimeError as error:  # the port is taken, most likely
+                cloud.close()
+                raise click.ClickException(str(error)) from None
+            secret_given = bool(environment_parameters(template, SECRET_VARIABLE) & set(parameters))
+            for line in describe(cloud, server.url, store_url, stack.skipped, secret_given):
                 echo(line)
             while not stopping.wait(0.5):
                 pass
