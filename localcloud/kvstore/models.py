@@ -24,25 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from localcloud.clock import Clock
-from localcloud.openapi.backend import CallContext
-from localcloud.openapi.errors import (
-    InvalidActionNotFound,
-    InvalidParameter,
-    OpenApiError,
-    one_of,
-    page,
-    require,
-)
-from localcloud.openapi.lifecycle import (
-    Instance,
-    failed_status_for,
-    matches_tags,
-    minute_of_day,
-    render_tags,
-    tag_filters,
-    version_key,
-)
+from localcloud.openapi.errors import InvalidParameter, OpenApiError, one_of, require
+from localcloud.openapi.instances import InstanceActions, InstanceBackend
+from localcloud.openapi.lifecycle import Instance, version_key
 
 READY = "Normal"
 UPGRADING = "MajorVersionUpgrading"
@@ -65,7 +49,6 @@ LIST_KEYS = (
     "IsRds", "NetworkType", "NodeType", "PackageType", "Port", "PrivateIp", "QPS", "RegionId",
     "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId", "DeploymentMode",
 )  # fmt: skip
-LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "Tags")
 
 
 class InstanceNotFound(OpenApiError):
@@ -162,99 +145,39 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class KvstoreBackend:
+class KvstoreBackend(InstanceBackend):
     """The R-kvstore model: answers ``call(action, params, ctx)`` (openapi/backend.py)."""
 
     product = "r-kvstore"
     version = "2015-01-01"
-    actions = frozenset(
-        {
-            "DescribeInstances",
-            "DescribeInstanceAttribute",
-            "DescribeEngineVersion",
-            "ModifyInstanceMajorVersion",
-        }
+    action_names = InstanceActions(
+        list="DescribeInstances",
+        attribute="DescribeInstanceAttribute",
+        versions="DescribeEngineVersion",
+        upgrade="ModifyInstanceMajorVersion",
     )
+    actions = action_names.names()
+    seed_key = "redis"
+    id_param = "InstanceId"
+    status_key = "InstanceStatus"
+    ready_status = READY
+    upgrading_status = UPGRADING
+    failed_status = FAILED
+    not_found = InstanceNotFound
+    list_ids_param = "InstanceIds"
+    max_page_size = 50
+    list_keys = LIST_KEYS
+    list_body = ("Instances", "KVStoreInstance")
+    attribute_body = ("Instances", "DBInstanceAttribute")
 
-    def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
-        self.clock = clock
-        self.upgrade_seconds = upgrade_seconds
-        self.instances: dict[str, Instance] = {}
-        for entry in entries:
-            attrs = _defaults(entry)
-            attrs.update({k: v for k, v in entry.items() if k not in LOCAL_ONLY_SEED_KEYS})
-            attrs["DeploymentMode"] = deployment_mode(entry)
-            attrs["EngineVersion"] = str(attrs["EngineVersion"])
-            minute_of_day(attrs["MaintainStartTime"])
-            minute_of_day(attrs["MaintainEndTime"])
-            self.instances[entry["InstanceId"]] = Instance(
-                attrs=attrs,
-                tags={str(k): str(v) for k, v in (entry.get("Tags") or {}).items()},
-                status_key="InstanceStatus",
-                ready_status=READY,
-                upgrading_status=UPGRADING,
-                failed_status=failed_status_for(entry, FAILED),
-            )
+    defaults = staticmethod(_defaults)
 
-    @classmethod
-    def from_seed(cls, seed: dict[str, Any], cloud: Any) -> KvstoreBackend:
-        return cls(seed.get("redis", []), cloud.clock, float(seed.get("upgrade_seconds", 2)))
+    def seed_attrs(self, entry: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().seed_attrs(entry)
+        attrs["DeploymentMode"] = deployment_mode(entry)
+        return attrs
 
-    # --- protocol -------------------------------------------------------------------------------
-
-    def call(self, action: str, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
-        if action == "DescribeInstances":
-            return self.describe_instances(params)
-        if action == "DescribeInstanceAttribute":
-            inst = self._find(params)
-            return {"Instances": {"DBInstanceAttribute": [self._render(inst, full=True)]}}
-        if action == "DescribeEngineVersion":
-            return self.describe_engine_version(self._find(params))
-        if action == "ModifyInstanceMajorVersion":
-            return self.modify_major_version(params)
-        raise InvalidActionNotFound()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"instances": {iid: inst.snapshot() for iid, inst in self.instances.items()}}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        for iid, saved in state.get("instances", {}).items():
-            if iid in self.instances:
-                self.instances[iid].restore(saved)
-
-    def close(self) -> None:
-        """Nothing to release: the model holds no files or threads."""
-
-    # --- actions --------------------------------------------------------------------------------
-
-    def describe_instances(self, params: dict[str, str]) -> dict[str, Any]:
-        number, size = page(params, default_size=30, max_size=50)
-        region = params.get("RegionId")
-        wanted = {i.strip() for i in params.get("InstanceIds", "").split(",") if i.strip()}
-        status = params.get("InstanceStatus")
-        tags = tag_filters(params)
-        now = self.clock.now()
-        selected = []
-        for iid, inst in self.instances.items():
-            inst.settle(now)
-            if region and inst.attrs["RegionId"] != region:
-                continue
-            if wanted and iid not in wanted:
-                continue
-            if status and inst.status != status:
-                continue
-            if not matches_tags(inst.tags, tags):
-                continue
-            selected.append(inst)
-        chunk = selected[(number - 1) * size : number * size]
-        return {
-            "Instances": {"KVStoreInstance": [self._render(inst, full=False) for inst in chunk]},
-            "TotalCount": len(selected),
-            "PageNumber": number,
-            "PageSize": size,
-        }
-
-    def describe_engine_version(self, inst: Instance) -> dict[str, Any]:
+    def describe_versions(self, inst: Instance) -> dict[str, Any]:
         major = inst.version
         newer = [v for v in MODES[inst.attrs["DeploymentMode"]] if version_key(v) > version_key(major)]
         minor = f"redis-{major}_0.5.0"
@@ -278,7 +201,7 @@ class KvstoreBackend:
             "ProxyLatestMinorVersion": {"MinorVersion": "7.0.10", "Level": "0", "VersionRelease": release},
         }
 
-    def modify_major_version(self, params: dict[str, str]) -> dict[str, Any]:
+    def upgrade(self, params: dict[str, str]) -> dict[str, Any]:
         inst = self._find(params)
         target = require(params, "MajorVersion")
         if target not in TARGETS:
@@ -292,20 +215,3 @@ class KvstoreBackend:
             raise IncorrectEngineVersion()
         inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=effective == "MaintainTime")
         return {}
-
-    # --- helpers --------------------------------------------------------------------------------
-
-    def _find(self, params: dict[str, str]) -> Instance:
-        iid = require(params, "InstanceId")
-        inst = self.instances.get(iid)
-        region = params.get("RegionId")
-        if inst is None or (region and inst.attrs["RegionId"] != region):
-            raise InstanceNotFound()
-        inst.settle(self.clock.now())
-        return inst
-
-    @staticmethod
-    def _render(inst: Instance, full: bool) -> dict[str, Any]:
-        attrs = dict(inst.attrs) if full else {k: inst.attrs[k] for k in LIST_KEYS if k in inst.attrs}
-        attrs["Tags"] = render_tags(inst.tags)
-        return attrs
