@@ -116,8 +116,8 @@ def test_header_is_the_ros_fun_transform() -> None:
     assert SERVICE["Type"] == "Aliyun::Serverless::Service"
 
 
-def test_three_functions_nested_in_the_service_with_events_beside_properties() -> None:
-    assert set(FUNCTIONS) == {"scheduled", "webhook", "rollout"}
+def test_the_functions_nest_in_the_service_with_events_beside_properties() -> None:
+    assert set(FUNCTIONS) == {"scheduled", "webhook", "rollout", "tracker"}
     for name, function in FUNCTIONS.items():
         assert function["Type"] == "Aliyun::Serverless::Function", name
         assert set(function) <= {"Type", "Properties", "Events"}, name
@@ -148,7 +148,7 @@ def find_function(source: Path, name: str) -> ast.FunctionDef | None:
     return None
 
 
-@pytest.mark.parametrize("name", ["scheduled", "webhook", "rollout"])
+@pytest.mark.parametrize("name", ["scheduled", "webhook", "rollout", "tracker"])
 def test_code_uri_and_handler_resolve_to_a_real_function(name: str) -> None:
     properties = FUNCTIONS[name]["Properties"]
     code_dir = (ROOT / properties["CodeUri"]).resolve()

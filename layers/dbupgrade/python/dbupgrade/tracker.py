@@ -1,0 +1,356 @@
+"""Completion tracking: what became of every submitted upgrade, told once.
+
+The upgrade APIs answer as soon as the request is accepted; the upgrade itself takes minutes to
+hours, or waits for the instance's maintenance window. The tracker (a Timer function, once a
+minute) describes every in-flight upgrade — latest recorded outcome ``submitted``, ``in_progress``
+or ``scheduled`` — and records and notifies the transition it finds:
+
+==============  =====================================================================================
+``completed``   ready again AND ``EngineVersion`` is the target (a status back to ready alone proves
+                nothing: a window booking shows ready at the old version until the window opens);
+                ``duration_seconds`` from the upgrade's start (submission, or the window's opening)
+``failed``      a failure status (Redis ``Error``...), the instance gone, or back to ready at the old
+                version after the tracker saw it upgrading (rolled back)
+``stuck``       still not done this long after its start: ``DBUPGRADE_STUCK_AFTER`` (JSON, seconds per
+                engine), default 2 h Redis / 6 h MongoDB. Final: the tracker stops watching and an
+                operator takes over
+``scheduled``   a maintenance-window upgrade whose window has not opened yet (told once; the tracker
+                keeps following it to ``completed``)
+==============  =====================================================================================
+
+Each instance is checked under a short lock in the store and its latest outcome is re-read under
+that lock, so overlapping ticks (a slow tick, an FC retry) record and notify a transition once.
+
+A tick also delivers the notification outbox and advances every active rollout (releasing the next
+wave once the previous one is over).
+
+"Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
+``dbupgrade local up`` the emulated clock that fires the timer.
+
+Example::
+
+    tracker = Tracker(Upgrader.from_env())
+    summary = tracker.tick(context)      # {"checked": 12, "transitions": [...], "drained": 0, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dbupgrade.cloudapi import CloudError
+from dbupgrade.context import InvocationContext, adapt_context
+from dbupgrade.engines import ENGINES, Engine, dig
+from dbupgrade.errors import ConfigError
+from dbupgrade.logging import bind_invocation, logger
+from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
+from dbupgrade.store import PREFIX
+from dbupgrade.usecase import Upgrader
+
+STUCK_AFTER_VARIABLE = "DBUPGRADE_STUCK_AFTER"
+DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {"redis": 2 * 3600, "mongodb": 6 * 3600}
+# The store's own layout (store.RedisStore.record): the latest outcome of every instance.
+LATEST_PATTERN = f"{PREFIX}latest:*"
+LOCK_PREFIX = f"{PREFIX}tracker:lock:"
+SEEN_UPGRADING_PREFIX = f"{PREFIX}tracker:upgrading:"
+SEEN_UPGRADING_SECONDS = 7 * 24 * 3600
+SCAN_BATCH = 500
+LOCK_MARGIN_SECONDS = 30
+HISTORY_SCAN = 20  # outcomes looked through for the submission behind an in-flight one
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    stuck_after: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STUCK_AFTER_SECONDS))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerSettings:
+        """``DBUPGRADE_STUCK_AFTER='{"redis": 7200, "mongodb": 21600}'`` (seconds; either may be left out)."""
+        env = os.environ if env is None else env
+        text = env.get(STUCK_AFTER_VARIABLE, "").strip()
+        stuck_after = dict(DEFAULT_STUCK_AFTER_SECONDS)
+        if not text:
+            return cls(stuck_after)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError:
+            raw = None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                STUCK_AFTER_VARIABLE, 'expected a JSON object like {"redis": 7200, "mongodb": 21600}'
+            )
+        for engine, seconds in raw.items():
+            if engine not in ENGINES:
+                raise ConfigError(
+                    STUCK_AFTER_VARIABLE, f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}"
+                )
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+                raise ConfigError(STUCK_AFTER_VARIABLE, f"{engine}: expected a positive number of seconds")
+            stuck_after[engine] = float(seconds)
+        return cls(stuck_after)
+
+
+def parse_time(text: str) -> datetime:
+    """An outcome's ``at`` (RFC 3339 UTC, as ``Outcome`` writes it) or a Timer ``triggerTime``."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def tick_time(event: bytes | str | None) -> datetime:
+    """ "Now" for a tick: the later of the wall clock and the Timer event's ``triggerTime``."""
+    now = datetime.now(timezone.utc)
+    try:
+        envelope = json.loads(event or b"{}")
+        fired = parse_time(str(envelope["triggerTime"]))
+    except (ValueError, TypeError, KeyError):  # invoked by hand, without a Timer envelope
+        return now
+    return max(now, fired)
+
+
+def window_opening(moment: datetime, start: str, end: str) -> datetime:
+    """The first moment at or after ``moment`` inside the daily window ``HH:MMZ``-``HH:MMZ`` (UTC)."""
+    start_time = datetime.strptime(start, "%H:%MZ").time()
+    end_time = datetime.strptime(end, "%H:%MZ").time()
+    clock = moment.time().replace(tzinfo=None)
+    if start_time < end_time:
+        inside = start_time <= clock < end_time
+    else:  # wraps midnight (or a whole day when equal)
+        inside = clock >= start_time or clock < end_time
+    if inside:
+        return moment
+    opening = datetime.combine(moment.date(), start_time, tzinfo=timezone.utc)
+    return opening if opening >= moment else opening + timedelta(days=1)
+
+
+@dataclass
+class _Watch:
+    """One in-flight upgrade: its latest outcome and the submission it follows."""
+
+    latest: Outcome
+    submission: Outcome
+    engine: Engine
+
+    @property
+    def submitted_at(self) -> datetime:
+        return parse_time(self.submission.at)
+
+
+class Tracker:
+    """One tick at a time: ``tick`` (see the module docstring)."""
+
+    def __init__(self, upgrader: Upgrader, settings: TrackerSettings | None = None) -> None:
+        self.upgrader = upgrader
+        self.settings = settings or TrackerSettings.from_env()
+
+    def tick(self, context: Any = None, now: datetime | None = None) -> dict[str, Any]:
+        """Drain the outbox, check every in-flight upgrade, advance the rollouts; a JSON-able summary."""
+        ctx = adapt_context(context)
+        bind_invocation(ctx)
+        now = now or datetime.now(timezone.utc)
+        drained = self.upgrader.drain_outbox(ctx)
+        transitions: list[dict[str, Any]] = []
+        checked = 0
+        for latest in self.in_flight():
+            checked += 1
+            outcome = self._check(latest, ctx, now)
+            if outcome is not None:
+                transitions.append(
+                    {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
+                )
+        rollouts = self._advance_rollouts(ctx)
+        summary = {"checked": checked, "transitions": transitions, "drained": drained, "rollouts": rollouts}
+        logger.info("tracker tick", extra={"checked": checked, "transitions": len(transitions)})
+        return summary
+
+    def in_flight(self) -> Iterator[Outcome]:
+        """Latest outcomes still in flight, read from the store (none without a shared store)."""
+        redis = self.upgrader.store.redis
+        if redis is None:
+            logger.warning("no shared store: upgrades cannot be tracked across invocations")
+            return
+        batch: list[Any] = []
+        for key in redis.scan_iter(match=LATEST_PATTERN, count=SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                yield from self._in_flight_of(redis, batch)
+                batch = []
+        if batch:
+            yield from self._in_flight_of(redis, batch)
+
+    @staticmethod
+    def _in_flight_of(redis: Any, keys: list[Any]) -> Iterator[Outcome]:
+        for raw in redis.mget(keys):
+            if raw is None:
+                continue
+            outcome = Outcome.from_dict(json.loads(raw))
+            if outcome.status in IN_FLIGHT_STATUSES and not outcome.dry_run and outcome.engine in ENGINES:
+                yield outcome
+
+    # -- one instance ---------------------------------------------------------------------------
+
+    def _check(self, seen: Outcome, ctx: InvocationContext, now: datetime) -> Outcome | None:
+        redis = self.upgrader.store.redis
+        lock, token = f"{LOCK_PREFIX}{seen.instance_id}", uuid.uuid4().hex
+        seconds = int(ctx.remaining_seconds()) + LOCK_MARGIN_SECONDS
+        if not redis.set(lock, token, nx=True, ex=seconds):
+            return None  # another tick is checking it right now
+        try:
+            latest = self.upgrader.store.latest(seen.instance_id)
+            if latest is None or latest.to_dict() != seen.to_dict():
+                return None  # changed since the scan (another tick, a new request): next tick looks again
+            watch = _Watch(latest, self._submission(latest), ENGINES[str(latest.engine)])
+            verdict = self._verdict(watch, ctx, now)
+            if verdict is None:
+                return None
+            outcome = self.upgrader.finish(verdict, ctx)
+            if outcome.status != "scheduled":
+                redis.delete(self._seen_key(latest))
+            return outcome
+        finally:
+            if redis.get(lock) in (token, token.encode()):
+                redis.delete(lock)
+
+    def _submission(self, latest: Outcome) -> Outcome:
+        """The ``submitted`` outcome this in-flight one follows (its start time and RequestId)."""
+        for outcome in self.upgrader.store.history(latest.instance_id, HISTORY_SCAN):
+            if outcome.status not in IN_FLIGHT_STATUSES or outcome.to_version != latest.to_version:
+                break
+            if outcome.status == "submitted":
+                return outcome
+        return latest
+
+    def _verdict(self, watch: _Watch, ctx: InvocationContext, now: datetime) -> Outcome | None:
+        """The transition the instance's describe shows, or None while it is simply under way."""
+        latest, engine = watch.latest, watch.engine
+        try:
+            attributes = self._describe(watch, ctx)
+        except CloudError as error:
+            if error.status == 404 or error.code.endswith(".NotFound"):
+                return self._outcome(
+                    watch, now, "failed", "not_found", error.code, "the instance disappeared"
+                )
+            logger.warning("describe failed; the next tick retries", extra={"code": error.code})
+            return None
+        if attributes is None:
+            return self._outcome(
+                watch, now, "failed", "not_found", "InvalidInstanceId.NotFound", "the instance disappeared"
+            )
+        status = str(attributes.get(engine.status_key))
+        version = str(attributes.get(engine.version_key))
+        started = self._start(watch, attributes)
+        overdue = now - started > timedelta(seconds=self.settings.stuck_after[engine.name])
+        at = f"instance is {status} at {version}"
+        if status in engine.failed_statuses:
+            return self._outcome(
+                watch, now, "failed", "upgrade_failed", "UpgradeFailed", f"upgrade failed: {at}"
+            )
+        if status in engine.ready_statuses and version == latest.to_version:
+            duration = max(0.0, (now - started).total_seconds())
+            return self._outcome(
+                watch,
+                now,
+                "completed",
+                "version_verified",
+                None,
+                f"upgraded from {watch.submission.from_version} to {version} (EngineVersion verified)",
+                duration_seconds=round(duration, 1),
+            )
+        if status in engine.upgrading_statuses:
+            self.upgrader.store.redis.set(self._seen_key(latest), "1", ex=SEEN_UPGRADING_SECONDS)
+        elif status in engine.ready_statuses and self.upgrader.store.redis.exists(self._seen_key(latest)):
+            return self._outcome(
+                watch, now, "failed", "rolled_back", "UpgradeFailed", f"upgrade rolled back: {at}"
+            )
+        elif status in engine.ready_statuses and now < started:
+            if latest.status == "scheduled":
+                return None
+            return self._outcome(
+                watch,
+                now,
+                "scheduled",
+                "maintenance_window",
+                None,
+                f"waits for the maintenance window; starts at {started.strftime(TIME_FORMAT)}",
+            )
+        if overdue:
+            reason = "timeout" if status in engine.upgrading_statuses else "not_started"
+            limit = int(self.settings.stuck_after[engine.name])
+            return self._outcome(
+                watch, now, "stuck", reason, "UpgradeTimeout", f"not done {limit} s after it started: {at}"
+            )
+        return None
+
+    def _describe(self, watch: _Watch, ctx: InvocationContext) -> dict[str, Any] | None:
+        engine, latest = watch.engine, watch.latest
+        region = latest.region or self.upgrader.config.region or ctx.region
+        body = self.upgrader.cloud.call_with_retries(
+            engine,
+            str(region),
+            engine.describe_action,
+            {engine.id_param: latest.instance_id, **engine.describe_extra},
+            self.upgrader.cloud.credentials(ctx.credentials),
+            deadline=ctx.deadline,
+        )
+        items = dig(body, engine.describe_path)
+        return items[0] if items else None
+
+    @staticmethod
+    def _start(watch: _Watch, attributes: Mapping[str, Any]) -> datetime:
+        """When the upgrade starts: at submission, or when the maintenance window next opens."""
+        submitted = watch.submitted_at
+        start, end = attributes.get("MaintainStartTime"), attributes.get("MaintainEndTime")
+        if watch.latest.effective != "maintenance_window" or not (
+            isinstance(start, str) and isinstance(end, str)
+        ):
+            return submitted
+        try:
+            return window_opening(submitted, start, end)
+        except ValueError:
+            return submitted
+
+    @staticmethod
+    def _outcome(
+        watch: _Watch,
+        now: datetime,
+        status: Status,
+        reason: str,
+        code: str | None,
+        message: str,
+        duration_seconds: float | None = None,
+    ) -> Outcome:
+        submission = watch.submission
+        return Outcome(
+            status=status,
+            instance_id=submission.instance_id,
+            to_version=watch.latest.to_version,
+            engine=submission.engine,
+            region=submission.region,
+            from_version=submission.from_version,
+            effective=submission.effective,
+            request_id=submission.request_id,  # the upgrade API's: subscribers correlate on it
+            ticket_id=submission.ticket_id,
+            rollout_id=submission.rollout_id,
+            source=submission.source,
+            correlation_id=submission.correlation_id,
+            reason=reason,
+            code=code,
+            message=message,
+            duration_seconds=duration_seconds,
+            at=now.strftime(TIME_FORMAT),
+        )
+
+    @staticmethod
+    def _seen_key(outcome: Outcome) -> str:
+        return f"{SEEN_UPGRADING_PREFIX}{outcome.instance_id}:{outcome.to_version}"
+
+    # -- rollouts -------------------------------------------------------------------------------
+
+    def _advance_rollouts(self, ctx: InvocationContext) -> list[dict[str, Any]]:
+        from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
+
+        return advance_all(self.upgrader, ctx)

