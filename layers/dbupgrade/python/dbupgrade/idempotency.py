@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -26,19 +27,25 @@ from typing import Any
 PACKAGE = "aws_lambda_powertools.utilities.idempotency"
 
 
-def _powertools_idempotency() -> Any:
-    package = sys.modules.get(PACKAGE)
-    if package is None:
-        spec = importlib.util.find_spec(PACKAGE)
-        if spec is None:  # pragma: no cover - Powertools is a layer requirement
-            raise ImportError(PACKAGE)
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = package
-        # Lets the submodules' `from ...idempotency import BasePersistenceLayer` resolve.
-        from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+# Held while the bare package is set up: a second thread (the local server's pool, FC instance
+# concurrency) would otherwise find it in sys.modules before BasePersistenceLayer is on it.
+_setup_lock = threading.Lock()
 
-        setattr(package, "BasePersistenceLayer", BasePersistenceLayer)  # noqa: B010 -- a bare module to mypy
-    return package
+
+def _powertools_idempotency() -> Any:
+    with _setup_lock:
+        package = sys.modules.get(PACKAGE)
+        if package is None:
+            spec = importlib.util.find_spec(PACKAGE)
+            if spec is None:  # pragma: no cover - Powertools is a layer requirement
+                raise ImportError(PACKAGE)
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[PACKAGE] = package
+            # Lets the submodules' `from ...idempotency import BasePersistenceLayer` resolve.
+            from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+            setattr(package, "BasePersistenceLayer", BasePersistenceLayer)  # noqa: B010 -- a bare module to mypy
+        return package
 
 
 def redis_persistence(client: Any) -> Any:
