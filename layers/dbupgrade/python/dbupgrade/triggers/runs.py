@@ -37,6 +37,11 @@ class FanOutIncomplete(RuntimeError):
     """
 
 
+class MessageInFlight(RuntimeError):
+    """A message's lock is held by another invocation, or by one that died with the outcome
+    unrecorded (the store went down mid-request): fail so MNS redelivers after the lock expires."""
+
+
 def outcome_summary(outcome: Outcome) -> dict[str, Any]:
     return {
         "instance_id": outcome.instance_id,
@@ -127,7 +132,10 @@ def _run_message(message: QueueMessage, upgrader: Upgrader, context: InvocationC
         return upgrader.reject(
             error, message.data, source="queue", context=context, correlation_id=message.message_id
         )
-    return upgrader.run(request, context)
+    outcome = upgrader.run(request, context)
+    if outcome.reason == "duplicate_in_flight":
+        raise MessageInFlight(f"message {message.message_id} is in flight; redeliver later")
+    return outcome
 
 
 def _explicit_targets(plan: TimerPlan) -> list[dict[str, Any]]:

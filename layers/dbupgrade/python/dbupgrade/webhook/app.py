@@ -23,6 +23,8 @@ so an anonymous caller cannot fill the store or the topic):
 Outcome -> HTTP status:
 
 - submitted 202 (``request_id`` = the upgrade API's RequestId; the same on every redelivery);
+- the same delivery already in flight (``in_progress`` / ``duplicate_in_flight``, not recorded)
+  409 + Retry-After: a retry gets the first run's outcome, or runs again once its lock expired;
 - noop / in_progress 200; deferred 200 (outside ``DBUPGRADE_WINDOW`` with policy ``reject``:
   nothing was submitted and nothing will be by itself; ``message`` names the window, resend inside it);
 - rejected: invalid input (code ``InvalidRequest``) 422 naming ``field``; rejected by the pre-check
@@ -72,6 +74,7 @@ from dbupgrade.webhook.openapi import openapi_document
 
 MAX_JSON_DEPTH = 32
 THROTTLED_RETRY_AFTER_SECONDS = 10
+IN_FLIGHT_RETRY_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,11 @@ def outcome_reply(outcome: Outcome) -> ItemReply:
     """The HTTP status and body for an outcome (the table in the module docstring)."""
     if outcome.status == "submitted":
         return ItemReply(202, outcome.to_dict())
+    if outcome.reason == "duplicate_in_flight":
+        # Another invocation holds this delivery's lock, or died holding it with its outcome
+        # unrecorded (the store went down mid-request): the sender must come back, not stop here.
+        body = _problem_body(409, "in-flight", outcome, title="Request in flight")
+        return ItemReply(409, body, retry_after=IN_FLIGHT_RETRY_AFTER_SECONDS)
     if outcome.status in ("noop", "in_progress", "deferred"):
         return ItemReply(200, outcome.to_dict())
     if outcome.status == "rejected":

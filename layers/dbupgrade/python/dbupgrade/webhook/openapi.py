@@ -148,7 +148,9 @@ def openapi_document() -> dict[str, Any]:
         "401": _problem("Missing, malformed, expired or non-matching signature. Nothing is recorded."),
         "409": _problem(
             "Rejected by the pre-check or the scope guard: not_found, not_ready, downgrade, "
-            "not_offered, out_of_scope (`reason` says which). Recorded."
+            "not_offered, out_of_scope (`reason` says which). Recorded. Or the same delivery is "
+            "in flight (`reason`: duplicate_in_flight, not recorded): retry after Retry-After.",
+            retry_after=True,
         ),
         "413": _problem(f"Body larger than {MAX_BODY_BYTES} bytes."),
         "422": _problem("A field is invalid or missing (`field`, `allowed`); recorded as rejected."),
