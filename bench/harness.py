@@ -187,11 +187,41 @@ def function_env(
     }
 
 
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """A fresh interpreter's environment: this one's PATH etc. plus ``extra``, no DBUPGRADE_* leaks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBUPGRADE_", "ALIBABA_CLOUD_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "0"  # a deployed package ships its .pyc files
-    return {**env, **extra}
+# The runtime's own interpreter, not the venv's: with -S it sees no site-packages at all.
+BASE_PYTHON = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
+
+
+@contextmanager
+def layer() -> Iterator[Path]:
+    """The FC layer's ``python/`` as a directory of links into this environment: the distributions
+    ``layers/dbupgrade/requirements.txt`` pulls in and ``dbupgrade``, nothing else (no dev or test
+    packages, which some libraries import when present: botocore, opentelemetry).
+
+    Children run ``BASE_PYTHON -S`` with it on PYTHONPATH, as FC puts ``/opt/python`` on the path.
+    """
+    from package_size import closure
+
+    with tempfile.TemporaryDirectory(prefix="dbupgrade-layer-") as directory:
+        python = Path(directory) / "python"
+        python.mkdir()
+        for dist in closure():
+            for entry in dist.files or []:
+                top = entry.parts[0]
+                if top == ".." or top.endswith((".dist-info", ".data")) or top == "__pycache__":
+                    continue
+                link = python / top
+                if not link.exists():
+                    link.symlink_to(Path(str(dist.locate_file(top))))
+        (python / "dbupgrade").symlink_to(ROOT / "layers" / "dbupgrade" / "python" / "dbupgrade")
+        yield python
+
+
+def child_env(extra: dict[str, str], layer_dir: Path) -> dict[str, str]:
+    """A fresh interpreter's environment: PATH etc., the layer on PYTHONPATH, and ``extra``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DBUPGRADE_", "ALIBABA_CLOUD_", "PYTHON"))
+    }
+    return {**env, "PYTHONPATH": str(layer_dir), **extra}
 
 
 def signed_webhook_event(body: dict[str, Any]) -> bytes:

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,11 @@ BATCH_SIZE = 10
 
 
 def run_child(kind: str, env: dict[str, str], stdin: bytes, *args: str) -> tuple[float, dict[str, Any]]:
-    """Spawn a fresh interpreter; seconds from spawn to its reply, and what it wrote."""
+    """Spawn a fresh interpreter on the layer; seconds from spawn to its reply, and what it wrote."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, CHILD, kind, out.name, *args],
+            [h.BASE_PYTHON, "-S", CHILD, kind, out.name, *args],
             input=stdin,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -66,11 +67,11 @@ def run_child(kind: str, env: dict[str, str], stdin: bytes, *args: str) -> tuple
     return result["answered"] - started, result
 
 
-def cold_start(rounds: int) -> dict[str, Any]:
+def cold_start(layer: Path, rounds: int) -> dict[str, Any]:
     pools = {f"c{name[0]}": 2 * rounds for name in FUNCTIONS}
     results: dict[str, Any] = {}
     with h.localcloud(h.fleet_seed(pools)) as lc, h.redis_server() as redis_url:
-        env = h.child_env(h.function_env(lc, redis_url))
+        env = h.child_env(h.function_env(lc, redis_url), layer)
         for name in FUNCTIONS:
             pool = f"c{name[0]}"
             ours: list[float] = []
@@ -113,10 +114,10 @@ def _expect_submitted(name: str, result: dict[str, Any]) -> None:
         raise RuntimeError(f"{name} did not submit: {json.dumps(reply)[:500]}")
 
 
-def warm_webhook(rounds: int, warmup: int) -> dict[str, Any]:
+def warm_webhook(layer: Path, rounds: int, warmup: int) -> dict[str, Any]:
     total = rounds + warmup
     with h.localcloud(h.fleet_seed({"w": 2 * total})) as lc, h.redis_server() as redis_url:
-        env = h.child_env(h.function_env(lc, redis_url))
+        env = h.child_env(h.function_env(lc, redis_url), layer)
         # Signed up front: signing is the sender's work, not the function's.
         spec = {
             "warmup": warmup,
@@ -155,13 +156,13 @@ def bulk_requests(pool: str, count: int, rng: random.Random) -> list[dict[str, A
     return requests
 
 
-def bulk(count: int, rate_limit: float) -> dict[str, Any]:
+def bulk(layer: Path, count: int, rate_limit: float) -> dict[str, Any]:
     rng = random.Random(6)
     results: dict[str, Any] = {}
     with h.localcloud(h.fleet_seed({"b": count, "l": count})) as lc, h.redis_server() as redis_url:
         for label, pool, limit in (("unlimited", "b", None), ("rate_limited", "l", rate_limit)):
             # Limited: the operator sets the fleet-wide limiter to the quota localcloud enforces.
-            env = h.child_env(h.function_env(lc, redis_url, *([limit] if limit is not None else [])))
+            env = h.child_env(h.function_env(lc, redis_url, *([limit] if limit is not None else [])), layer)
             requests = bulk_requests(pool, count, rng)
             batches = [
                 h.eventbridge_batch(requests[i : i + BATCH_SIZE]).decode()
@@ -295,18 +296,25 @@ def main() -> int:
     quick = args.quick
     started = time.monotonic()
     results: dict[str, Any] = {"quick": quick, "environment": environment()}
-    steps = (
-        ("cold_start", lambda: cold_start(rounds=1 if quick else 12)),
-        ("warm_webhook", lambda: warm_webhook(rounds=5 if quick else 400, warmup=2 if quick else 30)),
-        ("bulk", lambda: bulk(count=40 if quick else 2000, rate_limit=10)),
-        ("package", package_sizes),
-        ("localcloud", lambda: localcloud_overhead(calls=50 if quick else 2000, seconds=0.5 if quick else 4)),
-    )
-    for name, step in steps:
-        step_started = time.monotonic()
-        print(f"bench: {name} ...", flush=True)
-        results[name] = step()
-        print(f"bench: {name} done in {time.monotonic() - step_started:.1f} s", flush=True)
+    with h.layer() as layer:
+        steps: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
+            ("cold_start", lambda: cold_start(layer, rounds=1 if quick else 12)),
+            (
+                "warm_webhook",
+                lambda: warm_webhook(layer, rounds=5 if quick else 400, warmup=2 if quick else 30),
+            ),
+            ("bulk", lambda: bulk(layer, count=40 if quick else 2000, rate_limit=10)),
+            ("package", package_sizes),
+            (
+                "localcloud",
+                lambda: localcloud_overhead(calls=50 if quick else 2000, seconds=0.5 if quick else 4),
+            ),
+        )
+        for name, step in steps:
+            step_started = time.monotonic()
+            print(f"bench: {name} ...", flush=True)
+            results[name] = step()
+            print(f"bench: {name} done in {time.monotonic() - step_started:.1f} s", flush=True)
     results["total_seconds"] = time.monotonic() - started
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, args.report)
