@@ -8,7 +8,8 @@ its not-found error, its seed defaults, and the rules of its versions and upgrad
 Example::
 
     class DdsBackend(InstanceBackend):
-        actions = InstanceActions(list="DescribeDBInstances", ...)
+        action_names = InstanceActions(list="DescribeDBInstances", ...)
+        actions = action_names.names()
         id_param, status_key = "DBInstanceId", "DBInstanceStatus"
         ...
 """

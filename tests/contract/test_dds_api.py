@@ -7,22 +7,13 @@ raised exception's ``code`` and ``status_code``.
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 from alibabacloud_dds20151201 import models as m
 from alibabacloud_dds20151201.client import Client
-from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_openapi.models import Config
 
-from tests.conftest import AK_ID, AK_SECRET
-
-
-def hhmm(offset_seconds: float) -> str:
-    return time.strftime("%H:%MZ", time.gmtime(time.time() + offset_seconds))
+from tests.contract.helpers import advance, hhmm, openapi_config, refused, seconds_until
 
 
 def mongo(iid: str, version: str, **extra: Any) -> dict[str, Any]:
@@ -60,18 +51,7 @@ def lc(make_localcloud):
 
 @pytest.fixture
 def client(lc) -> Client:
-    config = Config(
-        endpoint=lc.url.removeprefix("http://"),
-        protocol="http",
-        access_key_id=AK_ID,
-        access_key_secret=AK_SECRET,
-        region_id="cn-hangzhou",
-    )
-    return Client(config)
-
-
-def advance(lc, seconds: float) -> None:
-    requests.post(f"{lc.url}/_localcloud/clock", json={"advance": seconds}, timeout=5).raise_for_status()
+    return Client(openapi_config(lc))
 
 
 def attribute(client: Client, iid: str) -> m.DescribeDBInstanceAttributeResponseBodyDBInstancesDBInstance:
@@ -89,12 +69,6 @@ def upgrade(client: Client, iid: str, version: str | None, switch_mode: int | No
 def available(client: Client, iid: str) -> list[str]:
     request = m.DescribeAvailableEngineVersionRequest(dbinstance_id=iid)
     return client.describe_available_engine_version(request).body.engine_versions.engine_version
-
-
-def refused(fn, *args: Any) -> tuple[str, int, str]:
-    with pytest.raises(ClientException) as caught:
-        fn(*args)
-    return caught.value.code, caught.value.status_code, caught.value.message
 
 
 # --- describes -------------------------------------------------------------------------------------
@@ -165,14 +139,6 @@ def test_an_immediate_upgrade_runs_for_upgrade_seconds_of_emulated_time(lc, clie
     done = attribute(client, "dds-bp1catalog00001")
     assert (done.dbinstance_status, done.engine_version) == ("Running", "6.0")
     assert available(client, "dds-bp1catalog00001") == ["7.0", "8.0"]
-
-
-def seconds_until(lc, bound: str) -> float:
-    now = datetime.fromisoformat(requests.get(f"{lc.url}/_localcloud/clock", timeout=5).json()["now"])
-    opening = now.replace(hour=int(bound[:2]), minute=int(bound[3:5]), second=0, microsecond=0)
-    if opening <= now:
-        opening += timedelta(days=1)
-    return (opening - now).total_seconds()
 
 
 def test_switch_mode_1_waits_for_the_maintenance_window(lc, client):

@@ -7,25 +7,13 @@ every refusal through the raised exception's ``code`` and ``status_code``, and `
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 from alibabacloud_r_kvstore20150101 import models as m
 from alibabacloud_r_kvstore20150101.client import Client
-from alibabacloud_tea_openapi import utils_models as api
-from alibabacloud_tea_openapi.exceptions import ClientException
-from alibabacloud_tea_openapi.models import Config
-from darabonba.runtime import RuntimeOptions
 
-from tests.conftest import AK_ID, AK_SECRET
-
-
-def hhmm(offset_seconds: float) -> str:
-    """A ``HH:MMZ`` bound ``offset_seconds`` from now, for a window that is surely not open yet."""
-    return time.strftime("%H:%MZ", time.gmtime(time.time() + offset_seconds))
+from tests.contract.helpers import advance, call_api, hhmm, openapi_config, refused, seconds_until
 
 
 def redis(iid: str, version: str, mode: str, **extra: Any) -> dict[str, Any]:
@@ -70,24 +58,12 @@ def lc(make_localcloud):
 
 
 def client_for(lc) -> Client:
-    return Client(
-        Config(
-            endpoint=lc.url.removeprefix("http://"),
-            protocol="http",
-            access_key_id=AK_ID,
-            access_key_secret=AK_SECRET,
-            region_id="cn-hangzhou",
-        )
-    )
+    return Client(openapi_config(lc))
 
 
 @pytest.fixture
 def client(lc) -> Client:
     return client_for(lc)
-
-
-def advance(lc, seconds: float) -> None:
-    requests.post(f"{lc.url}/_localcloud/clock", json={"advance": seconds}, timeout=5).raise_for_status()
 
 
 def attribute(
@@ -102,12 +78,6 @@ def upgrade(client: Client, iid: str, version: str, effective: str | None = None
         instance_id=iid, major_version=version, effective_time=effective
     )
     return client.modify_instance_major_version(request).body.request_id
-
-
-def refused(fn, *args: Any) -> tuple[str, int, str]:
-    with pytest.raises(ClientException) as caught:
-        fn(*args)
-    return caught.value.code, caught.value.status_code, caught.value.message
 
 
 # --- describes -------------------------------------------------------------------------------------
@@ -180,19 +150,8 @@ def test_describe_instance_attribute_has_the_real_keys_and_tags(client):
 
 def test_the_raw_body_names_the_deployment_mode_for_clients_applying_the_rule(client):
     # localcloud-only key: the product SDK's model drops it, a call_api caller (dbupgrade) sees it.
-    params = api.Params(
-        action="DescribeInstanceAttribute",
-        version="2015-01-01",
-        protocol="HTTP",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    request = api.OpenApiRequest(query={"InstanceId": "r-bp1classic000001"})
-    body = client.call_api(params, request, RuntimeOptions())["body"]
+    query = {"InstanceId": "r-bp1classic000001"}
+    body = call_api(client, "DescribeInstanceAttribute", query)["body"]
 
     assert body["Instances"]["DBInstanceAttribute"][0]["DeploymentMode"] == "classic"
 
@@ -238,16 +197,6 @@ def test_an_upgrading_instance_refuses_a_second_upgrade(client):
     assert refused(upgrade, client, "r-bp1classic000004", "5.0")[:2] == ("InstanceStatus.NotSupport", 403)
 
 
-def seconds_until(lc, bound: str) -> float:
-    """Emulated seconds from now until the next ``HH:MMZ``."""
-    now = requests.get(f"{lc.url}/_localcloud/clock", timeout=5).json()["now"]
-    clock = datetime.fromisoformat(now)
-    opening = clock.replace(hour=int(bound[:2]), minute=int(bound[3:5]), second=0, microsecond=0)
-    if opening <= clock:
-        opening += timedelta(days=1)
-    return (opening - clock).total_seconds()
-
-
 def test_a_maintenance_window_upgrade_waits_for_the_window(lc, client):
     upgrade(client, "r-bp1windowed00001", "7.0", "MaintainTime")
 
@@ -269,19 +218,8 @@ def test_effective_time_maintain_time_has_an_older_numeric_form(client, value):
 
 
 def test_the_older_effect_time_parameter_name_is_accepted(lc, client):
-    params = api.Params(
-        action="ModifyInstanceMajorVersion",
-        version="2015-01-01",
-        protocol="HTTP",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
     query = {"InstanceId": "r-bp1windowed00001", "MajorVersion": "7.0", "EffectTime": "MaintainTime"}
-    client.call_api(params, api.OpenApiRequest(query=query), RuntimeOptions())
+    call_api(client, "ModifyInstanceMajorVersion", query)
 
     assert attribute(client, "r-bp1windowed00001").instance_status == "Normal"  # waits for its window
 

@@ -10,7 +10,6 @@ import json
 import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -23,6 +22,7 @@ from mns.topic import TopicMessage
 
 from localcloud.server import RunningServer
 from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET, DEFAULT_SEED
+from tests.contract.helpers import advance, set_faults
 
 STS = DEFAULT_SEED["accounts"][0]["sts"][0]
 SEED: dict[str, Any] = {
@@ -40,24 +40,6 @@ SEED: dict[str, Any] = {
 @pytest.fixture
 def lc(make_localcloud: Callable[..., RunningServer]) -> RunningServer:
     return make_localcloud(SEED)
-
-
-@pytest.fixture
-def account(lc: RunningServer) -> Account:
-    return Account(lc.url, AK_ID, AK_SECRET)
-
-
-def post_json(url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310 - loopback
-    urllib.request.urlopen(request).read()  # noqa: S310 - loopback localcloud
-
-
-def advance_clock(lc: RunningServer, seconds: float) -> None:
-    post_json(f"{lc.url}/_localcloud/clock", {"advance": seconds})
-
-
-def set_faults(lc: RunningServer, rules: list[dict[str, Any]]) -> None:
-    post_json(f"{lc.url}/_localcloud/faults", {"seed": 1, "rules": rules})
 
 
 def raw_queue(account: Account, name: str) -> Any:
@@ -158,7 +140,7 @@ def test_unacknowledged_message_is_redelivered_after_the_visibility_timeout(
     first = queue.receive_message()
     assert server_error(lambda: queue.receive_message(0)).type == "MessageNotExist"
 
-    advance_clock(lc, 31)
+    advance(lc, 31)
     second = queue.receive_message(0)
 
     assert second.message_id == first.message_id
@@ -176,12 +158,12 @@ def test_change_visibility_extends_the_hiding_and_replaces_the_handle(
     received = queue.receive_message()
 
     changed = queue.change_message_visibility(received.receipt_handle, 120)
-    advance_clock(lc, 60)
+    advance(lc, 60)
 
     assert changed.receipt_handle != received.receipt_handle
     assert int(changed.next_visible_time) > received.next_visible_time  # the SDK leaves it a string
     assert server_error(lambda: queue.receive_message(0)).type == "MessageNotExist"
-    advance_clock(lc, 61)
+    advance(lc, 61)
     assert queue.receive_message(0).dequeue_count == 2
 
 
@@ -200,7 +182,7 @@ def test_delayed_message_appears_after_its_delay(lc: RunningServer, account: Acc
     queue.send_message(Message("later", delay_seconds=10))
     assert server_error(lambda: queue.receive_message(0)).type == "MessageNotExist"
 
-    advance_clock(lc, 10)
+    advance(lc, 10)
 
     assert queue.receive_message(0).message_body == "later"
 
@@ -365,14 +347,14 @@ def test_signed_x_mns_security_token_is_accepted(lc: RunningServer) -> None:
 
 def test_injected_faults(lc: RunningServer, account: Account) -> None:
     topic = account.get_topic("notices")
-    set_faults(lc, [{"product": "mns", "action": "PublishMessage", "throttle_rate": 1.0}])
+    set_faults(lc, seed=1, rules=[{"product": "mns", "action": "PublishMessage", "throttle_rate": 1.0}])
     throttled = server_error(lambda: topic.publish_message(TopicMessage("x")))
-    set_faults(lc, [{"product": "mns", "action": "PublishMessage", "error_rate": 1.0}])
+    set_faults(lc, seed=1, rules=[{"product": "mns", "action": "PublishMessage", "error_rate": 1.0}])
     failed = server_error(lambda: topic.publish_message(TopicMessage("x")))
-    set_faults(lc, [{"product": "mns", "action": "PublishMessage", "drop_rate": 1.0}])
+    set_faults(lc, seed=1, rules=[{"product": "mns", "action": "PublishMessage", "drop_rate": 1.0}])
     with pytest.raises(MNSClientNetworkException):
         Account(lc.url, AK_ID, AK_SECRET).get_topic("notices").publish_message(TopicMessage("x"))
-    set_faults(lc, [{"product": "mns", "action": "PublishMessage", "lost_reply_rate": 1.0}])
+    set_faults(lc, seed=1, rules=[{"product": "mns", "action": "PublishMessage", "lost_reply_rate": 1.0}])
     with pytest.raises(MNSClientNetworkException):
         Account(lc.url, AK_ID, AK_SECRET).get_topic("notices").publish_message(TopicMessage("lost"))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,8 @@ from mns.queue import Message
 from mns.topic import TopicMessage
 
 from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
+from tests.conftest import ACCOUNT_ID
+from tests.contract.helpers import advance, set_faults
 
 SEED: dict[str, Any] = {
     "topics": ["rollout-json", "rollout-stream", "rollout-decay"],
@@ -69,26 +69,12 @@ def fc(lc: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RecordingFc:
     return recorder
 
 
-@pytest.fixture
-def account(lc: RunningServer) -> Account:
-    return Account(lc.url, AK_ID, AK_SECRET)
-
-
 def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.01)
-
-
-def post_json(url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310 - loopback
-    urllib.request.urlopen(request).read()  # noqa: S310 - loopback localcloud
-
-
-def advance_clock(lc: RunningServer, seconds: float) -> None:
-    post_json(f"{lc.url}/_localcloud/clock", {"advance": seconds})
 
 
 def push_calls(lc: RunningServer) -> list[dict[str, Any]]:
@@ -153,7 +139,7 @@ def test_failed_topic_push_is_retried_after_a_backoff(
     eventually(lambda: len(push_calls(lc)) == 1)
     assert fc.pushes == []
 
-    advance_clock(lc, 20)  # BACKOFF_RETRY waits 10-20 s between attempts
+    advance(lc, 20)  # BACKOFF_RETRY waits 10-20 s between attempts
 
     eventually(lambda: len(fc.pushes) == 1)
     assert [(c["params"]["Attempt"], c["status"]) for c in push_calls(lc)] == [(1, 500), (2, 202)]
@@ -162,16 +148,13 @@ def test_failed_topic_push_is_retried_after_a_backoff(
 def test_backoff_retry_gives_up_after_three_retries(
     lc: RunningServer, fc: RecordingFc, account: Account
 ) -> None:
-    post_json(
-        f"{lc.url}/_localcloud/faults",
-        {"rules": [{"product": "mns", "action": "PushToFunction", "error_rate": 1}]},
-    )
+    set_faults(lc, rules=[{"product": "mns", "action": "PushToFunction", "error_rate": 1}])
     account.get_topic("rollout-json").publish_message(TopicMessage("doomed"))
 
     for attempts in range(1, 5):
         eventually(lambda n=attempts: len(push_calls(lc)) == n)
-        advance_clock(lc, 20)
-    advance_clock(lc, 600)
+        advance(lc, 20)
+    advance(lc, 600)
     time.sleep(0.2)  # several push ticks: nothing is left to retry
 
     calls = push_calls(lc)
@@ -187,9 +170,9 @@ def test_exponential_decay_retries_sooner_at_first(
     account.get_topic("rollout-decay").publish_message(TopicMessage("eventually"))
     eventually(lambda: len(push_calls(lc)) == 1)
 
-    advance_clock(lc, 2)
+    advance(lc, 2)
     eventually(lambda: len(push_calls(lc)) == 2)
-    advance_clock(lc, 4)
+    advance(lc, 4)
 
     eventually(lambda: len(fc.pushes) == 1)
 
@@ -222,7 +205,7 @@ def test_queue_push_batches_until_full_or_the_window_passes(
     time.sleep(0.2)  # several push ticks: a batch of 2 of 3 waits for its window
     assert fc.pushes == []
 
-    advance_clock(lc, 5)
+    advance(lc, 5)
     eventually(lambda: len(fc.pushes) == 1)
     send_raw(account, "batch-q", "c", "d", "e")
     eventually(lambda: len(fc.pushes) == 2)
@@ -248,7 +231,7 @@ def test_refused_queue_push_is_redelivered_after_the_visibility_timeout(
     send_raw(account, "rollout-q", "again")
     eventually(lambda: len(push_calls(lc)) == 1)
 
-    advance_clock(lc, 30)
+    advance(lc, 30)
 
     eventually(lambda: len(fc.pushes) == 1)
     assert [c["status"] for c in push_calls(lc)] == [500, 202]

@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import requests
 from alibabacloud_r_kvstore20150101 import models as m
 from alibabacloud_r_kvstore20150101.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
-from alibabacloud_tea_openapi.models import Config
 from darabonba.exceptions import UnretryableException
 
-from tests.conftest import AK_ID, AK_SECRET
+from tests.contract.helpers import openapi_config, set_faults
 
 SEED: dict[str, Any] = {
     "redis": [
@@ -30,18 +28,7 @@ IID = "r-bp1fault00000001"
 
 
 def client_for(lc) -> Client:
-    config = Config(
-        endpoint=lc.url.removeprefix("http://"),
-        protocol="http",
-        access_key_id=AK_ID,
-        access_key_secret=AK_SECRET,
-        region_id="cn-hangzhou",
-    )
-    return Client(config)
-
-
-def set_faults(lc, **config: Any) -> None:
-    requests.post(f"{lc.url}/_localcloud/faults", json=config, timeout=5).raise_for_status()
+    return Client(openapi_config(lc))
 
 
 def describe(client: Client) -> m.DescribeInstanceAttributeResponseBodyInstancesDBInstanceAttribute:
@@ -63,12 +50,24 @@ def outcome(fn, *args: Any) -> str:
     return "ok"
 
 
-def throttled_sequence(make_localcloud, seed: int, calls: int) -> list[str]:
+def faulted(make_localcloud, rule: dict[str, Any], seed: int = 1):
+    """A localcloud from SEED with one fault rule in force."""
     lc = make_localcloud(SEED)
-    set_faults(
-        lc, seed=seed, rules=[{"product": "r-kvstore", "action": "DescribeInstances", "throttle_rate": 0.3}]
-    )
+    set_faults(lc, seed=seed, rules=[rule])
+    return lc
+
+
+def upgrade_over_a_broken_connection(lc) -> Client:
+    """The upgrade call must end in a broken connection; the client, to look at what changed."""
     client = client_for(lc)
+    with pytest.raises(UnretryableException):
+        upgrade(client)
+    return client
+
+
+def throttled_sequence(make_localcloud, seed: int, calls: int) -> list[str]:
+    rule = {"product": "r-kvstore", "action": "DescribeInstances", "throttle_rate": 0.3}
+    client = client_for(faulted(make_localcloud, rule, seed))
     request = m.DescribeInstancesRequest(region_id="cn-hangzhou")
     return [outcome(client.describe_instances, request) for _ in range(calls)]
 
@@ -85,8 +84,7 @@ def test_a_30_percent_throttle_rate_is_observed_and_reproduces_exactly_with_the_
 
 
 def test_a_throttle_only_hits_the_action_its_rule_names(make_localcloud):
-    lc = make_localcloud(SEED)
-    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "throttle_rate": 1.0}])
+    lc = faulted(make_localcloud, {"action": "ModifyInstanceMajorVersion", "throttle_rate": 1.0})
     client = client_for(lc)
 
     assert outcome(describe, client) == "ok"
@@ -97,12 +95,9 @@ def test_a_throttle_only_hits_the_action_its_rule_names(make_localcloud):
 
 
 def test_a_lost_reply_processes_the_upgrade_but_the_client_sees_a_broken_connection(make_localcloud):
-    lc = make_localcloud(SEED)
-    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "lost_reply_rate": 1.0}])
-    client = client_for(lc)
+    lc = faulted(make_localcloud, {"action": "ModifyInstanceMajorVersion", "lost_reply_rate": 1.0})
 
-    with pytest.raises(UnretryableException):
-        upgrade(client)
+    client = upgrade_over_a_broken_connection(lc)
 
     assert describe(client).instance_status == "MajorVersionUpgrading"
     logged = lc.cloud.calls.query({"action": "ModifyInstanceMajorVersion"})
@@ -110,20 +105,16 @@ def test_a_lost_reply_processes_the_upgrade_but_the_client_sees_a_broken_connect
 
 
 def test_a_dropped_call_is_not_processed(make_localcloud):
-    lc = make_localcloud(SEED)
-    set_faults(lc, seed=1, rules=[{"action": "ModifyInstanceMajorVersion", "drop_rate": 1.0}])
-    client = client_for(lc)
+    lc = faulted(make_localcloud, {"action": "ModifyInstanceMajorVersion", "drop_rate": 1.0})
 
-    with pytest.raises(UnretryableException):
-        upgrade(client)
+    client = upgrade_over_a_broken_connection(lc)
 
     assert describe(client).instance_status == "Normal"
     assert [c["fault"] for c in lc.cloud.calls.query({"action": "ModifyInstanceMajorVersion"})] == ["drop"]
 
 
 def test_an_injected_error_is_a_503_service_unavailable(make_localcloud):
-    lc = make_localcloud(SEED)
-    set_faults(lc, seed=1, rules=[{"product": "r-kvstore", "error_rate": 1.0}])
+    lc = faulted(make_localcloud, {"product": "r-kvstore", "error_rate": 1.0})
 
     with pytest.raises(ServerException) as caught:
         describe(client_for(lc))
@@ -132,9 +123,9 @@ def test_an_injected_error_is_a_503_service_unavailable(make_localcloud):
 
 
 def test_a_throttle_with_retry_after_raises_tea_openapis_throttling_exception(make_localcloud):
-    lc = make_localcloud(SEED)
-    rule = {"action": "DescribeInstanceAttribute", "throttle_rate": 1.0, "retry_after_ms": 250}
-    set_faults(lc, seed=1, rules=[rule])
+    lc = faulted(
+        make_localcloud, {"action": "DescribeInstanceAttribute", "throttle_rate": 1.0, "retry_after_ms": 250}
+    )
 
     with pytest.raises(ThrottlingException) as caught:
         describe(client_for(lc))

@@ -17,16 +17,16 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from alibabacloud_tea_openapi import utils_models as api
 from alibabacloud_tea_openapi.client import Client as OpenApiClient
 from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_tea_openapi.utils import Utils
 from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
-from darabonba.runtime import RuntimeOptions
 
 from tests.conftest import AK_ID, AK_SECRET
+from tests.contract.helpers import KVSTORE_VERSION as KVSTORE
+from tests.contract.helpers import call_api, openapi_config
 
 STS = {
     "access_key_id": "STS.NTestTemporaryKey0001",
@@ -49,7 +49,6 @@ SEED: dict[str, Any] = {
                  "DBInstanceStatus": "Running", "DBInstanceType": "replicate"}],
     "upgrade_seconds": 2,
 }  # fmt: skip
-KVSTORE = "2015-01-01"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -59,43 +58,13 @@ def lc(make_localcloud):
 
 
 def tea_client(lc, **overrides: Any) -> OpenApiClient:
-    from alibabacloud_tea_openapi.models import Config
-
-    options = {
-        "endpoint": lc.url.removeprefix("http://"),
-        "protocol": "http",
-        "access_key_id": AK_ID,
-        "access_key_secret": AK_SECRET,
-        "region_id": "cn-hangzhou",
-    } | overrides
-    return OpenApiClient(Config(**options))
-
-
-def call(
-    client: OpenApiClient,
-    action: str,
-    query: dict[str, str],
-    method: str = "POST",
-    body: dict[str, str] | None = None,
-    version: str = KVSTORE,
-) -> dict[str, Any]:
-    params = api.Params(
-        action=action,
-        version=version,
-        protocol="HTTP",
-        pathname="/",
-        method=method,
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    request = api.OpenApiRequest(query=query, body=body)
-    return client.call_api(params, request, RuntimeOptions())
+    return OpenApiClient(openapi_config(lc, **overrides))
 
 
 def describe(client: OpenApiClient, method: str = "POST", **query: str) -> dict[str, Any]:
-    return call(client, "DescribeInstanceAttribute", {"InstanceId": "r-bp1sign000000001", **query}, method)
+    return call_api(
+        client, "DescribeInstanceAttribute", {"InstanceId": "r-bp1sign000000001", **query}, method
+    )
 
 
 def last_call(lc) -> dict[str, Any]:
@@ -122,7 +91,7 @@ def test_tea_openapi_call_api_is_accepted_in_both_signatures_and_methods(lc, alg
 def test_form_body_params_are_signed_and_read(lc, algorithm):
     client = tea_client(lc, signature_algorithm=algorithm)
 
-    result = call(
+    result = call_api(
         client, "DescribeInstances", {"RegionId": "cn-hangzhou"}, body={"InstanceIds": "r-bp1sign000000001"}
     )
 
@@ -141,7 +110,7 @@ def test_unicode_star_tilde_space_and_empty_values_sign_correctly(lc, algorithm,
         query[f"Tag.{n}.Key"] = f"k{n}"
         query[f"Tag.{n}.Value"] = value
 
-    result = call(client, "DescribeInstances", query, method)
+    result = call_api(client, "DescribeInstances", query, method)
 
     assert result["body"]["TotalCount"] == 0  # no instance carries those tags; the point is a 200
     logged = last_call(lc)["params"]
@@ -357,11 +326,11 @@ def test_a_request_without_any_signature_is_incomplete_signature(lc):
 def test_unknown_action_and_unknown_version_are_refused(lc):
     client = tea_client(lc)
     with pytest.raises(ClientException) as caught:
-        call(client, "DeleteInstance", QUERY)
+        call_api(client, "DeleteInstance", QUERY)
     assert (caught.value.code, caught.value.status_code) == ("InvalidAction.NotFound", 404)
 
     with pytest.raises(ClientException) as caught:
-        call(client, "DescribeInstances", {}, version="2099-01-01")
+        call_api(client, "DescribeInstances", {}, version="2099-01-01")
     assert (caught.value.code, caught.value.status_code) == ("InvalidVersion", 400)
 
 
