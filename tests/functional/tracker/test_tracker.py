@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from dbupgrade.tracker import parse_time
@@ -155,3 +156,16 @@ def test_dry_runs_and_final_outcomes_are_not_followed(track: TrackBench) -> None
     track.upgrade("r-bp1trackdone0002", "6.0")  # noop: already there
 
     assert track.tick()["checked"] == 0
+
+
+def test_a_tick_short_of_time_leaves_the_checks_to_the_next_one(track: TrackBench) -> None:
+    track.upgrade("r-bp1trackdone0001", "7.0")
+    track.advance(UPGRADE_SECONDS + 60)
+    # FC's context with 30 s left: less than the share kept for advancing rollouts.
+    hurried = SimpleNamespace(request_id="fc-req-1", get_remaining_time_in_millis=lambda: 30_000)
+
+    summary = track.tracker().tick(hurried, now=track.now())
+
+    assert (summary["checked"], summary["unchecked"]) == (0, 1)
+    assert track.events("r-bp1trackdone0001") == ["upgrade.submitted"]
+    assert track.tick()["transitions"][0]["status"] == "completed"

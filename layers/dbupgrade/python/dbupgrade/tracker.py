@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ SEEN_UPGRADING_PREFIX = f"{PREFIX}tracker:upgrading:"
 SEEN_UPGRADING_SECONDS = 7 * 24 * 3600
 SCAN_BATCH = 500
 LOCK_MARGIN_SECONDS = 30
+# Left of the invocation for advancing the rollouts: checks stop this long before the deadline.
+ROLLOUT_RESERVE_SECONDS = 60
 HISTORY_SCAN = 20  # outcomes looked through for the submission behind an in-flight one
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -102,7 +105,7 @@ def parse_time(text: str) -> datetime:
 
 
 def tick_time(event: bytes | str | None) -> datetime:
-    """ "Now" for a tick: the later of the wall clock and the Timer event's ``triggerTime``."""
+    """The tick's "now": the later of the wall clock and the Timer event's ``triggerTime``."""
     now = datetime.now(timezone.utc)
     try:
         envelope = json.loads(event or b"{}")
@@ -154,8 +157,14 @@ class Tracker:
         now = now or datetime.now(timezone.utc)
         drained = self.upgrader.drain_outbox(ctx)
         transitions: list[dict[str, Any]] = []
+        watched = list(self.in_flight())
+        # A tick cut short by its deadline leaves a different remainder to the next one.
+        random.shuffle(watched)
         checked = 0
-        for latest in self.in_flight():
+        for latest in watched:
+            if ctx.remaining_seconds() < ROLLOUT_RESERVE_SECONDS:
+                logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
+                break
             checked += 1
             outcome = self._check(latest, ctx, now)
             if outcome is not None:
@@ -163,7 +172,13 @@ class Tracker:
                     {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
                 )
         rollouts = self._advance_rollouts(ctx)
-        summary = {"checked": checked, "transitions": transitions, "drained": drained, "rollouts": rollouts}
+        summary = {
+            "checked": checked,
+            "unchecked": len(watched) - checked,
+            "transitions": transitions,
+            "drained": drained,
+            "rollouts": rollouts,
+        }
         logger.info("tracker tick", extra={"checked": checked, "transitions": len(transitions)})
         return summary
 
