@@ -169,6 +169,11 @@ def openapi_document() -> dict[str, Any]:
             retry_after=True,
         ),
     }
+    # A batch whose items all got the same status answers with that status and its results.
+    for status in ("409", "422", "429", "502", "503"):
+        post_responses[status]["content"]["application/json"] = {
+            "schema": {"$ref": "#/components/schemas/BatchResult"}
+        }
     return {
         "openapi": "3.1.0",
         "info": {
