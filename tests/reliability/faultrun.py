@@ -131,6 +131,8 @@ class Report:
     gave_up: int = 0
     parked_in_outbox: int = 0  # notifications MNS refused, delivered by the next run
     seconds: float = 0.0
+    notification_texts: list[str] = field(default_factory=list)  # for the secrecy tests
+    reply_texts: list[str] = field(default_factory=list)  # every reply and invocation error
 
     @property
     def ok(self) -> bool:
@@ -502,6 +504,7 @@ class Run:
             lc.stop()
             store.stop()
         report.deliveries = self.deliveries
+        report.reply_texts = self.replies
         report.gave_up = self.gave_up
         report.seconds = time.monotonic() - started
         return report
@@ -537,6 +540,7 @@ def audit(lc: RunningServer, redis_url: str, work: list[dict[str, str]], scenari
                 processed[params.get("InstanceId") or params.get("DBInstanceId")] += 1
     published: dict[str, Counter[tuple[Any, ...]]] = defaultdict(Counter)
     for message in notifications(lc):
+        report.notification_texts.append(json.dumps(message))
         published[message["instance_id"]][outcome_key(message)] += 1
     store = RedisStore(redis.Redis.from_url(redis_url))
     for target in work:
