@@ -1,0 +1,70 @@
+"""The service role's RAM policy, resource by resource (tests/functional/test_template.py already
+checks that the actions equal what the code calls): "*" only where the API takes no resource (reads
+and lists), every ARN in this account and in its actions' own namespace, and every write on a named
+resource — the two topics, the dead-letter queue, the rollout function, the log store — or, for the
+upgrade calls whose instances are only known at run time, on that product's instance type alone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE = yaml.safe_load((ROOT / "template.yml").read_text())["Resources"]["dbupgrade"]
+POLICIES = SERVICE["Properties"]["Policies"]
+STATEMENTS: list[dict[str, Any]] = next(p for p in POLICIES if isinstance(p, dict))["Statement"]
+READ_ONLY = re.compile(r"^[a-z]+:(Describe|List|Get)[A-Za-z]*$")
+ARN = re.compile(r"^acs:(?P<service>[a-z]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
+# The upgrade APIs take any instance of the account; their resource is that product's instance type.
+INSTANCE_TYPES = {"kvstore": "instance/*", "dds": "dbinstance/*"}
+
+
+def resources(statement: dict[str, Any]) -> list[str]:
+    """The statement's resources with the deploy-time pseudo parameters as plain words."""
+    raw = statement["Resource"]
+    texts = [r if isinstance(r, str) else r["Fn::Sub"] for r in (raw if isinstance(raw, list) else [raw])]
+    return [
+        t.replace("${ALIYUN::AccountId}", "ACCOUNT").replace("${ALIYUN::Region}", "REGION") for t in texts
+    ]
+
+
+def test_only_reads_and_lists_are_granted_on_every_resource() -> None:
+    for statement in STATEMENTS:
+        if "*" in resources(statement):
+            assert resources(statement) == ["*"]
+            assert all(READ_ONLY.match(action) for action in statement["Action"]), statement["Sid"]
+
+
+def test_every_arn_is_in_this_account_and_in_the_namespace_of_its_actions() -> None:
+    for statement in STATEMENTS:
+        namespaces = {action.split(":", 1)[0] for action in statement["Action"]}
+        for resource in resources(statement):
+            if resource == "*":
+                continue
+            arn = ARN.match(resource)
+            assert arn, resource
+            assert arn["account"] == "ACCOUNT", resource
+            assert namespaces == {arn["service"]}, statement["Sid"]
+
+
+def test_writes_name_their_resource_and_upgrades_name_the_instance_type() -> None:
+    for statement in STATEMENTS:
+        if all(READ_ONLY.match(action) for action in statement["Action"]):
+            continue
+        for resource in resources(statement):
+            arn = ARN.match(resource)
+            assert arn, f"{statement['Sid']}: a write on {resource!r}"
+            if arn["service"] in INSTANCE_TYPES:
+                assert arn["resource"] == INSTANCE_TYPES[arn["service"]], resource
+            else:
+                assert "*" not in resource, f"{statement['Sid']}: a wildcard in {resource}"
+                assert arn["region"] == "REGION", resource
+
+
+def test_no_managed_policy_grants_a_whole_product() -> None:
+    managed = [p for p in POLICIES if isinstance(p, str)]
+    assert not [name for name in managed if name.endswith("FullAccess") and "NetworkInterface" not in name]
+    assert not [name for name in managed if re.search(r"(KVStore|Dds|MNS|FC|Log|RAM)", name)]
