@@ -49,12 +49,19 @@ RATE_LIMITED_ACTIONS = (
 BATCH_SIZE = 10
 
 
-def run_child(kind: str, env: dict[str, str], stdin: bytes, *args: str) -> tuple[float, dict[str, Any]]:
-    """Spawn a fresh interpreter on the layer; seconds from spawn to its reply, and what it wrote."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+def run_child(
+    kind: str, env: dict[str, str], stdin: bytes, *args: str, compile_sources: bool = False
+) -> tuple[float, dict[str, Any]]:
+    """Spawn a fresh interpreter on the layer; seconds from spawn to its reply, and what it wrote.
+
+    ``compile_sources``: an empty bytecode cache, so every module is compiled from source, as in
+    FC when the layer ships no .pyc (``/opt`` is read-only: nothing compiled is ever kept).
+    """
+    with tempfile.NamedTemporaryFile(suffix=".json") as out, tempfile.TemporaryDirectory() as cache:
+        no_pyc = ["-X", f"pycache_prefix={cache}"] if compile_sources else []
         started = time.monotonic()
         done = subprocess.run(
-            [h.BASE_PYTHON, "-S", CHILD, kind, out.name, *args],
+            [h.BASE_PYTHON, "-S", *no_pyc, CHILD, kind, out.name, *args],
             input=stdin,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -68,12 +75,14 @@ def run_child(kind: str, env: dict[str, str], stdin: bytes, *args: str) -> tuple
 
 
 def cold_start(layer: Path, rounds: int) -> dict[str, Any]:
-    pools = {f"c{name[0]}": 2 * rounds for name in FUNCTIONS}
+    """Each function with its .pyc files, and the webhook again compiling every module (no .pyc)."""
+    variants = [(name, name, False) for name in FUNCTIONS] + [("webhook_no_pyc", "webhook", True)]
+    pools = {f"c{index}": 2 * rounds for index in range(len(variants))}
     results: dict[str, Any] = {}
     with h.localcloud(h.fleet_seed(pools)) as lc, h.redis_server() as redis_url:
         env = h.child_env(h.function_env(lc, redis_url), layer)
-        for name in FUNCTIONS:
-            pool = f"c{name[0]}"
+        for index, (label, name, compile_sources) in enumerate(variants):
+            pool = f"c{index}"
             ours: list[float] = []
             floor: list[float] = []
             rss: list[int] = []
@@ -88,17 +97,20 @@ def cold_start(layer: Path, rounds: int) -> dict[str, Any]:
                 order = ("ours", "floor") if i % 2 == 0 else ("floor", "ours")
                 for which in order:
                     if which == "ours":
-                        seconds, result = run_child(name, env, event)
+                        seconds, result = run_child(name, env, event, compile_sources=compile_sources)
                         _expect_submitted(name, result)
                         ours.append(seconds * 1000)
                         rss.append(result["peak_rss_kib"])
                     else:
-                        seconds, result = run_child("floor", env, b"", h.redis_id(pool, 2 * i + 1))
+                        instance = h.redis_id(pool, 2 * i + 1)
+                        seconds, result = run_child(
+                            "floor", env, b"", instance, compile_sources=compile_sources
+                        )
                         if "RequestId" not in result["reply"]:
                             raise RuntimeError(f"floor call failed: {result['reply']}")
                         floor.append(seconds * 1000)
             ours_summary, floor_summary = h.summary(ours), h.summary(floor)
-            results[name] = {
+            results[label] = {
                 "ours_ms": ours_summary,
                 "floor_ms": floor_summary,
                 "ratio": ours_summary["median"] / floor_summary["median"],
