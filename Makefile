@@ -43,5 +43,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick --results $(or $(TMPDIR),/tmp)/dbupgrade-bench-quick.json --report $(or $(TMPDIR),/tmp)/dbupgrade-bench-quick.md
 
+# The fault runs of tests/reliability at 1,000 upgrades per entry point; regenerates RELIABILITY.md.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m chaos.run
+
 clean:
 	rm -rf $(VENV) .venv-* dist build .pytest_cache .mypy_cache .ruff_cache
