@@ -58,13 +58,16 @@ def floor_call(instance_id: str) -> dict[str, Any]:
     return result
 
 
-def warm_rounds(spec: dict[str, Any]) -> dict[str, list[float]]:
+def warm_rounds(spec: dict[str, Any]) -> dict[str, Any]:
     """Alternate one signed webhook request (-> reply) with the raw sum of what it cannot avoid.
 
     Raw, per round, on another fresh instance: ``call_api`` DescribeInstanceAttribute and
     ModifyInstanceMajorVersion (the pre-check and the upgrade), one MNS topic publish with the MNS
     SDK, and the three Redis round trips of a once-only record: claim the key (SET NX), write the
     outcome (one pipelined SET + LPUSH + LTRIM), complete the key (SET). Timings in milliseconds.
+
+    Also returns the Redis commands one warm request sends (from the server's INFO commandstats
+    around the last warm-up request), so the report can say where the difference goes.
     """
     import redis
     from mns.account import Account
@@ -103,15 +106,30 @@ def warm_rounds(spec: dict[str, Any]) -> dict[str, list[float]]:
         store.set(key, body, ex=600)
         return (time.perf_counter() - started) * 1000
 
+    def command_counts() -> dict[str, int]:
+        stats = store.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
     warmup = int(spec["warmup"])
     times: dict[str, list[float]] = {"ours": [], "raw": []}
+    commands: dict[str, int] = {}
     for index, (event, instance_id) in enumerate(zip(spec["ours"], spec["raw"], strict=True)):
+        if index == warmup - 1:
+            before = command_counts()
+            ours(event)
+            after = command_counts()
+            # INFO itself is counted once, in "after"; every other difference is the request's.
+            commands = {
+                k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0) and k != "info"
+            }
+            raw(instance_id)
+            continue
         ours_ms = ours(event)
         raw_ms = raw(instance_id)
         if index >= warmup:
             times["ours"].append(ours_ms)
             times["raw"].append(raw_ms)
-    return times
+    return {"times": times, "redis_commands_per_request": commands}
 
 
 def _raw_client(action: str) -> Any:
@@ -157,7 +175,7 @@ def main() -> int:
     if kind == "floor":
         result["reply"] = floor_call(sys.argv[3])
     elif kind == "warm":
-        result["times"] = warm_rounds(json.loads(stdin))
+        result.update(warm_rounds(json.loads(stdin)))
     elif kind == "bulk":
         handler = import_function("rollout")
         batches = json.loads(stdin)

@@ -123,6 +123,12 @@ def render(results: dict[str, Any]) -> str:
         f"| raw calls | {warm['raw_ms']['n']} | {_ms(warm['raw_ms'])} | {warm['raw_ms']['p99']:.1f} ms |",
         f"| ratio | | {warm['ratio_p50']:.2f}x | {warm['ratio_p99']:.2f}x |",
         "",
+        "Redis commands one warm webhook request sends (INFO commandstats around one request; the raw "
+        "side sends set 2, multi/set/lpush/ltrim/exec 1 each in 3 round trips; commands a Lua script "
+        "runs, such as time/hmget/hset/expire under evalsha, count too): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(warm["redis_commands_per_request"].items()))
+        + ".",
+        "",
         "## 3-4. Bulk rollout and memory",
         "",
         "Mixed targets (Redis 6.0->7.0 and MongoDB 4.4->5.0, 5% already at target, 5% an invalid version) "

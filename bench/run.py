@@ -148,6 +148,7 @@ def warm_webhook(layer: Path, rounds: int, warmup: int) -> dict[str, Any]:
         "raw_ms": raw,
         "ratio_p50": ours["median"] / raw["median"],
         "ratio_p99": ours["p99"] / raw["p99"],
+        "redis_commands_per_request": result["redis_commands_per_request"],
     }
 
 
