@@ -188,7 +188,8 @@ def function_env(
 
 
 # The runtime's own interpreter, not the venv's: with -S it sees no site-packages at all.
-BASE_PYTHON = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
+_base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+BASE_PYTHON = str(_base) if _base.exists() else sys.executable
 
 
 @contextmanager

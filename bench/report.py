@@ -195,7 +195,7 @@ def render(results: dict[str, Any]) -> str:
 
 def write_report(results: dict[str, Any], path: Path) -> None:
     text = render(results)
-    changes = Path(__file__).resolve().parent / "CHANGES.md"
-    if changes.exists():
-        text += "\n" + changes.read_text()
+    notes = Path(__file__).resolve().parent / "NOTES.md"
+    if notes.exists():
+        text += "\n" + notes.read_text()
     path.write_text(text)
