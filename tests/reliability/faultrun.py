@@ -6,8 +6,9 @@ N = 1,000, writes RELIABILITY.md). Everything is real except the two senders, wh
 the real ones do:
 
 - the webhook's sender (a ticketing system) signs each delivery with Standard Webhooks and re-POSTs
-  the same ``webhook-id`` on 429 / 5xx, after ``Retry-After`` (scaled down by ``time_scale``), and
-  now and then delivers a ticket again after a 2xx (it never saw our reply);
+  the same ``webhook-id`` on 429, 503 and any reply with ``Retry-After`` (which it honours, scaled
+  down by ``time_scale``, with exponential back-off), stops on any other reply (a 502 without
+  Retry-After is final), and now and then delivers a ticket again after a 2xx;
 - MNS hands the rollout function the topic trigger's JSON event (built by localcloud's own MNS
   formatter), redelivers it when the invocation fails, and now and then redelivers it anyway.
 
@@ -152,7 +153,7 @@ class Report:
             f"| {s.name} | {s.upgrades} via {s.path} ({self.deliveries} deliveries) | {s.faults_text()} "
             f"| {self.outcomes_text()} | {self.duplicates} | {self.lost} | {self.duplicate_notifications} "
             f"| {sum(self.interim.values())} ({self.interim_unnotified} not notified) "
-            f"| {'pass' if self.ok else 'FAIL'} |"
+            f"| {'pass' if self.ok else 'FAIL'}{f' ({self.gave_up} given up)' if self.gave_up else ''} |"
         )
 
 
@@ -309,6 +310,14 @@ def load_rollout_function() -> ModuleType:
     return module
 
 
+def rollout_event(request: dict[str, str], message_id: str) -> bytes:
+    """The event an MNS topic trigger (JSON format) hands the rollout function for one message."""
+    message = PublishedMessage(
+        message_id, ROLLOUT_TOPIC, ACCOUNT_ID, json.dumps(request), "", "", int(time.time() * 1000)
+    )
+    return function_event(message, "JSON", "rollout-sub", f"{ACCOUNT_ID}/rollout")
+
+
 def fc_context(function: str, timeout: float) -> SimpleNamespace:
     """An FC 3.0 context (no credentials: the environment's STS keys are used)."""
     return SimpleNamespace(
@@ -412,7 +421,8 @@ class Run:
                 )
                 self.replies.append(text)
                 assert status != 500, text
-                if status >= 500 or "retry-after" in headers:
+                # 429, 503 and anything with Retry-After are "try again"; a 502 without it is final.
+                if status in (429, 503) or "retry-after" in headers:
                     self.pause(attempt, headers.get("retry-after"))
                     continue
                 break
@@ -421,16 +431,7 @@ class Run:
         self.progressed()
 
     def send_rollout(self, module: ModuleType, index: int, target: dict[str, str]) -> None:
-        message = PublishedMessage(
-            message_id=f"{index:08X}-CHAOS-0000-0000-000000000000",
-            topic=ROLLOUT_TOPIC,
-            owner=ACCOUNT_ID,
-            body=json.dumps({**target, "rollout_id": "chaos"}),
-            body_md5="",
-            tag="",
-            publish_time_ms=int(time.time() * 1000),
-        )
-        event = function_event(message, "JSON", "rollout-sub", f"{ACCOUNT_ID}/rollout")
+        event = rollout_event({**target, "rollout_id": "chaos"}, f"{index:08X}-CHAOS-0000-0000-000000000000")
         repeats = 2 if self.chance(REDELIVERY_RATE) else 1
         for _ in range(repeats):
             for attempt in range(MAX_DELIVERIES):

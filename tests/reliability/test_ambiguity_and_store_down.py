@@ -13,27 +13,18 @@ from dbupgrade.triggers.runs import MessageInFlight
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.app import WebhookApp
 
-from localcloud.mns.formats import PublishedMessage, function_event
-from tests.conftest import ACCOUNT_ID
 from tests.reliability.faultrun import (
     FAST_RETRY,
-    ROLLOUT_TOPIC,
     UPGRADE_ACTIONS,
     World,
     fc_context,
     load_rollout_function,
     notifications,
+    rollout_event,
 )
 
 REDIS_TARGET = {"instance_id": "r-bp1chaos000000", "target_version": "7.0"}
 MONGO_TARGET = {"instance_id": "dds-bp1chaos000003", "target_version": "5.0"}
-
-
-def rollout_event(target: dict[str, str], message_id: str) -> bytes:
-    message = PublishedMessage(
-        message_id, ROLLOUT_TOPIC, ACCOUNT_ID, json.dumps(target), "", "", int(time.time() * 1000)
-    )
-    return function_event(message, "JSON", "rollout-sub", f"{ACCOUNT_ID}/rollout")
 
 
 @pytest.mark.parametrize("target", [REDIS_TARGET, MONGO_TARGET], ids=["redis", "mongodb"])

@@ -24,15 +24,18 @@ def run(scenario: Scenario, tmp_path: Path) -> Report:
 
 @pytest.mark.parametrize("via", ["webhook", "rollout"])
 def test_a_throttling_storm_with_5xx_drops_and_lost_replies(via: Via, tmp_path: Path) -> None:
-    report = run(Scenario("storm", via, 40, **STORM), tmp_path)  # type: ignore[arg-type]
-    assert report.terminal["submitted"] >= 30  # the rest: failed with the API's reason, or in progress
+    report = run(Scenario("storm", via, 30, **STORM), tmp_path)  # type: ignore[arg-type]
+    assert report.terminal["submitted"] >= 20  # the rest: failed with the API's reason, or in progress
     assert report.duplicate_notifications == 0
     assert report.interim_unnotified == 0
 
 
 @pytest.mark.parametrize("via", ["webhook", "rollout"])
 def test_mns_failing_half_the_time_and_the_store_restarting(via: Via, tmp_path: Path) -> None:
-    scenario = Scenario("outages", via, 40, mns_outage=True, store_restart=True, latency_ms=2)
+    # A 1.5 s function timeout: the lock of an invocation the restart killed expires that soon.
+    scenario = Scenario(
+        "outages", via, 30, mns_outage=True, store_restart=True, latency_ms=2, function_timeout=1.5
+    )
     report = run(scenario, tmp_path)
     # An upgrade whose outcome could not be recorded is found upgrading on the retry: in_progress.
     assert set(report.terminal) <= {"submitted", "in_progress (already_upgrading)"}

@@ -79,7 +79,7 @@ BODIES = (
     | st.integers(1, 5000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
 )
 FUZZ = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -92,7 +92,7 @@ def base64_or_not(data: bytes, draw_bad: bool) -> str:
 # -- the parsers alone: pure functions, many examples ------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     BODIES
     | REQUEST_LIKE.map(
@@ -120,7 +120,7 @@ def test_the_rollout_parser_survives_bad_base64_and_wrong_types_in_eventbridge_e
         assert message.ok or isinstance(message.error, InvalidRequest)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     BODIES
     | st.dictionaries(
@@ -133,7 +133,7 @@ def test_the_timer_parser_raises_only_invalid_request(event: bytes) -> None:
         parse_timer_event(event)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(REQUEST_LIKE, st.sampled_from(["webhook", "queue", "timer", "cli"]))
 def test_the_request_parser_raises_only_invalid_request(data: dict[str, Any], source: str) -> None:
     try:
@@ -142,7 +142,7 @@ def test_the_request_parser_raises_only_invalid_request(data: dict[str, Any], so
         assert isinstance(error.field, str)  # the error names the field
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     BODIES
     | st.fixed_dictionaries(

@@ -66,7 +66,6 @@ def test_a_fault_run_leaks_no_secret_in_logs_notifications_replies_or_errors(
         drop_rate=0.05,
         lost_reply_rate=0.05,
         mns_outage=True,
-        store_restart=True,
     )
     report = Run(scenario, tmp_path).execute()
     webhook = Run(
