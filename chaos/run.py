@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     with log_path.open("w") as log, tempfile.TemporaryDirectory(prefix="dbupgrade-chaos-") as workdir:
         logger.registered_handler.stream = log  # the functions' handler and formatter, into the file
         for scenario in scenarios(args.upgrades, args.workers):
-            print(f"{scenario.name} via {scenario.path}: {scenario.upgrades} upgrades ...", flush=True)
+            print(f"{scenario.name} via {scenario.via}: {scenario.upgrades} upgrades ...", flush=True)
             report = Run(scenario, Path(workdir)).execute()
             print(f"  {report.seconds:.0f} s  {report.row()}", flush=True)
             reports.append(report)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [Report.HEADER, *[r.row() for r in reports]]
     lines.append("")
     lines += [
-        f"- {r.scenario.path}: {r.deliveries} deliveries in {r.seconds:.0f} s; {r.parked_in_outbox} "
+        f"- {r.scenario.via}: {r.deliveries} deliveries in {r.seconds:.0f} s; {r.parked_in_outbox} "
         f"notifications were still parked in the outbox at the end (the next run delivered them); interim outcomes by reason: "
         f"{dict(r.interim) or 'none'}"
         for r in reports

@@ -70,7 +70,9 @@ WEBHOOK_SECRET = "whsec_Y2hhb3MtcnVuLXdlYmhvb2stc2VjcmV0LTkxZjI="
 SECRETS = (AK_SECRET, STS_SECRET, STS_TOKEN, WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"))
 # The same code paths as production with retries in milliseconds, so a run takes seconds.
 FAST_RETRY = RetryPolicy(base_seconds=0.002, cap_seconds=0.02, max_attempts=6, reserve_seconds=0)
-MAX_DELIVERIES = 40  # a sender gives up after this many attempts at one delivery (counted, never hit)
+MAX_DELIVERIES = (
+    40  # a sender gives up after this many attempts at one delivery (counted as given up: the run fails)
+)
 REDELIVERY_RATE = 0.1  # a delivery the sender repeats although it succeeded
 
 Via = Literal["webhook", "rollout"]
@@ -79,7 +81,7 @@ Via = Literal["webhook", "rollout"]
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    path: Via
+    via: Via  # the entry point the upgrades go through
     upgrades: int
     throttle_rate: float = 0.0
     error_rate: float = 0.0
@@ -118,7 +120,7 @@ class Scenario:
 @dataclass
 class Report:
     scenario: Scenario
-    terminal: Counter[str] = field(default_factory=Counter)  # "submitted", "failed: retries_exhausted"...
+    terminal: Counter[str] = field(default_factory=Counter)  # "submitted", "failed (retries_exhausted)"...
     duplicates: int = 0
     lost: int = 0
     lost_targets: list[str] = field(default_factory=list)
@@ -150,7 +152,7 @@ class Report:
     def row(self) -> str:
         s = self.scenario
         return (
-            f"| {s.name} | {s.upgrades} via {s.path} ({self.deliveries} deliveries) | {s.faults_text()} "
+            f"| {s.name} | {s.upgrades} via {s.via} ({self.deliveries} deliveries) | {s.faults_text()} "
             f"| {self.outcomes_text()} | {self.duplicates} | {self.lost} | {self.duplicate_notifications} "
             f"| {sum(self.interim.values())} ({self.interim_unnotified} not notified) "
             f"| {'pass' if self.ok else 'FAIL'}{f' ({self.gave_up} given up)' if self.gave_up else ''} |"
@@ -488,7 +490,7 @@ class Run:
                 self.milestones.append((0.4, lambda: store.restart(s.store_down_seconds)))
             work = targets(s.upgrades)
             with ThreadPoolExecutor(s.workers) as pool:
-                if s.path == "webhook":
+                if s.via == "webhook":
                     app = WebhookApp(env, upgrader_options={"retry": FAST_RETRY})
                     jobs = [pool.submit(self.send_webhook, app, i, t) for i, t in enumerate(work)]
                 else:
