@@ -97,8 +97,8 @@ def render(results: dict[str, Any]) -> str:
         "fresh interpreter -> import the tea-openapi client -> one `call_api` ModifyInstanceMajorVersion. "
         "Both run the runtime's interpreter (`-S`) with only the layer's closure on the path. "
         "`webhook_no_pyc`: both sides with an empty bytecode cache, i.e. every module compiled from "
-        "source on each cold start, which is what FC does with a layer that ships no .pyc (`/opt` is "
-        "read-only, so nothing compiled is kept). Peak RSS is the function process's.",
+        "source on each cold start, which is what FC does with a layer that ships no .pyc (each new "
+        "instance starts from the layer zip's contents). Peak RSS is the function process's.",
         "",
         "| function | runs | function | floor | ratio | peak RSS |",
         "|---|---|---|---|---|---|",

@@ -55,7 +55,7 @@ def run_child(
     """Spawn a fresh interpreter on the layer; seconds from spawn to its reply, and what it wrote.
 
     ``compile_sources``: an empty bytecode cache, so every module is compiled from source, as in
-    FC when the layer ships no .pyc (``/opt`` is read-only: nothing compiled is ever kept).
+    FC when the layer ships no .pyc (each new instance starts from the layer zip's contents).
     """
     with tempfile.NamedTemporaryFile(suffix=".json") as out, tempfile.TemporaryDirectory() as cache:
         no_pyc = ["-X", f"pycache_prefix={cache}"] if compile_sources else []
