@@ -72,7 +72,10 @@ def render(results: dict[str, Any]) -> str:
     )
     package = results["package"]
     built = package.get("make_package_mib", {})
-    layer = next((v for k, v in built.items() if k.startswith("layer")), None)
+    # layer-dbupgrade.zip is the python3.10 layer template.yml deploys; any layer zip otherwise.
+    layer = built.get(
+        "layer-dbupgrade.zip", next((v for k, v in built.items() if k.startswith("layer")), None)
+    )
     layer_text = (
         f"{layer:.1f} MiB (`make package`)"
         if layer is not None
