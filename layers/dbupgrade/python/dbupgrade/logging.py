@@ -55,13 +55,15 @@ logger = Logger(
 )
 
 
+# Thread-local keys: requests handled concurrently (the local server's thread pool, FC instance
+# concurrency) must not tag each other's lines with their ids.
 def bind_invocation(context: Any) -> None:
-    """Add the invocation's keys (FC request id, function) to every following line."""
-    logger.append_keys(
+    """Add the invocation's keys (FC request id, function) to every following line of this thread."""
+    logger.thread_safe_append_keys(
         fc_request_id=getattr(context, "aws_request_id", None),
         function=getattr(context, "function_name", None),
     )
 
 
 def bind_request(instance_id: str | None, ticket_id: str | None) -> None:
-    logger.append_keys(instance_id=instance_id, ticket_id=ticket_id)
+    logger.thread_safe_append_keys(instance_id=instance_id, ticket_id=ticket_id)
