@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Source = Literal["timer", "webhook", "queue", "cli"]
 Effective = Literal["immediate", "maintenance_window"]
@@ -25,7 +25,10 @@ Status = Literal[
     "scheduled",
     "completed",
     "stuck",
+    # Set by a rollout for the targets it never released (error budget spent, or cancelled).
+    "halted",
 ]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
 EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")

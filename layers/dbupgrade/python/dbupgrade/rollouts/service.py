@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Window
@@ -42,8 +42,7 @@ from dbupgrade.triggers import dispatch
 from dbupgrade.triggers.fanout import fanout_payload
 from dbupgrade.usecase import Upgrader
 
-# model.Status does not list "halted" yet; the outcome is recorded and notified like any other.
-HALTED = cast(Status, "halted")
+HALTED: Status = "halted"
 DESCRIBE_CONCURRENCY = 8
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)

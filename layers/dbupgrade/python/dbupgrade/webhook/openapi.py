@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from dbupgrade import __version__
-from dbupgrade.model import EFFECTIVE_VALUES
+from dbupgrade.model import EFFECTIVE_VALUES, STATUSES
 from dbupgrade.webhook.http import MAX_BATCH_ITEMS, MAX_BODY_BYTES
 
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -64,7 +64,7 @@ def openapi_document() -> dict[str, Any]:
         "properties": {
             "status": {
                 "type": "string",
-                "enum": ["submitted", "noop", "in_progress", "rejected", "deferred", "failed"],
+                "enum": list(STATUSES),
             },
             "instance_id": {"type": "string"},
             "to_version": {"type": "string"},
