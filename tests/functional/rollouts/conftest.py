@@ -183,7 +183,7 @@ def make_fleet(
             "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
             # The fleet-wide rate limit (default 10 calls/s per action) is tested on its own; here
-            # it would only turn a 200-instance rollout into minutes of waiting.
+            # it would only turn a 500-instance rollout into minutes of waiting.
             "DBUPGRADE_RATE_LIMITS": '{"*": 2000}',
         }
         return Fleet(lc, env)

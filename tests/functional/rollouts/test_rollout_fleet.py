@@ -17,7 +17,7 @@ from dbupgrade.rollouts import RolloutSpec, parse_waves, validate_targets
 
 from tests.functional.rollouts.conftest import Fleet, mongo_instance, redis_instance
 
-FLEET_SIZE = 200
+FLEET_SIZE = 500  # the acceptance size
 
 
 def mixed_fleet(size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
@@ -73,7 +73,11 @@ def test_mixed_fleet_in_canary_waves_ends_with_one_terminal_state_per_target(
     random.Random(4).shuffle(order)
 
     started = fleet.rollouts.start(spec("mixed", targets_for(order), "1,10%,100%"))
-    assert (started["wave"], started["in_flight"], started["waves"]) == (1, 1, [1, 20, 200])
+    assert (started["wave"], started["in_flight"], started["waves"]) == (
+        1,
+        1,
+        [1, FLEET_SIZE // 10, FLEET_SIZE],
+    )
     status = fleet.run_until_ended("mixed")
 
     assert status["status"] == "completed"
