@@ -97,14 +97,15 @@ class Fleet:
         self.tracker = Upgrader.from_env(self.env, retry=FAST_RETRY)
         self.rollouts = Rollouts(self.tracker)
 
-    def deliver(self) -> int:
-        """The rollout function on every released message waiting in the inbox; how many ran."""
+    def deliver(self, limit: int | None = None) -> int:
+        """The rollout function on the released messages waiting in the inbox (all, or the first
+        ``limit``); how many ran."""
         queue = Account(self.lc.url, AK_ID, AK_SECRET).get_queue(INBOX)
         queue.set_encoding(False)
         ran = 0
-        while True:
+        while limit is None or ran < limit:
             try:
-                messages = queue.batch_receive_message(16)
+                messages = queue.batch_receive_message(16 if limit is None else min(16, limit - ran))
             except MNSServerException as exc:
                 if exc.type == "MessageNotExist":
                     return ran
@@ -115,6 +116,7 @@ class Fleet:
                 )
                 queue.delete_message(message.receipt_handle)
                 ran += 1
+        return ran
 
     def tick(self) -> list[dict[str, Any]]:
         """A minute passes: released messages are consumed, upgrades finish, the tracker runs."""

@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from dbupgrade.cli.commands import cli
-from dbupgrade.rollouts import RolloutSpec, parse_waves, validate_targets
+from dbupgrade.context import adapt_context
+from dbupgrade.rollouts import RolloutSpec, advance_all, parse_waves, validate_targets
+from dbupgrade.triggers import fanout_payload, parse_rollout_event
+from dbupgrade.triggers.runs import run_rollout
 
 from tests.functional.rollouts.conftest import Fleet, mongo_instance, redis_instance
 
@@ -150,17 +153,55 @@ def test_cancel_halts_what_was_not_released(make_fleet: Callable[..., Fleet]) ->
 
     status = fleet.rollouts.cancel("stop")
     assert status["counts"] == {"dispatched": 1, "halted": 9}
-    fleet.tick()  # the released canary still runs to its end; nothing else is released
+    assert not status["ended"]  # the canary's message is still on its way
+    fleet.tick()  # the rollout function receives it after the cancel: halted, no upgrade call
 
     status = fleet.rollouts.status("stop")
-    assert (status["status"], status["counts"], status["ended"]) == (
-        "cancelled",
-        {"completed": 1, "halted": 9},
-        True,
-    )
-    assert fleet.upgrade_calls() == {ids[0]: 1}
+    assert (status["status"], status["counts"], status["ended"]) == ("cancelled", {"halted": 10}, True)
+    assert fleet.upgrade_calls() == {}
     halted = [n for n in fleet.notifications() if n["event"] == "upgrade.halted"]
-    assert {n["reason"] for n in halted} == {"cancelled"} and len(halted) == 9
+    assert sorted(n["instance_id"] for n in halted) == ids
+    assert {n["reason"] for n in halted} == {"cancelled"}
+    summaries = [n["event"] for n in fleet.notifications() if n["event"].startswith("rollout.")]
+    assert summaries == ["rollout.halted"]
+
+
+def test_halt_stops_released_messages_and_resume_upgrades_them_once(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    # Wave 2 is released whole; the budget is spent while 19 of its messages still wait in the queue.
+    ids = [f"r-flight{n:05d}" for n in range(30)]
+    broken = set(ids[1:6])
+    fleet = make_fleet([redis_instance(i, status="Changing" if i in broken else "Normal") for i in ids])
+    fleet.rollouts.start(spec("inflight", targets_for(ids), "1,100%", max_errors=2))
+    fleet.tick()  # the canary completes -> wave 2 released
+
+    assert fleet.deliver(limit=10) == 10  # 5 rejected, 5 submitted
+    [status] = advance_all(fleet.tracker)
+    assert status["status"] == "halted" and status["counts"]["dispatched"] == 19
+    assert fleet.deliver() == 19  # released before the halt, run after it
+    upgraded = fleet.upgrade_calls()
+    assert set(upgraded) == set(ids[:11]) - broken
+
+    status = fleet.tick()[0]
+    assert status["ended"] and status["counts"] == {"completed": 6, "rejected": 5, "halted": 19}
+    assert fleet.upgrade_calls() == upgraded
+    halted = [n for n in fleet.notifications() if n["event"] == "upgrade.halted"]
+    assert sorted(n["instance_id"] for n in halted) == ids[11:]
+    assert {n["reason"] for n in halted} == {"error_budget"}
+
+    # A redelivery of a halted message replays its outcome: no call, no second notification.
+    late = fanout_payload(targets_for(ids[-1:])[0], rollout_id="inflight", delivery_id=f"inflight:{ids[-1]}")
+    replay = run_rollout(parse_rollout_event(late), fleet.worker, adapt_context(None))
+    assert replay["counts"] == {"halted": 1}
+    assert len([n for n in fleet.notifications() if n["event"] == "upgrade.halted"]) == 19
+
+    fleet.rollouts.resume("inflight")
+    status = fleet.run_until_ended("inflight")
+    assert (status["status"], status["counts"]) == ("completed", {"completed": 25, "rejected": 5})
+    assert fleet.upgrade_calls() == dict.fromkeys(set(ids) - broken, 1)
+    others = Counter(n["instance_id"] for n in fleet.notifications() if n["event"].startswith("upgrade."))
+    assert others == {i: 2 if i in ids[11:] else 1 for i in ids}  # a halted one, then its real outcome
 
 
 def test_max_in_flight_bounds_the_released_upgrades(make_fleet: Callable[..., Fleet]) -> None:

@@ -58,6 +58,7 @@ class _Job:
     effective: str
     context: InvocationContext
     credentials: Credentials | None
+    stop: Callable[[], tuple[str, str] | None] | None = None
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -111,7 +112,18 @@ class Upgrader:
 
     # -- public API -----------------------------------------------------------------------------
 
-    def run(self, request: UpgradeRequest, context: Any = None) -> Outcome:
+    def run(
+        self,
+        request: UpgradeRequest,
+        context: Any = None,
+        *,
+        stop: Callable[[], tuple[str, str] | None] | None = None,
+    ) -> Outcome:
+        """One request to one recorded, notified outcome.
+
+        ``stop`` is asked once the request holds its idempotency key, just before the pre-check: a
+        ``(reason, why)`` answer (its rollout was halted) ends it ``halted`` with no cloud call.
+        """
         ctx = adapt_context(context)
         bind_invocation(ctx)
         bind_request(request.instance_id, request.ticket_id)
@@ -138,6 +150,7 @@ class Upgrader:
             request.effective or "immediate",
             ctx,
             self.cloud.credentials(ctx.credentials),
+            stop,
         )
 
         guarded = self._guard(job)
@@ -332,6 +345,10 @@ class Upgrader:
             raise StoreUnavailable("state store unavailable (idempotency)") from None
 
     def _execute(self, job: _Job) -> Outcome:
+        stopped = job.stop() if job.stop is not None else None
+        if stopped is not None:
+            reason, why = stopped
+            return self._finish(job.outcome("halted", reason=reason, message=f"not upgraded: {why}"), job)
         return self._precheck_or_submit(job, submit=True)
 
     def _precheck_or_submit(self, job: _Job, *, submit: bool) -> Outcome:

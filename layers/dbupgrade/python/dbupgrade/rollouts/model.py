@@ -5,6 +5,7 @@ Target states, in order of life::
     pending --release--> dispatched --outcome--> submitted --describe/tracker--> completed | failed | stuck
                                     \\--outcome--> noop | rejected | failed | deferred          (terminal)
     pending --halt/cancel--> halted                                                        (terminal)
+    dispatched --halt/cancel before the message ran--> halted                             (terminal)
 
 ``submitted`` (also the use case's ``in_progress``) is terminal only once the upgrade really
 finished: the tracker recorded ``completed``/``failed``/``stuck`` for it, or a describe shows the
@@ -129,6 +130,7 @@ class TargetState:
     released_tick: int | None = None
     done_tick: int | None = None
     dispatched_at: float | None = None
+    delivery_id: str | None = None  # of the latest release: the outcome of that message is this target's
     finished_at: float | None = None
     from_version: str | None = None
     request_id: str | None = None
@@ -157,6 +159,7 @@ class RolloutMeta:
     tick: int = 0
     reason: str | None = None  # why it halted or was cancelled
     error_baseline: int = 0  # errors before the last resume do not count against the budget again
+    resumes: int = 0  # numbers the releases after a resume, whose messages need fresh delivery ids
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     summary_published: bool = False

@@ -26,7 +26,7 @@ from dbupgrade.config import Window
 from dbupgrade.context import adapt_context
 from dbupgrade.engines import ENGINES, dig
 from dbupgrade.errors import ConfigError
-from dbupgrade.logging import logger
+from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import Outcome, Status
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
@@ -64,6 +64,7 @@ class Rollouts:
             raise ConfigError("DBUPGRADE_REDIS_URL", "rollouts keep their state in Redis; set it")
         self.upgrader = upgrader
         self.context = adapt_context(context)
+        bind_invocation(self.context)
         self.source = source
         self.repo = RolloutRepository(upgrader.store.redis)
 
@@ -119,6 +120,7 @@ class Rollouts:
                         states[state.instance_id] = TargetState(state.instance_id, state.wave)
                         changed.append(states[state.instance_id])
                 meta.error_baseline = sum(s.state in ERROR_STATES for s in states.values())
+                meta.resumes += 1
                 meta.status, meta.reason = "running", None
                 meta.finished_at, meta.summary_published = None, False
             self.repo.save(rollout_id, meta, changed)
@@ -167,8 +169,10 @@ class Rollouts:
             if state.state not in IN_FLIGHT_STATES:
                 continue
             outcome = self._outcome(spec.rollout_id, state.instance_id)
-            # A halted outcome predates this dispatch (the target was halted, then resumed).
-            if outcome is None or outcome.status == "halted":
+            # A halted outcome of an earlier release (halted, then resumed) says nothing of this one.
+            if outcome is None or (
+                outcome.status == "halted" and outcome.correlation_id != state.delivery_id
+            ):
                 continue
             new_state = OUTCOME_STATES.get(outcome.status, "failed")
             if state.state != new_state or new_state != "submitted":
@@ -259,7 +263,12 @@ class Rollouts:
         targets = {t["instance_id"]: t for t in spec.targets}
         payloads = []
         for state in pending:
-            delivery_id = f"{spec.rollout_id}:{state.instance_id}"
+            # A message halted in flight keeps its outcome under its delivery id: after a resume the
+            # target is released under a new one, or idempotency would replay "halted".
+            delivery_id = f"{spec.rollout_id}:{state.instance_id}" + (
+                f":{meta.resumes}" if meta.resumes else ""
+            )
+            state.delivery_id = delivery_id
             body = fanout_payload(
                 targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
             )

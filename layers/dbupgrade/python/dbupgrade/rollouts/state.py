@@ -22,6 +22,7 @@ from dbupgrade.store import PREFIX
 ACTIVE = PREFIX + "rollouts:active"
 LOCK_SECONDS = 120  # longer than one advance takes; a crashed holder frees it this soon
 LOCK_WAIT_SECONDS = 10
+STOP_REASONS = {"halted": "error_budget", "cancelled": "cancelled"}  # rollout status -> outcome reason
 
 
 class RolloutExists(ValueError):
@@ -88,6 +89,18 @@ class RolloutRepository:
                     mapping={t.instance_id: json.dumps(t.to_dict()) for t in changed},
                 )
             pipe.execute()
+
+    def stopped(self, rollout_id: str) -> tuple[str, str] | None:
+        """``(reason, why)`` once the rollout is halted or cancelled, else None - also when no rollout
+        of that id exists (a timer's fan-out names its plan, not a rollout). The rollout function
+        asks this before each upgrade, so a message released before a halt upgrades nothing."""
+        with self._guard():
+            raw = self.redis.get(_key(rollout_id, "meta"))
+        if not raw:
+            return None
+        meta = RolloutMeta.from_dict(json.loads(raw))
+        reason = STOP_REASONS.get(meta.status)
+        return (reason, meta.reason or meta.status) if reason else None
 
     def active(self) -> list[str]:
         with self._guard():

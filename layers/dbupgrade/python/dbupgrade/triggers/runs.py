@@ -12,7 +12,7 @@ Kept in the layer (not in ``functions/``) so the handlers stay a few lines of de
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -132,10 +132,20 @@ def _run_message(message: QueueMessage, upgrader: Upgrader, context: InvocationC
         return upgrader.reject(
             error, message.data, source="queue", context=context, correlation_id=message.message_id
         )
-    outcome = upgrader.run(request, context)
+    outcome = upgrader.run(request, context, stop=_rollout_stop(upgrader, request.rollout_id))
     if outcome.reason == "duplicate_in_flight":
         raise MessageInFlight(f"message {message.message_id} is in flight; redeliver later")
     return outcome
+
+
+def _rollout_stop(upgrader: Upgrader, rollout_id: str | None) -> Callable[[], tuple[str, str] | None] | None:
+    """A message of a rollout that was halted or cancelled after releasing it must not upgrade."""
+    if rollout_id is None or upgrader.store.redis is None:
+        return None
+    from dbupgrade.rollouts.state import RolloutRepository  # only rollout messages pay for it
+
+    repository = RolloutRepository(upgrader.store.redis)
+    return lambda: repository.stopped(rollout_id)
 
 
 def _explicit_targets(plan: TimerPlan) -> list[dict[str, Any]]:
