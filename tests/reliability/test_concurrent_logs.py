@@ -9,7 +9,8 @@ import json
 import threading
 
 import pytest
-from dbupgrade.logging import bind_request, logger
+from dbupgrade.context import adapt_context
+from dbupgrade.logging import bind_invocation, bind_request, logger
 
 
 def test_each_thread_logs_with_its_own_instance_id(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,3 +33,20 @@ def test_each_thread_logs_with_its_own_instance_id(monkeypatch: pytest.MonkeyPat
     assert len(logged) == 8
     assert all(line["ticket_id"] == f"CHG-{line['instance_id']}" for line in logged)
     assert len({line["instance_id"] for line in logged}) == 8
+
+
+def test_a_new_invocation_forgets_the_last_ones_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A warm instance runs one invocation after another on the same thread: the tracker's rollout
+    # lines must not name the instance the previous upgrade request had bound.
+    lines = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", lines)
+    bind_invocation(adapt_context(None))
+    bind_request("r-bp1previous0001", "CHG-1")
+    logger.info("outcome")
+    bind_invocation(adapt_context(None))
+    logger.info("wave released")
+
+    first, second = (json.loads(line) for line in lines.getvalue().splitlines())
+    assert (first["instance_id"], first["ticket_id"]) == ("r-bp1previous0001", "CHG-1")
+    assert "instance_id" not in second and "ticket_id" not in second
+    assert second["fc_request_id"] != first["fc_request_id"]

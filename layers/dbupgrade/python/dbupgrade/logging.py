@@ -58,10 +58,13 @@ logger = Logger(
 # Thread-local keys: requests handled concurrently (the local server's thread pool, FC instance
 # concurrency) must not tag each other's lines with their ids.
 def bind_invocation(context: Any) -> None:
-    """Add the invocation's keys (FC request id, function) to every following line of this thread."""
+    """Add the invocation's keys (FC request id, function) to every following line of this thread,
+    and drop the request keys a previous invocation of this warm instance left bound."""
     logger.thread_safe_append_keys(
         fc_request_id=getattr(context, "aws_request_id", None),
         function=getattr(context, "function_name", None),
+        instance_id=None,
+        ticket_id=None,
     )
 
 

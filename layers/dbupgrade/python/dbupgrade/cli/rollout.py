@@ -309,7 +309,8 @@ def render_status(status: dict[str, Any]) -> str:
         + (f"  ETA {_duration(eta)}" if eta is not None else ""),
         f"wave {status['wave']} of {len(status['waves'])} (cumulative sizes {status['waves']}), "
         f"in flight {status['in_flight']}"
-        + (f" (max {status['max_in_flight']})" if status["max_in_flight"] else ""),
+        + (f" (max {status['max_in_flight']})" if status["max_in_flight"] else "")
+        + (f"; released only inside {status['window']}" if status["window"] else ""),
         "states: " + ", ".join(f"{state} {count}" for state, count in status["counts"].items()),
         f"errors: {status['errors']}"
         + (f" (budget {status['max_errors']})" if status["max_errors"] is not None else "")

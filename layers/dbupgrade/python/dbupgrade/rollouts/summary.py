@@ -59,6 +59,7 @@ def summarize(
         "errors": sum(counts[state] for state in ERROR_STATES),
         "max_errors": spec.max_errors,
         "max_in_flight": spec.max_in_flight,
+        "window": spec.window,
         "wave": meta.wave,
         "waves": list(spec.waves),
         "wave_text": spec.wave_text,
