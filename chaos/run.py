@@ -73,7 +73,10 @@ down — so the retry found the instance upgrading and recorded that; still one 
 (reason)`: `unknown_result` (the reply was lost and describing could not settle it: a human checks;
 answered 502 without Retry-After, so the sender stops), `retries_exhausted` (the API kept failing
 within the invocation; the webhook answers it with Retry-After and its sender tries again, while the
-rollout function records it as the message's outcome and MNS does not redeliver — re-run those).
+rollout function records it as the message's outcome and MNS does not redeliver; a rollout
+(`dbupgrade rollout start`) releases such a target again on the tracker's next round, up to 3
+releases, before it counts as failed — these runs feed the function directly, so they show the
+function's own figure).
 
 Found and fixed by these runs: the MNS SDK's shared HTTP connection published the same notification
 twice under concurrency (one `Account` per thread now); the Powertools idempotency setup raced under

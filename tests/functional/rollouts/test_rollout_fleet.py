@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from dbupgrade.cli.commands import cli
 from dbupgrade.context import adapt_context
 from dbupgrade.rollouts import RolloutSpec, advance_all, parse_waves, validate_targets
+from dbupgrade.rollouts.model import MAX_RELEASES
 from dbupgrade.triggers import fanout_payload, parse_rollout_event
 from dbupgrade.triggers.runs import run_rollout
 
@@ -202,6 +203,47 @@ def test_halt_stops_released_messages_and_resume_upgrades_them_once(
     assert fleet.upgrade_calls() == dict.fromkeys(set(ids) - broken, 1)
     others = Counter(n["instance_id"] for n in fleet.notifications() if n["event"].startswith("upgrade."))
     assert others == {i: 2 if i in ids[11:] else 1 for i in ids}  # a halted one, then its real outcome
+
+
+def test_a_transient_failure_is_released_again_without_spending_the_budget(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    ids = [f"r-flaky{n:05d}" for n in range(4)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    fleet.post(
+        "/_localcloud/faults", {"rules": [{"action": "ModifyInstanceMajorVersion", "error_rate": 1.0}]}
+    )
+    fleet.rollouts.start(spec("flaky", targets_for(ids), "100%", max_errors=0))
+
+    [status] = fleet.tick()  # every upgrade answers 5xx until the rollout function's retries run out
+    assert (status["status"], status["counts"], status["errors"]) == ("running", {"dispatched": 4}, 0)
+    fleet.post("/_localcloud/faults", {"rules": []})
+    status = fleet.run_until_ended("flaky")
+
+    assert (status["status"], status["counts"]) == ("completed", {"completed": 4})
+    assert fleet.upgrade_calls() == dict.fromkeys(ids, 1)
+    failed = [n for n in fleet.notifications() if n["event"] == "upgrade.failed"]
+    assert sorted(n["instance_id"] for n in failed) == ids
+    assert {n["reason"] for n in failed} == {"retries_exhausted"}
+
+
+def test_a_target_failing_transiently_on_every_release_fails_for_good(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    ids = [f"r-down{n:05d}" for n in range(3)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    fleet.post(
+        "/_localcloud/faults", {"rules": [{"action": "ModifyInstanceMajorVersion", "error_rate": 1.0}]}
+    )
+    fleet.rollouts.start(spec("down", targets_for(ids), "100%", max_errors=1))
+
+    status = fleet.run_until_ended("down")
+
+    assert (status["status"], status["counts"]) == ("halted", {"failed": 3})
+    assert {f["code"] for f in status["failures"]} == {"ServiceUnavailable"}
+    failed = Counter(n["instance_id"] for n in fleet.notifications() if n["event"] == "upgrade.failed")
+    assert failed == dict.fromkeys(ids, MAX_RELEASES)
+    assert fleet.upgrade_calls() == {}
 
 
 def test_max_in_flight_bounds_the_released_upgrades(make_fleet: Callable[..., Fleet]) -> None:

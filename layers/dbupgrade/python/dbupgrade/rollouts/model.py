@@ -3,6 +3,7 @@
 Target states, in order of life::
 
     pending --release--> dispatched --outcome--> submitted --describe/tracker--> completed | failed | stuck
+    pending <-- failed transiently (retries exhausted), released fewer than MAX_RELEASES times --/
                                     \\--outcome--> noop | rejected | failed | deferred          (terminal)
     pending --halt/cancel--> halted                                                        (terminal)
     dispatched --halt/cancel before the message ran--> halted                             (terminal)
@@ -22,6 +23,9 @@ from typing import Any
 
 from dbupgrade.model import InvalidRequest
 
+# A message whose upgrade kept failing transiently (throttling, 5xx, network) within its invocation
+# is released again on the next round - the tracker's minute is the back-off - this many times in all.
+MAX_RELEASES = 3
 TERMINAL_STATES = frozenset({"completed", "noop", "rejected", "failed", "stuck", "deferred", "halted"})
 # What spends the error budget: the target was meant to move and did not.
 ERROR_STATES = frozenset({"rejected", "failed", "stuck", "deferred"})
@@ -130,6 +134,7 @@ class TargetState:
     released_tick: int | None = None
     done_tick: int | None = None
     dispatched_at: float | None = None
+    releases: int = 0  # messages published for it: a resume or a transient failure releases it again
     delivery_id: str | None = None  # of the latest release: the outcome of that message is this target's
     finished_at: float | None = None
     from_version: str | None = None
@@ -159,7 +164,6 @@ class RolloutMeta:
     tick: int = 0
     reason: str | None = None  # why it halted or was cancelled
     error_baseline: int = 0  # errors before the last resume do not count against the budget again
-    resumes: int = 0  # numbers the releases after a resume, whose messages need fresh delivery ids
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     summary_published: bool = False

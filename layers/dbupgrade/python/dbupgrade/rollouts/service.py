@@ -31,6 +31,7 @@ from dbupgrade.model import Outcome, Status
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
+    MAX_RELEASES,
     OUTCOME_STATES,
     RolloutMeta,
     RolloutSpec,
@@ -117,10 +118,11 @@ class Rollouts:
             if meta.status == "halted":
                 for state in states.values():
                     if state.state == "halted":
-                        states[state.instance_id] = TargetState(state.instance_id, state.wave)
+                        states[state.instance_id] = TargetState(
+                            state.instance_id, state.wave, releases=state.releases
+                        )
                         changed.append(states[state.instance_id])
                 meta.error_baseline = sum(s.state in ERROR_STATES for s in states.values())
-                meta.resumes += 1
                 meta.status, meta.reason = "running", None
                 meta.finished_at, meta.summary_published = None, False
             self.repo.save(rollout_id, meta, changed)
@@ -169,10 +171,14 @@ class Rollouts:
             if state.state not in IN_FLIGHT_STATES:
                 continue
             outcome = self._outcome(spec.rollout_id, state.instance_id)
-            # A halted outcome of an earlier release (halted, then resumed) says nothing of this one.
-            if outcome is None or (
-                outcome.status == "halted" and outcome.correlation_id != state.delivery_id
-            ):
+            if outcome is None or not _of_this_release(outcome, state):
+                continue
+            if _transient(outcome) and state.releases < MAX_RELEASES:
+                state.state, state.code, state.reason = "pending", outcome.code, outcome.reason
+                state.message = (
+                    f"release {state.releases} failed transiently ({outcome.code}); releasing again"
+                )
+                changed.append(state)
                 continue
             new_state = OUTCOME_STATES.get(outcome.status, "failed")
             if state.state != new_state or new_state != "submitted":
@@ -262,13 +268,13 @@ class Rollouts:
     ) -> list[TargetState]:
         targets = {t["instance_id"]: t for t in spec.targets}
         payloads = []
+        delivery_ids = []
         for state in pending:
-            # A message halted in flight keeps its outcome under its delivery id: after a resume the
-            # target is released under a new one, or idempotency would replay "halted".
-            delivery_id = f"{spec.rollout_id}:{state.instance_id}" + (
-                f":{meta.resumes}" if meta.resumes else ""
-            )
-            state.delivery_id = delivery_id
+            # Each release its own delivery id (idempotency would replay a "halted" outcome to a
+            # resumed target); a re-send of an unsent one keeps it.
+            release = state.releases + 1
+            delivery_id = f"{spec.rollout_id}:{state.instance_id}" + (f":{release}" if release > 1 else "")
+            delivery_ids.append(delivery_id)
             body = fanout_payload(
                 targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
             )
@@ -284,10 +290,11 @@ class Rollouts:
             mns_endpoint=self.upgrader.notifier.endpoint(self.context),
         )
         now = time.time()
-        for state, result in zip(pending, results, strict=True):
+        for state, delivery_id, result in zip(pending, delivery_ids, results, strict=True):
             if result.sent:
                 state.state, state.released_tick, state.dispatched_at = "dispatched", meta.tick, now
-                state.message = None
+                state.releases, state.delivery_id = state.releases + 1, delivery_id
+                state.code = state.reason = state.message = None
             else:  # stays pending: the next round sends it again under the same delivery id
                 state.message = f"not sent yet: {result.error}"
         return pending
@@ -339,6 +346,22 @@ class Rollouts:
         credentials = self._credentials() if notifier.enabled else None
         if not notifier.publish(message, credentials=credentials, context=self.context):
             self.upgrader.store.outbox_add({"message": message, "added_at": time.time()})
+
+
+def _of_this_release(outcome: Outcome, state: TargetState) -> bool:
+    """Whether the recorded outcome speaks of the target's latest release.
+
+    A message's own outcome carries its delivery id (``correlation_id``): one from an earlier release
+    (halted, then resumed; failed transiently, then released again) says nothing of this one. The
+    tracker's outcomes (completed, stuck, ...) follow the upgrade, whichever release submitted it.
+    """
+    if outcome.status == "halted" or (outcome.source == "queue" and state.delivery_id is not None):
+        return outcome.correlation_id == state.delivery_id
+    return True
+
+
+def _transient(outcome: Outcome) -> bool:
+    return outcome.status == "failed" and outcome.reason == "retries_exhausted"
 
 
 def advance_all(upgrader: Upgrader, context: Any = None) -> list[dict[str, Any]]:
