@@ -7,7 +7,7 @@ bad input or cloud errors). The outcome is what gets recorded, notified and shap
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
@@ -106,7 +106,9 @@ class Outcome:
         return self.status in SUCCESS_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a scalar: a shallow copy is the whole of ``asdict`` without its deep copy
+        # (three calls a warm webhook request; ~0.3 ms of it under cProfile).
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:

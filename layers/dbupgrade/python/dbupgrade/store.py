@@ -41,7 +41,6 @@ OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed dr
 class Store(Protocol):
     redis: Any  # the redis-py client for the idempotency layer, or None
 
-    def ping(self) -> None: ...
     def record(self, outcome: Outcome) -> None: ...
     def latest(self, instance_id: str) -> Outcome | None: ...
     def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]: ...
@@ -62,10 +61,6 @@ class RedisStore:
             yield
         except redis.exceptions.RedisError as exc:
             raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
-
-    def ping(self) -> None:
-        with self._guard():
-            self.redis.ping()
 
     def record(self, outcome: Outcome) -> None:
         data = json.dumps(outcome.to_dict(), sort_keys=True)
@@ -130,9 +125,6 @@ class MemoryStore:
         self._history: dict[str, list[Outcome]] = {}
         self._outbox: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-
-    def ping(self) -> None:
-        return None
 
     def record(self, outcome: Outcome) -> None:
         with self._lock:

@@ -609,8 +609,8 @@ class Upgrader:
         return Credentials(found.access_key_id, found.access_key_secret, found.security_token)
 
     def _drain(self, ctx: InvocationContext) -> None:
-        """Deliver parked notifications; a down store raises StoreUnavailable, the rest is best-effort."""
-        self.store.ping()
+        """Deliver parked notifications; a down store raises StoreUnavailable (its outbox length is
+        the one round trip that proves it up), the rest is best-effort."""
         if self.store.outbox_size() == 0:
             return
         try:
