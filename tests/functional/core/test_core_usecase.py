@@ -303,3 +303,14 @@ def test_without_a_redis_url_an_embedded_store_is_shared_by_processes(bench: Ben
         [sys.executable, "-c", script, "r-bp1attarget0001"], capture_output=True, text=True
     )
     assert other.stdout.strip() == outcome.status == "noop", other.stderr
+
+
+def test_a_dry_run_refused_by_a_guard_is_not_recorded_either(bench: Bench) -> None:
+    upgrader = bench.upgrader(DBUPGRADE_ALLOWED_INSTANCES="r-bp1ready0000002")
+    outcome = upgrader.run(request("r-bp1ready0000001", "7.0", dry_run=True))
+    assert (outcome.status, outcome.reason, outcome.dry_run) == ("rejected", "out_of_scope", True)
+    built_by_hand = request("r-bp1ready0000001", "7.0", dry_run=True).with_(target_version="9.9")
+    invalid = bench.upgrader().run(built_by_hand)
+    assert (invalid.status, invalid.field, invalid.dry_run) == ("rejected", "target_version", True)
+    assert bench.published() == [] and upgrader.status("r-bp1ready0000001") is None
+    assert bench.upgrade_calls("r-bp1ready0000001") == []

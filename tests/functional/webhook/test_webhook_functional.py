@@ -48,6 +48,24 @@ def test_a_new_delivery_of_the_same_ticket_is_not_resubmitted_while_upgrading(ho
     assert len(hook.calls("ModifyInstanceMajorVersion")) == 1
 
 
+def test_a_dry_run_answers_200_with_the_verdict_and_submits_records_and_notifies_nothing(hook: Hook):
+    app = hook.app()
+    body = body_of({**UPGRADE, "dry_run": True})
+    reply = hook.wsgi(app, "POST", "/upgrades", body, sign(body))
+
+    assert reply.status == 200
+    assert (reply.json()["status"], reply.json()["dry_run"], reply.json()["from_version"]) == (
+        "submitted",
+        True,
+        "6.0",
+    )
+    assert hook.calls("ModifyInstanceMajorVersion") == [] and hook.published() == []
+    status = hook.wsgi(
+        app, "GET", f"/upgrades/{UPGRADE['instance_id']}", headers={"authorization": f"Bearer {STATUS_TOKEN}"}
+    )
+    assert status.status == 404  # nothing recorded
+
+
 @pytest.mark.parametrize(
     "make_headers,reason",
     [

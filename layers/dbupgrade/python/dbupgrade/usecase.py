@@ -131,7 +131,7 @@ class Upgrader:
         try:
             request = self._revalidate(request)
         except InvalidRequest as error:
-            return self._finish(
+            return self._conclude(
                 self._rejected_input(error, request.instance_id, request.target_version, request)
             )
         engine = ENGINES[str(request.engine)]
@@ -140,7 +140,7 @@ class Upgrader:
             missing = InvalidRequest(
                 "region", "no region: set it in the request, DBUPGRADE_REGION or run in FC"
             )
-            return self._finish(
+            return self._conclude(
                 self._rejected_input(missing, request.instance_id, request.target_version, request)
             )
         job = _Job(
@@ -155,9 +155,8 @@ class Upgrader:
 
         guarded = self._guard(job)
         if guarded is not None:
-            return self._finish(guarded, job)
+            return self._conclude(guarded, job)
         if request.dry_run:
-            # A preview: the pre-check's verdict, neither recorded nor notified (nothing happened).
             return self._precheck_or_submit(job, submit=False)
 
         identity = request.delivery_id or request.ticket_id or request.rollout_id or request.correlation_id
@@ -573,6 +572,11 @@ class Upgrader:
             logger.warning("notification kept in the outbox", extra={"event": outcome.event})
         return outcome
 
+    def _conclude(self, outcome: Outcome, job: _Job | None = None) -> Outcome:
+        """``_finish`` a real request; a dry run is a preview, neither recorded nor notified
+        (nothing happened), whatever its verdict."""
+        return outcome if outcome.dry_run else self._finish(outcome, job)
+
     def _rejected_input(
         self, error: InvalidRequest, instance_id: str, target: str, request: UpgradeRequest
     ) -> Outcome:
@@ -590,6 +594,7 @@ class Upgrader:
             reason="invalid_request",
             code="InvalidRequest",
             field=error.field,
+            dry_run=request.dry_run,
             message=str(error),
         )
 

@@ -1,9 +1,9 @@
 """``plan``: what a rollout would do to each target, from the describe APIs alone.
 
 Each target goes through the use case's own pre-check in dry-run mode (``Upgrader.run`` with
-``dry_run=True``: describe, never submit), a few at a time. The preview runs on a throw-away
-in-memory store with notifications off, so even a refusal by the scope or window guard (which the
-use case records for real runs) leaves no trace: a plan changes nothing anywhere.
+``dry_run=True``: describe, never submit, record or notify), a few at a time. The preview runs on a
+throw-away in-memory store with notifications off, so a plan needs no store and does not even drain
+the notification outbox: it changes nothing anywhere.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ so an anonymous caller cannot fill the store or the topic):
 
 Outcome -> HTTP status:
 
-- submitted 202 (``request_id`` = the upgrade API's RequestId; the same on every redelivery);
+- submitted 202 (``request_id`` = the upgrade API's RequestId; the same on every redelivery); a dry
+  run that would submit 200 (``dry_run`` true, reason ``dry_run``); a dry run is never recorded;
 - the same delivery already in flight (``in_progress`` / ``duplicate_in_flight``, not recorded)
   409 + Retry-After: a retry gets the first run's outcome, or runs again once its lock expired;
 - noop / in_progress 200; deferred 200 (outside ``DBUPGRADE_WINDOW`` with policy ``reject``:
@@ -355,7 +356,8 @@ class WebhookApp:
 def outcome_reply(outcome: Outcome) -> ItemReply:
     """The HTTP status and body for an outcome (the table in the module docstring)."""
     if outcome.status == "submitted":
-        return ItemReply(202, outcome.to_dict())
+        # A dry run that would submit accepted nothing: 200, so no sender takes it for a submission.
+        return ItemReply(200 if outcome.dry_run else 202, outcome.to_dict())
     if outcome.reason == "duplicate_in_flight":
         # Another invocation holds this delivery's lock, or died holding it with its outcome
         # unrecorded (the store went down mid-request): the sender must come back, not stop here.

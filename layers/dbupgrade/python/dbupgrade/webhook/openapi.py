@@ -135,8 +135,9 @@ def openapi_document() -> dict[str, Any]:
     post_responses = {
         "200": _json(
             _OUTCOME,
-            "noop (already at target), in_progress (already upgrading to it), or deferred "
-            "(outside DBUPGRADE_WINDOW: nothing submitted; resend inside the window).",
+            "noop (already at target), in_progress (already upgrading to it), deferred "
+            "(outside DBUPGRADE_WINDOW: nothing submitted; resend inside the window), or a dry run "
+            "that would submit (status submitted, dry_run true, reason dry_run: nothing was).",
         ),
         "202": _json(
             _OUTCOME, "submitted: `request_id` is the upgrade API's RequestId, the same on every redelivery."
