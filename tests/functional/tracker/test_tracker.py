@@ -158,6 +158,24 @@ def test_dry_runs_and_final_outcomes_are_not_followed(track: TrackBench) -> None
     assert track.tick()["checked"] == 0
 
 
+def test_the_tracker_describes_only_what_is_in_flight(track: TrackBench) -> None:
+    track.upgrade("r-bp1trackdone0001", "7.0")
+    track.upgrade("r-bp1trackdone0002", "6.0")  # noop
+    track.upgrade("dds-bp1trackdone001", "5.0")
+    assert track.tick()["checked"] == 2  # still upgrading
+    track.advance(UPGRADE_SECONDS + 60)
+    assert len(track.tick()["transitions"]) == 2
+    describes = len(track.calls("DescribeInstanceAttribute")) + len(
+        track.calls("DescribeDBInstanceAttribute")
+    )
+
+    assert track.tick()["checked"] == 0  # completed is final: nothing left to describe
+    assert (
+        len(track.calls("DescribeInstanceAttribute")) + len(track.calls("DescribeDBInstanceAttribute"))
+        == describes
+    )
+
+
 def test_a_tick_short_of_time_leaves_the_checks_to_the_next_one(track: TrackBench) -> None:
     track.upgrade("r-bp1trackdone0001", "7.0")
     track.advance(UPGRADE_SECONDS + 60)

@@ -29,11 +29,14 @@ from typing import Any, Protocol
 
 from dbupgrade.config import Config
 from dbupgrade.errors import ConfigError, StoreUnavailable
-from dbupgrade.model import Outcome
+from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome
 
 PREFIX = "dbupgrade:"
 HISTORY_LENGTH = 100
 OUTBOX = PREFIX + "outbox"
+# Instances whose latest outcome is in flight (submitted, in_progress, scheduled): what the tracker
+# follows, kept with the latest outcome in the same transaction so it never has to scan the fleet.
+IN_FLIGHT = PREFIX + "in_flight"
 OUTBOX_LOCK = PREFIX + "outbox:lock"
 OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
 
@@ -69,6 +72,10 @@ class RedisStore:
             pipe.set(f"{PREFIX}latest:{outcome.instance_id}", data)
             pipe.lpush(f"{PREFIX}history:{outcome.instance_id}", data)
             pipe.ltrim(f"{PREFIX}history:{outcome.instance_id}", 0, HISTORY_LENGTH - 1)
+            if outcome.status in IN_FLIGHT_STATUSES:
+                pipe.sadd(IN_FLIGHT, outcome.instance_id)
+            else:
+                pipe.srem(IN_FLIGHT, outcome.instance_id)
             pipe.execute()
 
     def latest(self, instance_id: str) -> Outcome | None:

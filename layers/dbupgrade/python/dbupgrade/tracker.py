@@ -50,17 +50,15 @@ from dbupgrade.engines import ENGINES, Engine, dig
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
-from dbupgrade.store import PREFIX
+from dbupgrade.store import IN_FLIGHT, PREFIX
 from dbupgrade.usecase import Upgrader
 
 STUCK_AFTER_VARIABLE = "DBUPGRADE_STUCK_AFTER"
 DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {"redis": 2 * 3600, "mongodb": 6 * 3600}
-# The store's own layout (store.RedisStore.record): the latest outcome of every instance.
-LATEST_PATTERN = f"{PREFIX}latest:*"
 LOCK_PREFIX = f"{PREFIX}tracker:lock:"
 SEEN_UPGRADING_PREFIX = f"{PREFIX}tracker:upgrading:"
 SEEN_UPGRADING_SECONDS = 7 * 24 * 3600
-SCAN_BATCH = 500
+READ_BATCH = 500  # latest outcomes read per MGET
 LOCK_MARGIN_SECONDS = 30
 # Left of the invocation for advancing the rollouts: checks stop this long before the deadline.
 ROLLOUT_RESERVE_SECONDS = 60
@@ -188,23 +186,15 @@ class Tracker:
         if redis is None:
             logger.warning("no shared store: upgrades cannot be tracked across invocations")
             return
-        batch: list[Any] = []
-        for key in redis.scan_iter(match=LATEST_PATTERN, count=SCAN_BATCH):
-            batch.append(key)
-            if len(batch) >= SCAN_BATCH:
-                yield from self._in_flight_of(redis, batch)
-                batch = []
-        if batch:
-            yield from self._in_flight_of(redis, batch)
-
-    @staticmethod
-    def _in_flight_of(redis: Any, keys: list[Any]) -> Iterator[Outcome]:
-        for raw in redis.mget(keys):
-            if raw is None:
-                continue
-            outcome = Outcome.from_dict(json.loads(raw))
-            if outcome.status in IN_FLIGHT_STATUSES and not outcome.dry_run and outcome.engine in ENGINES:
-                yield outcome
+        instance_ids = sorted(
+            v.decode() if isinstance(v, bytes) else str(v) for v in redis.smembers(IN_FLIGHT)
+        )
+        for start in range(0, len(instance_ids), READ_BATCH):
+            keys = [f"{PREFIX}latest:{i}" for i in instance_ids[start : start + READ_BATCH]]
+            for raw in redis.mget(keys):
+                outcome = Outcome.from_dict(json.loads(raw)) if raw is not None else None
+                if outcome and outcome.status in IN_FLIGHT_STATUSES and outcome.engine in ENGINES:
+                    yield outcome
 
     # -- one instance ---------------------------------------------------------------------------
 
@@ -217,7 +207,7 @@ class Tracker:
         try:
             latest = self.upgrader.store.latest(seen.instance_id)
             if latest is None or latest.to_dict() != seen.to_dict():
-                return None  # changed since the scan (another tick, a new request): next tick looks again
+                return None  # changed since it was read (another tick, a new request): next tick looks again
             watch = _Watch(latest, self._submission(latest), ENGINES[str(latest.engine)])
             verdict = self._verdict(watch, ctx, now)
             if verdict is None:
