@@ -14,6 +14,8 @@ is against the cloud's limit.
 Usage::
 
     .venv/bin/python bench/bench_ratelimit.py [--upgrades 300] [--consumers 4] [--qps 20]
+
+``make bench`` runs it too (``bench/run.py``, item 7 of BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -120,22 +122,31 @@ def run(upgrades: int, consumers: int, qps: float, limits: str, state_dir: str) 
     }
 
 
+def compare(upgrades: int, consumers: int, qps: float) -> dict[str, Any]:
+    """The same run with the shared bucket (``qps`` on the upgrade action) and without a shared limit."""
+    shared = json.dumps({ACTION: qps, "*": 200})
+    unlimited = json.dumps({"*": 1_000_000})
+    result: dict[str, Any] = {"qps": qps, "consumers": consumers}
+    for name, limits in (("shared", shared), ("unshared", unlimited)):
+        with tempfile.TemporaryDirectory() as state_dir:
+            result[name] = run(upgrades, consumers, qps, limits, state_dir)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upgrades", type=int, default=300)
     parser.add_argument("--consumers", type=int, default=4)
     parser.add_argument("--qps", type=float, default=20.0)
     args = parser.parse_args()
-    shared = json.dumps({ACTION: args.qps, "*": 200})
-    unlimited = json.dumps({"*": 1_000_000})
     print(f"{args.upgrades} upgrades, {args.consumers} consumers, cloud limit {args.qps:g} {ACTION}/s")
-    for name, limits in (("shared bucket", shared), ("no shared limit", unlimited)):
-        with tempfile.TemporaryDirectory() as state_dir:
-            result = run(args.upgrades, args.consumers, args.qps, limits, state_dir)
+    result = compare(args.upgrades, args.consumers, args.qps)
+    for name in ("shared", "unshared"):
+        entry = result[name]
         print(
-            f"  {name:16} {result['upgrades_per_second']:6.2f} upgrades/s  ratio {result['ratio_to_limit']:.3f}  "
-            f"submitted {result['submitted']}  failed {result['failed']}  "
-            f"throttled answers {result['throttled_answers']}  wall {result['wall_seconds']} s"
+            f"  {name:9} {entry['upgrades_per_second']:6.2f} upgrades/s  ratio {entry['ratio_to_limit']:.3f}  "
+            f"submitted {entry['submitted']}  failed {entry['failed']}  "
+            f"throttled answers {entry['throttled_answers']}  wall {entry['wall_seconds']} s"
         )
 
 

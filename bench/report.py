@@ -90,6 +90,17 @@ def render(results: dict[str, Any]) -> str:
     lines.append(
         f"| 6 | localcloud throughput | >= 1000 req/s | {lc['requests_per_second']:,.0f} req/s | {_verdict(lc['requests_per_second'] >= 1000)} |"
     )
+    limit = results.get("shared_rate_limit")
+    if limit is not None:
+        shared = limit["shared"]
+        lines.append(
+            f"| 7 | {limit['consumers']} consumers under a {limit['qps']:g}/s cloud limit: upgrades/s / limit "
+            f"| 0.9-1.1 (within 10 %) | {shared['ratio_to_limit']:.2f} | {_verdict(0.9 <= shared['ratio_to_limit'] <= 1.1)} |"
+        )
+        lines.append(
+            f"| 7 | throttling-caused failures with the shared bucket | 0 | {shared['failed']} | "
+            f"{_verdict(shared['failed'] == 0)} |"
+        )
 
     lines += [
         "",
@@ -193,6 +204,25 @@ def render(results: dict[str, Any]) -> str:
         f"Throughput: {lc['requests_per_second']:,.0f} req/s ({lc['non_200']} non-200).",
         "",
     ]
+    if limit is not None:
+        lines += [
+            "## 7. Fleet-wide rate limit",
+            "",
+            f"{limit['consumers']} consumers (threads, each its own `Upgrader` and clients, as function "
+            "instances have) share only the Redis store; localcloud refuses `ModifyInstanceMajorVersion` "
+            f"beyond {limit['qps']:g}/s with Throttling.User. Rate: accepted upgrade calls over the time "
+            "from the first to the last (`bench/bench_ratelimit.py`).",
+            "",
+            "| limit | upgrades | upgrades/s | of the cloud's limit | submitted | failed | throttled answers | wall |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for label, name in (("shared bucket", "shared"), ("no shared limit", "unshared")):
+            e = limit[name]
+            lines.append(
+                f"| {label} | {e['upgrades']} | {e['upgrades_per_second']:.2f} | {e['ratio_to_limit']:.3f} | "
+                f"{e['submitted']} | {e['failed']} | {e['throttled_answers']} | {e['wall_seconds']} s |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -11,7 +11,9 @@ prove the harness works: its numbers mean nothing and nothing is gated on them.
    under a localcloud rate limit (wall time beside the ideal calls / R), duplicates counted;
 4. memory: the peak RSS of the function process through each bulk run;
 5. package: the zipped layer (and each function's code) beside its dependency closure;
-6. localcloud: the latency it adds and the requests/s it sustains (bench/bench_localcloud.py).
+6. localcloud: the latency it adds and the requests/s it sustains (bench/bench_localcloud.py);
+7. the fleet-wide rate limit (issue #4): 4 consumers under a 20 upgrades/s cloud limit, beside the
+   same consumers without the shared bucket (bench/bench_ratelimit.py).
 """
 
 from __future__ import annotations
@@ -223,6 +225,14 @@ def package_sizes() -> dict[str, Any]:
     return measure()
 
 
+def shared_rate_limit(upgrades: int, consumers: int, qps: float) -> dict[str, Any]:
+    """Issue #4: ``consumers`` function instances sharing the Redis token bucket under a cloud limit
+    of ``qps`` upgrades/s, beside the same run without the shared limit (bench/bench_ratelimit.py)."""
+    import bench_ratelimit
+
+    return bench_ratelimit.compare(upgrades, consumers, qps)
+
+
 def localcloud_overhead(calls: int, seconds: float) -> dict[str, Any]:
     import multiprocessing
     import statistics
@@ -334,6 +344,7 @@ def main() -> int:
             ),
             ("bulk", lambda: bulk(layer, count=40 if quick else 2000, rate_limit=10)),
             ("package", package_sizes),
+            ("shared_rate_limit", lambda: shared_rate_limit(20 if quick else 300, consumers=4, qps=20)),
             (
                 "localcloud",
                 lambda: localcloud_overhead(calls=50 if quick else 2000, seconds=0.5 if quick else 4),
