@@ -44,6 +44,8 @@ def test_start_prints_the_id_and_status_watch_follows_the_rollout_to_its_end(
 
     assert (code, out) == (0, "cli-1\n"), err
     assert "cli-1: running, wave 1/2, 0/6 done" in err
+    listed = rollout_cli(fleet, monkeypatch, "list")[1]
+    assert listed.startswith("cli-1: running, wave 1/2, 0/6 done") and listed.count("\n") == 1
     watch = subprocess.Popen(  # noqa: S603 -- our own CLI
         [
             sys.executable,
@@ -79,6 +81,7 @@ def test_start_prints_the_id_and_status_watch_follows_the_rollout_to_its_end(
     done = [frame["done"] for frame in frames]
     assert done == sorted(done)
     assert fleet.upgrade_calls() == dict.fromkeys(ids, 1)
+    assert rollout_cli(fleet, monkeypatch, "list")[1] == "no active rollouts\n"  # ended: off the list
 
 
 def test_start_outside_its_window_records_the_rollout_but_releases_nothing(

@@ -6,6 +6,7 @@ stack). Targets come from a MANIFEST file (CSV / JSON / YAML) or a selector::
     dbupgrade rollout plan fleet.csv
     dbupgrade rollout plan --engine redis --tag env=prod --from-version 6.0 --target 7.0
     dbupgrade rollout start fleet.csv --waves 1,10%,100% --max-errors 3 --max-in-flight 20
+    dbupgrade rollout list
     dbupgrade rollout status redis-7 --watch
 """
 
@@ -240,6 +241,29 @@ def advance_command(rollout_id: str | None) -> None:
         )
     for status in statuses:
         click.echo(_line(status) if "status" in status else f"{status['rollout_id']}: busy")
+
+
+@rollout.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_command(as_json: bool) -> None:
+    """The rollouts still running or in flight, one line each (what the tracker advances)."""
+    from dbupgrade.rollouts import RolloutNotFound, Rollouts
+
+    with _operator_errors():
+        rollouts = Rollouts(_upgrader())
+        statuses = []
+        for rollout_id in rollouts.repo.active():
+            try:
+                statuses.append(rollouts.status(rollout_id))
+            except RolloutNotFound:  # cleared from the store since it was listed
+                continue
+    if as_json:
+        click.echo(json.dumps(statuses, indent=2))
+        return
+    for status in statuses:
+        click.echo(_line(status))
+    if not statuses:
+        click.echo("no active rollouts")
 
 
 @rollout.command("status")
