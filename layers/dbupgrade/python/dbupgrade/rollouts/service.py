@@ -353,7 +353,8 @@ def _of_this_release(outcome: Outcome, state: TargetState) -> bool:
 
     A message's own outcome carries its delivery id (``correlation_id``): one from an earlier release
     (halted, then resumed; failed transiently, then released again) says nothing of this one. The
-    tracker's outcomes (completed, stuck, ...) follow the upgrade, whichever release submitted it.
+    tracker's outcomes (completed, stuck, ...) carry the correlation id of the submission they
+    follow, so they count for the release that submitted.
     """
     if outcome.status == "halted" or (outcome.source == "queue" and state.delivery_id is not None):
         return outcome.correlation_id == state.delivery_id
