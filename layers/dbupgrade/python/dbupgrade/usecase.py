@@ -121,8 +121,9 @@ class Upgrader:
     ) -> Outcome:
         """One request to one recorded, notified outcome.
 
-        ``stop`` is asked once the request holds its idempotency key, just before the pre-check: a
-        ``(reason, why)`` answer (its rollout was halted) ends it ``halted`` with no cloud call.
+        ``stop`` is asked right before each upgrade call, as late as it can be (after the pre-check,
+        inside the idempotent section): a ``(reason, why)`` answer (its rollout was halted) ends the
+        request ``halted`` without that call.
         """
         ctx = adapt_context(context)
         bind_invocation(ctx)
@@ -344,10 +345,6 @@ class Upgrader:
             raise StoreUnavailable("state store unavailable (idempotency)") from None
 
     def _execute(self, job: _Job) -> Outcome:
-        stopped = job.stop() if job.stop is not None else None
-        if stopped is not None:
-            reason, why = stopped
-            return self._finish(job.outcome("halted", reason=reason, message=f"not upgraded: {why}"), job)
         return self._precheck_or_submit(job, submit=True)
 
     def _precheck_or_submit(self, job: _Job, *, submit: bool) -> Outcome:
@@ -456,6 +453,13 @@ class Upgrader:
             engine.effective_param: engine.effective_values[job.effective],
         }
         for _ in range(RECONCILE_ROUNDS):
+            stopped = job.stop() if job.stop is not None else None
+            if stopped is not None:
+                reason, why = stopped
+                halted = job.outcome(
+                    "halted", reason=reason, from_version=from_version, message=f"not upgraded: {why}"
+                )
+                return self._finish(halted, job)
             try:
                 body = self.cloud.call_with_retries(
                     engine,
