@@ -52,22 +52,24 @@ class Store(Protocol):
     def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int: ...
 
 
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Any Redis failure inside becomes ``StoreUnavailable``: callers fail closed on one exception."""
+    import redis
+
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
+
+
 class RedisStore:
     def __init__(self, client: Any) -> None:
         self.redis = client
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except redis.exceptions.RedisError as exc:
-            raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
-
     def record(self, outcome: Outcome) -> None:
         data = json.dumps(outcome.to_dict(), sort_keys=True)
-        with self._guard():
+        with redis_errors():
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(f"{PREFIX}latest:{outcome.instance_id}", data)
             pipe.lpush(f"{PREFIX}history:{outcome.instance_id}", data)
@@ -79,21 +81,21 @@ class RedisStore:
             pipe.execute()
 
     def latest(self, instance_id: str) -> Outcome | None:
-        with self._guard():
+        with redis_errors():
             raw = self.redis.get(f"{PREFIX}latest:{instance_id}")
         return Outcome.from_dict(json.loads(raw)) if raw else None
 
     def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]:
-        with self._guard():
+        with redis_errors():
             raws = self.redis.lrange(f"{PREFIX}history:{instance_id}", 0, limit - 1)
         return [Outcome.from_dict(json.loads(raw)) for raw in raws]
 
     def outbox_add(self, entry: dict[str, Any]) -> None:
-        with self._guard():
+        with redis_errors():
             self.redis.rpush(OUTBOX, json.dumps(entry, sort_keys=True))
 
     def outbox_size(self) -> int:
-        with self._guard():
+        with redis_errors():
             return int(self.redis.llen(OUTBOX))
 
     def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
@@ -103,21 +105,21 @@ class RedisStore:
         only after ``deliver`` succeeded, so a crash mid-drain re-delivers (at least once).
         """
         token = uuid.uuid4().hex
-        with self._guard():
+        with redis_errors():
             if not self.redis.set(OUTBOX_LOCK, token, nx=True, ex=OUTBOX_LOCK_SECONDS):
                 return 0
         delivered = 0
         try:
-            with self._guard():
+            with redis_errors():
                 raws = self.redis.lrange(OUTBOX, 0, -1)
             for raw in raws:
                 if not deliver(json.loads(raw)):
                     break
-                with self._guard():
+                with redis_errors():
                     self.redis.lrem(OUTBOX, 1, raw)
                 delivered += 1
         finally:
-            with self._guard():
+            with redis_errors():
                 if self.redis.get(OUTBOX_LOCK) in (token, token.encode()):
                     self.redis.delete(OUTBOX_LOCK)
         return delivered

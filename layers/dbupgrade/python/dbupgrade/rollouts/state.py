@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dbupgrade.errors import StoreUnavailable
 from dbupgrade.rollouts.model import RolloutMeta, RolloutSpec, TargetState
-from dbupgrade.store import PREFIX
+from dbupgrade.store import PREFIX, redis_errors
 
 ACTIVE = PREFIX + "rollouts:active"
 LOCK_SECONDS = 120  # longer than one advance takes; a crashed holder frees it this soon
@@ -41,17 +40,8 @@ class RolloutRepository:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        import redis
-
-        try:
-            yield
-        except redis.exceptions.RedisError as exc:
-            raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
-
     def create(self, spec: RolloutSpec, meta: RolloutMeta, targets: list[TargetState]) -> None:
-        with self._guard():
+        with redis_errors():
             if not self.redis.set(_key(spec.rollout_id, "spec"), json.dumps(spec.to_dict()), nx=True):
                 raise RolloutExists(f"rollout {spec.rollout_id} already exists; pick another id")
             pipe = self.redis.pipeline(transaction=True)
@@ -64,23 +54,23 @@ class RolloutRepository:
             pipe.execute()
 
     def spec(self, rollout_id: str) -> RolloutSpec | None:
-        with self._guard():
+        with redis_errors():
             raw = self.redis.get(_key(rollout_id, "spec"))
         return RolloutSpec.from_dict(json.loads(raw)) if raw else None
 
     def meta(self, rollout_id: str) -> RolloutMeta:
-        with self._guard():
+        with redis_errors():
             raw = self.redis.get(_key(rollout_id, "meta"))
         return RolloutMeta.from_dict(json.loads(raw)) if raw else RolloutMeta()
 
     def targets(self, rollout_id: str) -> dict[str, TargetState]:
-        with self._guard():
+        with redis_errors():
             raws = self.redis.hgetall(_key(rollout_id, "targets"))
         states = (TargetState.from_dict(json.loads(raw)) for raw in raws.values())
         return {state.instance_id: state for state in states}
 
     def save(self, rollout_id: str, meta: RolloutMeta, changed: list[TargetState]) -> None:
-        with self._guard():
+        with redis_errors():
             pipe = self.redis.pipeline(transaction=True)
             pipe.set(_key(rollout_id, "meta"), json.dumps(meta.to_dict()))
             if changed:
@@ -94,7 +84,7 @@ class RolloutRepository:
         """``(reason, why)`` once the rollout is halted or cancelled, else None - also when no rollout
         of that id exists (a timer's fan-out names its plan, not a rollout). The rollout function
         asks this before each upgrade, so a message released before a halt upgrades nothing."""
-        with self._guard():
+        with redis_errors():
             raw = self.redis.get(_key(rollout_id, "meta"))
         if not raw:
             return None
@@ -103,15 +93,15 @@ class RolloutRepository:
         return (reason, meta.reason or meta.status) if reason else None
 
     def active(self) -> list[str]:
-        with self._guard():
+        with redis_errors():
             return sorted(v.decode() if isinstance(v, bytes) else str(v) for v in self.redis.smembers(ACTIVE))
 
     def activate(self, rollout_id: str) -> None:
-        with self._guard():
+        with redis_errors():
             self.redis.sadd(ACTIVE, rollout_id)
 
     def deactivate(self, rollout_id: str) -> None:
-        with self._guard():
+        with redis_errors():
             self.redis.srem(ACTIVE, rollout_id)
 
     @contextmanager
@@ -121,7 +111,7 @@ class RolloutRepository:
         key = _key(rollout_id, "lock")
         deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait else 0)
         while True:
-            with self._guard():
+            with redis_errors():
                 if self.redis.set(key, token, nx=True, ex=LOCK_SECONDS):
                     break
             if time.monotonic() >= deadline:
@@ -130,6 +120,6 @@ class RolloutRepository:
         try:
             yield
         finally:
-            with self._guard():
+            with redis_errors():
                 if self.redis.get(key) in (token, token.encode()):
                     self.redis.delete(key)
