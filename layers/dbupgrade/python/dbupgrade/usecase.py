@@ -372,15 +372,16 @@ class Upgrader:
             )
         return self._submit(job, from_version)
 
+    def _call(self, job: _Job, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """One of the job's cloud calls: its engine, region and credentials, retried until its deadline."""
+        return self.cloud.call_with_retries(
+            job.engine, job.region, action, params, job.credentials, deadline=job.context.deadline
+        )
+
     def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
         engine = job.engine
-        body = self.cloud.call_with_retries(
-            engine,
-            job.region,
-            engine.describe_action,
-            {engine.id_param: job.request.instance_id, **engine.describe_extra},
-            job.credentials,
-            deadline=job.context.deadline,
+        body = self._call(
+            job, engine.describe_action, {engine.id_param: job.request.instance_id, **engine.describe_extra}
         )
         items = dig(body, engine.describe_path)
         return (items[0] if items else None), body.get("RequestId")
@@ -425,14 +426,7 @@ class Upgrader:
                 **common,
             )
         if engine.available_action:
-            body = self.cloud.call_with_retries(
-                engine,
-                job.region,
-                engine.available_action,
-                {engine.id_param: job.request.instance_id},
-                job.credentials,
-                deadline=job.context.deadline,
-            )
+            body = self._call(job, engine.available_action, {engine.id_param: job.request.instance_id})
             offered = [str(v) for v in dig(body, engine.available_path)]
             if target not in offered:
                 return job.outcome(
@@ -461,14 +455,7 @@ class Upgrader:
                 )
                 return self._finish(halted, job)
             try:
-                body = self.cloud.call_with_retries(
-                    engine,
-                    job.region,
-                    engine.upgrade_action,
-                    params,
-                    job.credentials,
-                    deadline=job.context.deadline,
-                )
+                body = self._call(job, engine.upgrade_action, params)
             except CloudError as error:
                 if not error.ambiguous:
                     return self._cloud_failure(job, error, submit=True, from_version=from_version)
