@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from dbupgrade.config import Config, Window
+from dbupgrade.config import Config, Endpoint, Window
+from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
 
 
@@ -33,7 +34,7 @@ def test_defaults_when_nothing_is_set() -> None:
     config = Config.from_env({})
     assert config.window is None and config.window_policy == "reject"
     assert config.idempotency is True and config.in_fc is False
-    assert config.protocol == "https"
+    assert config.endpoints == {}
 
 
 def test_localcloud_endpoint_overrides_switch_to_http() -> None:
@@ -43,9 +44,12 @@ def test_localcloud_endpoint_overrides_switch_to_http() -> None:
             "DBUPGRADE_DDS_ENDPOINT": "http://127.0.0.1:9000",
         }
     )
-    assert config.kvstore_endpoint is not None and config.kvstore_endpoint.host == "127.0.0.1:9000"
-    assert config.protocol == "http"
-    assert Config.from_env({"DBUPGRADE_KVSTORE_ENDPOINT": "r-kvstore.aliyuncs.com"}).protocol == "https"
+    for engine in ENGINES.values():  # every engine's override is read, by its own variable
+        override = config.endpoint_override(engine.endpoint_variable)
+        assert override is not None and override.url == "http://127.0.0.1:9000"
+    bare = Config.from_env({"DBUPGRADE_KVSTORE_ENDPOINT": "r-kvstore.aliyuncs.com"})
+    assert bare.endpoint_override("DBUPGRADE_KVSTORE_ENDPOINT") == Endpoint("r-kvstore.aliyuncs.com", "https")
+    assert bare.endpoint_override("DBUPGRADE_DDS_ENDPOINT") is None
 
 
 def test_lists_and_fc_detection() -> None:

@@ -19,6 +19,7 @@ from datetime import datetime, time
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
 
 REGION_PATTERN = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
@@ -102,8 +103,8 @@ def _endpoint(env: Mapping[str, str], variable: str) -> Endpoint | None:
 @dataclass(frozen=True)
 class Config:
     region: str | None = None
-    kvstore_endpoint: Endpoint | None = None
-    dds_endpoint: Endpoint | None = None
+    # Endpoint overrides by their variable (each engine's ``endpoint_variable``), e.g. localcloud's.
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
     mns_endpoint: str | None = None
     topic: str | None = None
     rollout_queue: str | None = None
@@ -120,17 +121,9 @@ class Config:
     access_key_secret: str | None = field(default=None, repr=False)
     security_token: str | None = field(default=None, repr=False)
 
-    @property
-    def protocol(self) -> str:
-        """The OpenAPI protocol: "http" only when an override points at a plain-HTTP endpoint."""
-        overrides = [e for e in (self.kvstore_endpoint, self.dds_endpoint) if e is not None]
-        return "http" if overrides and all(e.protocol == "http" for e in overrides) else "https"
-
     def endpoint_override(self, variable: str) -> Endpoint | None:
-        return {
-            "DBUPGRADE_KVSTORE_ENDPOINT": self.kvstore_endpoint,
-            "DBUPGRADE_DDS_ENDPOINT": self.dds_endpoint,
-        }.get(variable)
+        """The override an engine's ``endpoint_variable`` set, or None (the official endpoint)."""
+        return self.endpoints.get(variable)
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, reply or exception message."""
@@ -172,8 +165,11 @@ class Config:
             raise ConfigError(missing, "set both the access key ID and secret, or neither")
         return cls(
             region=region,
-            kvstore_endpoint=_endpoint(env, "DBUPGRADE_KVSTORE_ENDPOINT"),
-            dds_endpoint=_endpoint(env, "DBUPGRADE_DDS_ENDPOINT"),
+            endpoints={
+                engine.endpoint_variable: endpoint
+                for engine in ENGINES.values()
+                if (endpoint := _endpoint(env, engine.endpoint_variable)) is not None
+            },
             mns_endpoint=mns_endpoint.rstrip("/") if mns_endpoint else None,
             topic=env.get("DBUPGRADE_TOPIC", "").strip() or None,
             rollout_queue=env.get("DBUPGRADE_ROLLOUT_QUEUE", "").strip() or None,

@@ -60,6 +60,8 @@ class Engine:
     # Upgrades stay inside one family (Redis: classic 4.0/5.0 vs cloud-native 6.0/7.0).
     families: Mapping[str, tuple[str, ...]]
     family_key: str | None  # the attribute naming the instance's family (None: one family)
+    # How long an upgrade may run before the tracker calls it stuck (DBUPGRADE_STUCK_AFTER overrides).
+    stuck_after_seconds: float
 
     def endpoint(self, region: str) -> str:
         """The official endpoint host of ``region`` (as the product SDK's endpoint map has it)."""
@@ -117,6 +119,7 @@ REDIS = Engine(
     # the current version's family; localcloud seeds name it explicitly as "DeploymentMode".
     families={"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")},
     family_key="DeploymentMode",
+    stuck_after_seconds=2 * 3600,
 )
 
 MONGODB = Engine(
@@ -152,6 +155,7 @@ MONGODB = Engine(
     versions=("4.0", "4.2", "4.4", "5.0", "6.0", "7.0", "8.0"),
     families={},
     family_key=None,
+    stuck_after_seconds=6 * 3600,
 )
 
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (REDIS, MONGODB)}

@@ -54,7 +54,9 @@ from dbupgrade.store import IN_FLIGHT, PREFIX
 from dbupgrade.usecase import Upgrader
 
 STUCK_AFTER_VARIABLE = "DBUPGRADE_STUCK_AFTER"
-DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {"redis": 2 * 3600, "mongodb": 6 * 3600}
+DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {
+    name: engine.stuck_after_seconds for name, engine in ENGINES.items()
+}
 LOCK_PREFIX = f"{PREFIX}tracker:lock:"
 SEEN_UPGRADING_PREFIX = f"{PREFIX}tracker:upgrading:"
 SEEN_UPGRADING_SECONDS = 7 * 24 * 3600

@@ -23,6 +23,8 @@ from typing import Any
 
 import click
 
+from dbupgrade.engines import ENGINES
+
 EFFECTIVE = click.Choice(["immediate", "maintenance_window"])
 BAR_WIDTH = 40
 
@@ -33,7 +35,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.argument(
             "manifest", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
         ),
-        click.option("--engine", type=click.Choice(["redis", "mongodb"]), help="Selector: the engine."),
+        click.option("--engine", type=click.Choice(sorted(ENGINES)), help="Selector: the engine."),
         click.option(
             "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Selector: a tag (repeatable)."
         ),

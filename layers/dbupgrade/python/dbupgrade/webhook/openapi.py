@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from dbupgrade import __version__
+from dbupgrade.engines import ENGINES
 from dbupgrade.model import EFFECTIVE_VALUES, STATUSES
 from dbupgrade.webhook.http import MAX_BATCH_ITEMS, MAX_BODY_BYTES
 
@@ -48,7 +49,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "engine": {
                 "type": "string",
-                "enum": ["redis", "mongodb"],
+                "enum": sorted(ENGINES),
                 "description": "Default: from the ID prefix.",
             },
             "region": {"type": "string", "examples": ["cn-hangzhou"]},
