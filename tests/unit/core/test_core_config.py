@@ -72,6 +72,14 @@ def test_secrets_are_not_in_the_repr() -> None:
     assert "s3cr3t-value" in config.secrets()
 
 
+def test_the_store_password_in_the_redis_url_is_a_secret() -> None:
+    config = Config.from_env(
+        {"DBUPGRADE_REDIS_URL": "redis://:st0re-pa55word@r-bp1x.redis.rds.aliyuncs.com:6379/0"}
+    )
+    assert "st0re-pa55word" not in repr(config)
+    assert "st0re-pa55word" in config.secrets()
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -108,7 +108,7 @@ class Config:
     mns_endpoint: str | None = None
     topic: str | None = None
     rollout_queue: str | None = None
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry the store's password
     state_dir: str | None = None
     allowed_instances: frozenset[str] | None = None
     allowed_regions: frozenset[str] | None = None
@@ -127,7 +127,8 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line, reply or exception message."""
-        return [s for s in (self.access_key_secret, self.security_token) if s]
+        store_password = urlsplit(self.redis_url).password if self.redis_url else None
+        return [s for s in (self.access_key_secret, self.security_token, store_password) if s]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
