@@ -86,13 +86,15 @@ class Parameter:
             raise INVALID_VALUE(self.name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Field:
     """One node of a response's field tree: an object's fields, an array's items, or a leaf."""
 
     type: str
+    path: str  # where it sits in the body ("" at the top; list items as "[]"), for reports
     properties: dict[str, Field] | None = None  # objects; None also for an object the metadata leaves open
     items: Field | None = None  # arrays
+    nested: tuple[tuple[str, Field], ...] = ()  # the fields that are themselves objects or arrays
 
 
 @dataclass(frozen=True)
@@ -144,13 +146,20 @@ def _parameter(product: str, action: str, raw: dict[str, Any]) -> Parameter:
     )
 
 
-def _field(raw: dict[str, Any]) -> Field:
+def _field(raw: dict[str, Any], path: str = "") -> Field:
     properties = raw.get("properties")
-    return Field(
-        type=raw.get("type", "object"),
-        properties=None if properties is None else {name: _field(c) for name, c in properties.items()},
-        items=_field(raw["items"]) if "items" in raw else None,
+    fields = None
+    if properties is not None:
+        fields = {
+            name: _field(child, f"{path}.{name}" if path else name) for name, child in properties.items()
+        }
+    items = _field(raw["items"], f"{path}[]") if "items" in raw else None
+    nested = tuple(
+        (name, child)
+        for name, child in (fields or {}).items()
+        if child.properties is not None or child.items is not None
     )
+    return Field(type=raw.get("type", "object"), path=path, properties=fields, items=items, nested=nested)
 
 
 def _load(text: str) -> dict[tuple[str, str], ActionSpec]:
@@ -208,8 +217,8 @@ def shape_response(
     if response is None:
         return body
     found: list[str] = []
-    shaped = _shape(body, response, "", found)
-    for path in found:
+    shaped = _shape(body, response, found)
+    for path in dict.fromkeys(found):  # each path once, in order
         if (product, action, path) not in _reported:
             _reported.add((product, action, path))
             log.warning("%s %s: dropped %s, a field the API metadata does not define", product, action, path)
@@ -218,18 +227,22 @@ def shape_response(
     return shaped
 
 
-def _shape(value: Any, node: Field, path: str, dropped: list[str]) -> Any:
-    if node.properties is not None and isinstance(value, dict):
-        kept = {}
-        for key, child_value in value.items():
-            child = node.properties.get(key)
-            if child is None:
-                dropped.append(f"{path}.{key}" if path else key)
-            elif child.properties is None and child.items is None:
-                kept[key] = child_value
-            else:
-                kept[key] = _shape(child_value, child, f"{path}.{key}" if path else key, dropped)
+def _shape(value: Any, node: Field, dropped: list[str]) -> Any:
+    fields = node.properties
+    if fields is not None and isinstance(value, dict):
+        # Copy whole when nothing is dropped (the common case, at C speed), then recurse into the
+        # few fields that are objects or arrays.
+        if value.keys() <= fields.keys():
+            kept = dict(value)
+        else:
+            kept = {key: v for key, v in value.items() if key in fields}
+            prefix = f"{node.path}." if node.path else ""
+            dropped.extend(prefix + key for key in value if key not in fields)
+        for name, child in node.nested:
+            if name in kept:
+                kept[name] = _shape(kept[name], child, dropped)
         return kept
     if node.items is not None and isinstance(value, list):
-        return [_shape(item, node.items, f"{path}[]", dropped) for item in value]
+        items = node.items
+        return [_shape(item, items, dropped) for item in value]
     return value
