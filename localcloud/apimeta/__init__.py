@@ -41,8 +41,6 @@ log = logging.getLogger("localcloud.apimeta")
 # aliyun/alibaba-cloud-sdk-go#405). No public source shows the type and enum cases.
 INVALID_VALUE = InvalidParameter
 
-# assumption: a parameter sent empty ("Name=") counts as not sent, as the product models' own
-# ``require`` treats it; no source says how the gateway reads an empty value.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 # The ranges of the metadata's integer formats (OpenAPI 2.0 data types).
 _FORMAT_RANGE = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -196,6 +194,8 @@ def check_request(product: str, action: str, params: dict[str, str]) -> dict[str
     checked = dict(params)
     for p in action_spec.parameters:
         value = params.get(p.name)
+        # assumption: a parameter sent empty ("Name=") counts as not sent, as the product models'
+        # own ``require`` treats it; no source says how the gateway reads an empty value.
         if value is None or value == "":
             if p.required:
                 raise MissingParameter(p.name)
