@@ -5,8 +5,11 @@ One request, in order (each refusal is rendered as the gateway's JSON error and 
 1. parse the signature (ACS3-HMAC-SHA256 headers, or HMAC-SHA1 ``Signature`` query/form params);
 2. route by API version (``2015-01-01`` R-kvstore, ``2015-12-01`` Dds) and check the action exists;
 3. authenticate: known key, ±15 min timestamp (real wall clock), signature, STS token, fresh nonce;
-4. ``cloud.faults.decide(product, action)``: latency, throttle, 5xx, drop or lost reply;
-5. ``backend.call(action, params, ctx)`` and reply ``{"RequestId", ...body}`` in one send.
+4. check the parameters against the official API metadata (``localcloud.apimeta.check_request``):
+   required, type, enum, range; documented defaults filled in for the backend;
+5. ``cloud.faults.decide(product, action)``: latency, throttle, 5xx, drop or lost reply;
+6. ``backend.call(action, params, ctx)``, its body cut to the metadata's response fields
+   (``localcloud.apimeta.shape_response``), and reply ``{"RequestId", ...body}`` in one send.
 
 Example::
 
@@ -25,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from localcloud import apimeta
 from localcloud.accounts import Accounts, TokenError
 from localcloud.calls import Call
 from localcloud.faults import FaultDecision
@@ -181,6 +185,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         if signed.action not in backend.actions:
             raise InvalidActionNotFound()
         _authenticate(cloud, signed)
+        params = apimeta.check_request(backend.product, exchange.action, signed.params)
     except OpenApiError as error:
         return exchange.refuse(error)
 
@@ -201,7 +206,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         host=exchange.host,
     )
     try:
-        result = backend.call(exchange.action, signed.params, ctx)
+        result = backend.call(exchange.action, params, ctx)
     except OpenApiError as error:
         if decision.lost_reply:
             return exchange.hang_up(error.status, error.code, "lost_reply")
@@ -211,4 +216,4 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         return exchange.refuse(InternalError())
     if decision.lost_reply:
         return exchange.hang_up(200, None, "lost_reply")
-    return exchange.reply(result, decision.name)
+    return exchange.reply(apimeta.shape_response(backend.product, exchange.action, result), decision.name)

@@ -84,18 +84,23 @@ def test_describe_dbinstances_filters_by_region_id_type_and_tags(client):
     assert listed(client, dbinstance_id="dds-bp1latest000001") == ["dds-bp1latest000001"]
     assert listed(client, dbinstance_type="sharding") == ["dds-bp1events000001"]
     prod = [m.DescribeDBInstancesRequestTag(key="env", value="prod")]
-    assert listed(client, region_id="cn-hangzhou", tag=prod) == ["dds-bp1catalog00001", "dds-bp1events000001"]
+    # DBInstanceType defaults to replicate (API metadata): a sharded cluster is listed only when asked for.
+    assert listed(client, region_id="cn-hangzhou", tag=prod) == ["dds-bp1catalog00001"]
+    assert listed(client, tag=prod, dbinstance_type="sharding") == ["dds-bp1events000001"]
 
 
-def test_describe_dbinstances_pages(client):
+def test_describe_dbinstances_pages(make_localcloud):
+    # PageSize is one of 30, 50, 100 (API metadata), so a second page needs more than 30 instances.
+    many = [mongo(f"dds-bp1page{n:09d}", "5.0") for n in range(32)]
+    client = Client(openapi_config(make_localcloud({"mongodb": many})))
     body = client.describe_dbinstances(
-        m.DescribeDBInstancesRequest(region_id="cn-hangzhou", page_size=2, page_number=3)
+        m.DescribeDBInstancesRequest(region_id="cn-hangzhou", page_size=30, page_number=2)
     ).body
 
-    assert (body.total_count, body.page_number, body.page_size) == (6, 3, 2)
+    assert (body.total_count, body.page_number, body.page_size) == (32, 2, 30)
     assert [i.dbinstance_id for i in body.dbinstances.dbinstance] == [
-        "dds-bp1failing00001",
-        "dds-bp1windowed0001",
+        "dds-bp1page000000030",
+        "dds-bp1page000000031",
     ]
     first = body.dbinstances.dbinstance[0]
     assert (first.engine, first.engine_version, first.dbinstance_status) == ("MongoDB", "5.0", "Running")

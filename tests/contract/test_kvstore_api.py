@@ -13,7 +13,7 @@ import pytest
 from alibabacloud_r_kvstore20150101 import models as m
 from alibabacloud_r_kvstore20150101.client import Client
 
-from tests.contract.helpers import advance, call_api, hhmm, openapi_config, refused, seconds_until
+from tests.contract.helpers import advance, hhmm, openapi_config, refused, seconds_until
 
 
 def redis(iid: str, version: str, mode: str, **extra: Any) -> dict[str, Any]:
@@ -148,14 +148,6 @@ def test_describe_instance_attribute_has_the_real_keys_and_tags(client):
     assert attrs["Tags"] == {"Tag": [{"Key": "env", "Value": "prod"}, {"Key": "team", "Value": "orders"}]}
 
 
-def test_the_raw_body_names_the_deployment_mode_for_clients_applying_the_rule(client):
-    # localcloud-only key: the product SDK's model drops it, a call_api caller (dbupgrade) sees it.
-    query = {"InstanceId": "r-bp1classic000001"}
-    body = call_api(client, "DescribeInstanceAttribute", query)["body"]
-
-    assert body["Instances"]["DBInstanceAttribute"][0]["DeploymentMode"] == "classic"
-
-
 def test_describe_engine_version_allows_a_major_upgrade_only_within_the_deployment_mode(client):
     def enabled(iid: str) -> bool:
         body = client.describe_engine_version(m.DescribeEngineVersionRequest(instance_id=iid)).body
@@ -215,13 +207,6 @@ def test_a_maintenance_window_upgrade_waits_for_the_window(lc, client):
 def test_effective_time_maintain_time_has_an_older_numeric_form(client, value):
     upgrade(client, "r-bp1windowed00001", "7.0", value)
     assert attribute(client, "r-bp1windowed00001").instance_status == "Normal"
-
-
-def test_the_older_effect_time_parameter_name_is_accepted(lc, client):
-    query = {"InstanceId": "r-bp1windowed00001", "MajorVersion": "7.0", "EffectTime": "MaintainTime"}
-    call_api(client, "ModifyInstanceMajorVersion", query)
-
-    assert attribute(client, "r-bp1windowed00001").instance_status == "Normal"  # waits for its window
 
 
 def test_a_failure_marked_instance_ends_in_error_with_its_old_version(lc, client):
