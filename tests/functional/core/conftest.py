@@ -32,7 +32,7 @@ def redis_entry(iid: str, version: str, mode: str, status: str = "Normal", **ext
         "InstanceStatus": status,
         "ArchitectureType": "standard",
         "InstanceType": "Redis",
-        "DeploymentMode": mode,
+        "NodeType": "MASTER_SLAVE" if mode == "cloud_native" else "double",
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
         "Tags": extra.pop("Tags", {"env": "test"}),
