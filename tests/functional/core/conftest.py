@@ -80,7 +80,7 @@ SEED: dict[str, Any] = {
     ],
     "mongodb": [
         mongo_entry("dds-bp1ready000001", "4.4"),
-        mongo_entry("dds-bp1ready000002", "4.4"),
+        mongo_entry("dds-bp1ready000002", "5.0"),  # next major 6.0 (the only one offered)
         mongo_entry("dds-bp1latest00001", "8.0"),
     ],
     "topics": [TOPIC],
