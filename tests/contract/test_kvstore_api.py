@@ -407,6 +407,7 @@ def test_missing_and_invalid_parameters_are_named(client):
 def test_state_persists_across_a_restart(make_localcloud, tmp_path):
     state = tmp_path / "state.json"
     first = make_localcloud(seed(), state_file=state)
+    advance(first, 60)  # the seeded backup of r-bp1backup0000001 ends
     upgrade(client_for(first), "r-bp1native0000006", "7.0")
     first.cloud.save()
 
@@ -415,3 +416,5 @@ def test_state_persists_across_a_restart(make_localcloud, tmp_path):
     assert attribute(client, "r-bp1native0000006").instance_status == "MajorVersionUpgrading"
     advance(second, 2)
     assert attribute(client, "r-bp1native0000006").engine_version == "7.0"
+    upgrade(client, "r-bp1backup0000001", "7.0")  # the ended backup stays ended
+    assert refused(upgrade, client, "r-bp1backupever001", "7.0")[:2] == ("Task.Conflict", 403)
