@@ -58,7 +58,7 @@ def seed(upgrades: int, qps: float) -> dict[str, Any]:
                 "RegionId": "cn-hangzhou",
                 "EngineVersion": "6.0",
                 "InstanceStatus": "Normal",
-                "DeploymentMode": "cloud_native",
+                "NodeType": "MASTER_SLAVE",
             }
             for n in range(upgrades)
         ],

@@ -58,7 +58,7 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "InstanceStatus": "Normal",
             "ArchitectureType": "standard",
             "InstanceType": "Redis",
-            "DeploymentMode": "cloud_native",
+            "NodeType": "MASTER_SLAVE",
             "MaintainStartTime": "18:00Z",
             "MaintainEndTime": "19:00Z",
             "Tags": {"env": "bench"},

@@ -231,7 +231,7 @@ def seed(upgrades: int) -> dict[str, Any]:
                     "InstanceStatus": "Normal",
                     "ArchitectureType": "standard",
                     "InstanceType": "Redis",
-                    "DeploymentMode": "cloud_native",
+                    "NodeType": "MASTER_SLAVE",
                     "Tags": {},
                     **common,
                 }

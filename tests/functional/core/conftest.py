@@ -32,7 +32,7 @@ def redis_entry(iid: str, version: str, mode: str, status: str = "Normal", **ext
         "InstanceStatus": status,
         "ArchitectureType": "standard",
         "InstanceType": "Redis",
-        "DeploymentMode": mode,
+        "NodeType": "MASTER_SLAVE" if mode == "cloud_native" else "double",
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
         "Tags": extra.pop("Tags", {"env": "test"}),
@@ -80,7 +80,7 @@ SEED: dict[str, Any] = {
     ],
     "mongodb": [
         mongo_entry("dds-bp1ready000001", "4.4"),
-        mongo_entry("dds-bp1ready000002", "4.4"),
+        mongo_entry("dds-bp1ready000002", "5.0"),  # next major 6.0 (the only one offered)
         mongo_entry("dds-bp1latest00001", "8.0"),
     ],
     "topics": [TOPIC],

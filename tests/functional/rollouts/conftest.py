@@ -40,13 +40,12 @@ FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, 
 
 
 def redis_instance(iid: str, version: str = "6.0", status: str = "Normal", **extra: Any) -> dict[str, Any]:
-    mode = "cloud_native" if version in ("6.0", "7.0") else "classic"
     return {
         "InstanceId": iid,
         "RegionId": "cn-hangzhou",
         "EngineVersion": version,
         "InstanceStatus": status,
-        "DeploymentMode": mode,
+        "NodeType": "MASTER_SLAVE" if version in ("6.0", "7.0") else "double",
         "Tags": {"env": "prod"},
         **extra,
     }
