@@ -48,11 +48,9 @@ MONGO_IDS = [i["DBInstanceId"] for i in SEED["mongodb"]]
 # Each is to leave the model (issue #11: the product rules rewrite); the test fails when the set
 # changes either way, so this list is kept honest.
 NOT_IN_METADATA: dict[tuple[str, str], set[str]] = {
-    ("r-kvstore", "DescribeInstances"): {"Instances.KVStoreInstance[].DeploymentMode"},  # invented
     ("r-kvstore", "DescribeInstanceAttribute"): {
         f"Instances.DBInstanceAttribute[].{key}"
         for key in (
-            "DeploymentMode",  # invented (real-cloud-facts #1)
             "EditionType",  # in DescribeInstances only
             "UserName",  # in DescribeInstances only
             # In the SDK 7.0.0 model (_describe_instance_attribute_response_body.py) but not in the
