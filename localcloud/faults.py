@@ -6,7 +6,11 @@ Format (seed key ``faults`` and the body of ``POST /_localcloud/faults``)::
                            "throttle_rate": 0.3, "error_rate": 0.1, "latency_ms": 200,
                            "drop_rate": 0.02, "lost_reply_rate": 0.01}]}
 
-``product`` and ``action`` are optional (absent = all). Each (rule, product, action) draws from
+``product`` and ``action`` are optional (absent = all). An ``error_rate`` draw answers 503
+``ServiceUnavailable`` unless the rule names another code: ``error_code`` (with ``error_status``,
+default 400, and ``error_message``) answers any documented or observed code instead, e.g. the busy
+``OperationDenied.DBInstanceStatus`` (403) or the throttle ``Rejected.Throttling``. A named code is
+an OpenAPI (R-kvstore, Dds) error body, so such a rule names product ``r-kvstore`` or ``dds``. Each (rule, product, action) draws from
 its own ``random.Random`` seeded from the seed and its names, so one action's traffic never
 shifts another's draws and the same call sequence reproduces the same faults exactly.
 """
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRODUCTS = ("r-kvstore", "dds", "mns", "fc")
+OPENAPI_PRODUCTS = ("r-kvstore", "dds")  # the products whose error body a named error_code takes
 RATE_KEYS = ("throttle_rate", "error_rate", "drop_rate", "lost_reply_rate")
 
 
@@ -34,6 +39,9 @@ class FaultRule:
     drop_rate: float = 0.0
     lost_reply_rate: float = 0.0
     retry_after_ms: int | None = None  # adds x-acs-retry-after to injected throttles
+    error_code: str | None = None  # what an error draw answers instead of 503 ServiceUnavailable
+    error_status: int | None = None  # the HTTP status of error_code (default 400)
+    error_message: str | None = None  # its message (default: one naming the injected code)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> FaultRule:
@@ -47,6 +55,17 @@ class FaultRule:
             value = getattr(rule, key)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"fault rule {key} must be within [0, 1], got {value!r}")
+        if rule.error_code is not None:
+            if rule.product not in OPENAPI_PRODUCTS:
+                raise ValueError(f"fault rule error_code needs product one of {OPENAPI_PRODUCTS}")
+            if not isinstance(rule.error_code, str) or not rule.error_code:
+                raise ValueError(f"fault rule error_code must be a non-empty string, got {rule.error_code!r}")
+        if rule.error_status is not None and (
+            not isinstance(rule.error_status, int) or not 400 <= rule.error_status <= 599
+        ):
+            raise ValueError(
+                f"fault rule error_status must be an HTTP error status, got {rule.error_status!r}"
+            )
         return rule
 
     def matches(self, product: str, action: str) -> bool:
@@ -61,7 +80,10 @@ class FaultDecision:
     throttle: bool = False  # answer the product's throttling error
     rate_limited: bool = False  # the throttle comes from the QPS limit, not a random draw
     retry_after_ms: int | None = None
-    error: bool = False  # answer a 5xx
+    error: bool = False  # answer a 5xx, or the rule's error_code
+    error_code: str | None = None
+    error_status: int = 400
+    error_message: str | None = None
     drop: bool = False  # close the connection before processing
     lost_reply: bool = False  # process the call, then close the connection without a reply
 
@@ -162,6 +184,9 @@ class Faults:
                         decision.retry_after_ms = rule.retry_after_ms
                     elif draws["error_rate"]:
                         decision.error = True
+                        decision.error_code = rule.error_code
+                        decision.error_status = rule.error_status or 400
+                        decision.error_message = rule.error_message
                     elif draws["lost_reply_rate"]:
                         decision.lost_reply = True
         return decision

@@ -1,38 +1,107 @@
 """ApsaraDB for Redis (R-kvstore, API 2015-01-01): instances, their major versions and the rules.
 
 Actions: DescribeInstances, DescribeInstanceAttribute, DescribeEngineVersion,
-ModifyInstanceMajorVersion (research/alibaba-apis.md §3).
+ModifyInstanceMajorVersion (research/alibaba-apis.md §3; facts: research/real-cloud-facts.md #1, #2).
 
-Rules of ModifyInstanceMajorVersion:
+Deployment mode. The API has no field naming it; it shows in two real attributes, which a seed
+must not contradict (a ValueError naming the instance):
 
-- the instance must be ``Normal`` (else 403 ``InstanceStatus.NotSupport``);
-- ``MajorVersion`` must be one the API knows (4.0, 5.0, 6.0, 7.0; else 400 ``InvalidParameter``),
-  newer than the current one and in the instance's deployment mode (else 403
-  ``IncorrectEngineVersion``): classic 4.0/5.0, cloud-native 6.0/7.0;
+- ``NodeType``: MASTER_SLAVE / STAND_ALONE on cloud-native instances, double / single on classic
+  ones (SDK 7.0.0 ``models/_describe_instances_request.py`` L97-101, ``_create_instance_request.py``
+  L172-176: "For cloud-native instances, select MASTER_SLAVE or STAND_ALONE. For classic instances,
+  select double or single");
+- ``InstanceClass``: cloud-disk (cloud-native) classes end in ``.ce`` / ``.ee`` (terraform-provider-
+  alicloud ``alicloud/resource_alicloud_kvstore_instance.go`` ``isCloudDiskSpec``) or are Tair
+  classes ``tair.*`` (same function in the provider version cited by real-cloud-facts.md #1, L1939-1945).
+
+A seed naming neither is placed by its EngineVersion: 2.8 and 4.0 run only on classic instances,
+5.0 is the default version of a new cloud-native instance (``_create_instance_request.py`` L112-122),
+6.0 and 7.0 run only on cloud-native ones. A classic 5.0 names NodeType double (or a classic class).
+
+Rules of ModifyInstanceMajorVersion (checked in this order):
+
+- ``MajorVersion`` must be one the API names (4.0, 5.0, 6.0, 7.0; else 400 ``InvalidParameter``);
 - ``EffectiveTime`` Immediately (default, also "0") or MaintainTime (also "1"); the older name
-  ``EffectTime`` is accepted too.
+  ``EffectTime`` is accepted too (metadata enum; doc 95259);
+- a Memcache instance has no Redis major version to move to (403 ``InstanceType.NotSupport``,
+  assumption);
+- the instance must not be busy: an upgrade booked for the maintenance window or running, or a
+  seeded running task (403 ``Task.Conflict``, the code Terraform retries for kvstore changes);
+- the instance must be ``Normal`` (else 403 ``InstanceStatus.NotSupport``, assumption);
+- the target must be newer and in the instance's own mode: classic 4.0/5.0, cloud-native 6.0/7.0
+  ("Only upgrades to the same deployment mode are supported", ``_modify_instance_major_version_
+  request.py`` L29-32; else 403 ``IncorrectEngineVersion``, assumption).
 
 An accepted upgrade shows ``MajorVersionUpgrading`` for the seed's ``upgrade_seconds`` of emulated
-time, then ``Normal`` with the new EngineVersion. localcloud-only seed keys: ``DeploymentMode``
-(``classic`` | ``cloud_native``; the real API has no such field, so a seed without it is placed by
-its EngineVersion), rendered in describes so clients can apply the same rule; ``FailUpgrade``
-(true: the upgrade ends in ``Error``, the documented status of an instance whose change failed,
-keeping the old version; a string: that status instead).
+time, then ``Normal`` with the new EngineVersion.
+
+localcloud-only seed keys (never rendered):
+
+- ``FailUpgrade``: true ends the upgrade in ``Error`` with the old version (assumption: the docs
+  call ``Error`` a failed creation, and no source says how a failed major upgrade shows); a string
+  names that status instead;
+- ``RunningTask``: the name of a task (e.g. ``"Backup"``) keeping the instance busy from the start;
+  ``RunningTaskSeconds``: when it ends, in emulated seconds (absent: never). The status stays
+  ``Normal`` meanwhile: only the upgrade call notices;
+- ``IsLatestVersion``: false when the instance's minor version is not the newest of its major
+  (DescribeEngineVersion; default true).
+
+A seed naming ``DeploymentMode`` (a key the real API does not have) is refused.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from localcloud.clock import Clock
 from localcloud.openapi.errors import InvalidParameter, OpenApiError, one_of, require
-from localcloud.openapi.instances import InstanceActions, InstanceBackend
+from localcloud.openapi.instances import LOCAL_ONLY_SEED_KEYS, InstanceActions, InstanceBackend
 from localcloud.openapi.lifecycle import Instance, version_key
 
 READY = "Normal"
 UPGRADING = "MajorVersionUpgrading"
+# Assumption (real-cloud-facts.md #9): the docs define ``Error`` as "creation failed"; how a failed
+# major upgrade shows is unverified. Kept so rehearsals have a failure path (seed ``FailUpgrade``).
 FAILED = "Error"
-MODES: dict[str, tuple[str, ...]] = {"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")}
+
+CLASSIC = "classic"
+CLOUD_NATIVE = "cloud_native"
+# NodeType -> deployment mode (_describe_instances_request.py L97-101).
+NODE_TYPE_MODE = {
+    "MASTER_SLAVE": CLOUD_NATIVE,
+    "STAND_ALONE": CLOUD_NATIVE,
+    "double": CLASSIC,
+    "single": CLASSIC,
+}
+# The versions each mode runs (_create_instance_request.py L112-122).
+RUNS = {CLASSIC: ("2.8", "4.0", "5.0"), CLOUD_NATIVE: ("5.0", "6.0", "7.0")}
+# The majors ModifyInstanceMajorVersion moves each mode to (_modify_instance_major_version_request.py
+# L29-32; metadata 2024 ModifyInstanceMajorVersion.MajorVersion).
+UPGRADES_TO = {CLASSIC: ("4.0", "5.0"), CLOUD_NATIVE: ("6.0", "7.0")}
 TARGETS = ("4.0", "5.0", "6.0", "7.0")
+# The mode of a seed naming neither NodeType nor InstanceClass, by version (see the module docstring).
+MODE_BY_VERSION = {
+    "2.8": CLASSIC,
+    "4.0": CLASSIC,
+    "5.0": CLOUD_NATIVE,
+    "6.0": CLOUD_NATIVE,
+    "7.0": CLOUD_NATIVE,
+}
+DEFAULT_NODE_TYPE = {CLASSIC: "double", CLOUD_NATIVE: "MASTER_SLAVE"}
+# Plausible classes per (mode, ArchitectureType): the classic ones are the metadata's own examples
+# (DescribeInstanceAttribute / DescribeInstances InstanceClass; _create_instance_request.py L139 calls
+# redis.master.small.default "classic architecture"); the cloud-native ones end in .ce (isCloudDiskSpec).
+DEFAULT_CLASS = {
+    (CLASSIC, "standard"): "redis.master.small.default",
+    (CLASSIC, "cluster"): "redis.logic.sharding.2g.2db.0rodb.4proxy.default",
+    (CLOUD_NATIVE, "standard"): "redis.shard.small.2.ce",
+    (CLOUD_NATIVE, "cluster"): "redis.cluster.sharding.common.ce",
+}
+# InstanceType values (metadata DescribeInstances/DescribeInstanceAttribute; _describe_instances_request.py
+# L87-91). Memcache instances are listed by the same DescribeInstances (real-cloud-facts.md #17).
+INSTANCE_TYPES = ("Redis", "Tair", "Memcache")
+MEMCACHE = "Memcache"
+MEMCACHE_CLASS = "memcache.master.small.default"  # assumption: a plausible Memcache class name
 # EffectiveTime values: the documented names and the metadata's older "0"/"1".
 EFFECTIVE = {
     "Immediately": "Immediately",
@@ -47,7 +116,7 @@ LIST_KEYS = (
     "Connections", "CreateTime", "EditionType", "EndTime", "EngineVersion", "GlobalInstanceId",
     "HasRenewChangeOrder", "InstanceClass", "InstanceId", "InstanceName", "InstanceStatus", "InstanceType",
     "IsRds", "NetworkType", "NodeType", "PackageType", "Port", "PrivateIp", "QPS", "RegionId",
-    "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId", "DeploymentMode",
+    "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId",
 )  # fmt: skip
 
 
@@ -58,24 +127,76 @@ class InstanceNotFound(OpenApiError):
 
 
 class InstanceStatusNotSupport(OpenApiError):
+    """Assumption: ModifyInstanceMajorVersion documents only 403 NoQuota (metadata 2024); the code for
+    an instance in a status that cannot upgrade (e.g. Flushing, Error) is unverified."""
+
     status = 403
     code = "InstanceStatus.NotSupport"
     default_message = "Instance status does not support this operation."
 
 
+class TaskConflict(OpenApiError):
+    """The instance is busy with another task. The code is the one Terraform retries for kvstore changes
+    (terraform-provider-alicloud ``resource_alicloud_kvstore_instance.go`` L1442, real-cloud-facts.md #6).
+    Assumption: its HTTP status (403) and message; and that a booked maintenance-window upgrade counts
+    as such a task (real-cloud-facts.md #14: no source says what a second call returns)."""
+
+    status = 403
+    code = "Task.Conflict"
+    default_message = "The instance has a task in progress; try again later."
+
+
 class IncorrectEngineVersion(OpenApiError):
+    """A target outside the instance's deployment mode, not newer, or not allowed. Assumption: the
+    code and status; crossing modes (4.0 -> 6.0) failed with "invalid instance class" in
+    aliyun/terraform-provider-alicloud#5053, whose exact code is unknown."""
+
     status = 403
     code = "IncorrectEngineVersion"
-    default_message = "Current engine version does not support this operation."
+    default_message = "The specified major version is not supported by the instance class."
 
 
-def deployment_mode(entry: dict[str, Any]) -> str:
-    mode = entry.get("DeploymentMode")
-    if mode is not None:
-        if mode not in MODES:
-            raise ValueError(f"redis {entry.get('InstanceId')}: DeploymentMode must be one of {list(MODES)}")
-        return str(mode)
-    return "cloud_native" if version_key(str(entry["EngineVersion"])) >= (6, 0) else "classic"
+class InstanceTypeNotSupport(OpenApiError):
+    """Assumption: the code, status and message for a major-version upgrade asked of a Memcache
+    instance; no source shows what the service answers."""
+
+    status = 403
+    code = "InstanceType.NotSupport"
+    default_message = "The instance type does not support this operation."
+
+
+def class_mode(instance_class: str) -> str:
+    """The deployment mode an InstanceClass implies (isCloudDiskSpec; see the module docstring)."""
+    cloud_disk = instance_class.endswith((".ce", ".ee")) or instance_class.startswith("tair.")
+    return CLOUD_NATIVE if cloud_disk else CLASSIC
+
+
+def mode_of(attrs: dict[str, Any]) -> str:
+    """An instance's deployment mode from its NodeType (consistent with its class by construction)."""
+    return NODE_TYPE_MODE[str(attrs["NodeType"])]
+
+
+def seed_mode(entry: dict[str, Any]) -> str:
+    """The deployment mode a Redis/Tair seed entry states or implies; ValueError if it contradicts itself."""
+    iid = entry.get("InstanceId")
+    if "DeploymentMode" in entry:
+        raise ValueError(
+            f"redis {iid}: DeploymentMode is not an R-kvstore attribute; name NodeType/InstanceClass"
+        )
+    node_type, instance_class = entry.get("NodeType"), entry.get("InstanceClass")
+    if node_type is not None and node_type not in NODE_TYPE_MODE:
+        raise ValueError(f"redis {iid}: NodeType must be one of {list(NODE_TYPE_MODE)}, got {node_type!r}")
+    by_node = NODE_TYPE_MODE[node_type] if node_type is not None else None
+    by_class = class_mode(str(instance_class)) if instance_class else None
+    if by_node and by_class and by_node != by_class:
+        raise ValueError(
+            f"redis {iid}: NodeType {node_type} is {by_node} but InstanceClass {instance_class} is {by_class}"
+        )
+    version = str(entry["EngineVersion"])
+    mode = by_node or by_class or MODE_BY_VERSION.get(version)
+    if mode is None or version not in RUNS[mode]:
+        raise ValueError(f"redis {iid}: EngineVersion {version} does not run on a {mode or 'known'} instance")
+    return mode
 
 
 def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +204,18 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
     iid = entry["InstanceId"]
     region = entry.get("RegionId", "cn-hangzhou")
     version = str(entry["EngineVersion"])
+    instance_type = entry.get("InstanceType", "Redis")
+    if instance_type not in INSTANCE_TYPES:
+        raise ValueError(
+            f"redis {iid}: InstanceType must be one of {list(INSTANCE_TYPES)}, got {instance_type!r}"
+        )
+    architecture = entry.get("ArchitectureType", "standard")
+    if instance_type == MEMCACHE:
+        node_type, instance_class = "double", MEMCACHE_CLASS
+    else:
+        mode = seed_mode(entry)
+        node_type = DEFAULT_NODE_TYPE[mode]
+        instance_class = DEFAULT_CLASS.get((mode, architecture), DEFAULT_CLASS[(mode, "standard")])
     return {
         "InstanceId": iid,
         "InstanceName": iid,
@@ -92,10 +225,10 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
         "EngineVersion": version,
         "Engine": "Redis",
         "InstanceStatus": READY,
-        "InstanceType": "Redis",
-        "ArchitectureType": "standard",
-        "InstanceClass": "redis.shard.small.2.ce",
-        "RealInstanceClass": "redis.shard.small.2.ce",
+        "InstanceType": instance_type,
+        "ArchitectureType": architecture,
+        "InstanceClass": instance_class,
+        "RealInstanceClass": entry.get("InstanceClass", instance_class),
         "Capacity": 1024,
         "Bandwidth": 96,
         "Connections": 20000,
@@ -111,7 +244,7 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
         "CloudType": "public",
         "ComputingType": "buffer",
         "EditionType": "Community",
-        "NodeType": "double",
+        "NodeType": node_type,
         "PackageType": "standard",
         "ReplicationMode": "master-slave",
         "ShardCount": 1,
@@ -169,26 +302,42 @@ class KvstoreBackend(InstanceBackend):
     list_keys = LIST_KEYS
     list_body = ("Instances", "KVStoreInstance")
     attribute_body = ("Instances", "DBInstanceAttribute")
+    local_only_seed_keys = (*LOCAL_ONLY_SEED_KEYS, "IsLatestVersion")
 
     defaults = staticmethod(_defaults)
 
-    def seed_attrs(self, entry: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().seed_attrs(entry)
-        attrs["DeploymentMode"] = deployment_mode(entry)
-        return attrs
+    def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
+        # The major version whose minor version a seed marks as not the newest (``IsLatestVersion``).
+        self.stale_minor = {
+            str(e["InstanceId"]): str(e["EngineVersion"])
+            for e in entries
+            if e.get("IsLatestVersion") is False
+        }
+        super().__init__(entries, clock, upgrade_seconds)
 
     def describe_versions(self, inst: Instance) -> dict[str, Any]:
+        """DescribeEngineVersion's fields (SDK ``_describe_engine_version_response_body.py`` L11-86)."""
         major = inst.version
-        newer = [v for v in MODES[inst.attrs["DeploymentMode"]] if version_key(v) > version_key(major)]
-        minor = f"redis-{major}_0.5.0"
+        memcache = inst.attrs["InstanceType"] == MEMCACHE
+        newer = (
+            []
+            if memcache
+            else [v for v in UPGRADES_TO[mode_of(inst.attrs)] if version_key(v) > version_key(major)]
+        )
+        # IsLatestVersion is about the minor version (metadata: "whether the minor version is the newest").
+        latest = self.stale_minor.get(inst.attrs["InstanceId"]) != major
+        engine = "memcache" if memcache else "redis"
+        newest_minor = f"{engine}-{major}_0.5.0"
+        minor = newest_minor if latest else f"{engine}-{major}_0.4.0"
         release = {"ReleaseInfo": {"ReleaseInfoList": []}, "VersionChangesLevel": "1"}
         return {
-            "Engine": "redis",
+            "Engine": engine,
             "MajorVersion": major,
             "MinorVersion": minor,
+            # false: "cannot be upgraded, usually already the latest" (metadata DescribeEngineVersion)
             "EnableUpgradeMajorVersion": bool(newer),
-            "EnableUpgradeMinorVersion": False,
-            "IsLatestVersion": True,
+            "EnableUpgradeMinorVersion": not latest,
+            "IsLatestVersion": latest,
             "IsAutoUpgradeOpen": "0",
             "IsSSLEnable": "false",
             "IsNewSSLMode": "false",
@@ -197,7 +346,7 @@ class KvstoreBackend(InstanceBackend):
             "DBVersionRelease": "{}",
             "ProxyMinorVersion": "7.0.10",
             "ProxyVersionRelease": "{}",
-            "DBLatestMinorVersion": {"MinorVersion": minor, "Level": "0", "VersionRelease": release},
+            "DBLatestMinorVersion": {"MinorVersion": newest_minor, "Level": "0", "VersionRelease": release},
             "ProxyLatestMinorVersion": {"MinorVersion": "7.0.10", "Level": "0", "VersionRelease": release},
         }
 
@@ -208,10 +357,14 @@ class KvstoreBackend(InstanceBackend):
             raise InvalidParameter("MajorVersion", f"Allowed values: {', '.join(TARGETS)}.")
         name = "EffectiveTime" if params.get("EffectiveTime") else "EffectTime"
         effective = one_of(params, name, EFFECTIVE, "Immediately")
+        if inst.attrs["InstanceType"] == MEMCACHE:
+            raise InstanceTypeNotSupport()
+        busy = inst.busy_with(self.clock.now())
+        if busy:
+            raise TaskConflict(f"{TaskConflict.default_message} ({busy})")
         if inst.status != READY:
             raise InstanceStatusNotSupport()
-        mode = MODES[inst.attrs["DeploymentMode"]]
-        if target not in mode or version_key(target) <= version_key(inst.version):
+        if target not in UPGRADES_TO[mode_of(inst.attrs)] or version_key(target) <= version_key(inst.version):
             raise IncorrectEngineVersion()
         inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=effective == "MaintainTime")
         return {}

@@ -28,11 +28,12 @@ from localcloud.openapi.lifecycle import (
     matches_tags,
     minute_of_day,
     render_tags,
+    running_task_for,
     tag_filters,
 )
 
-# Seed keys that drive localcloud only: never rendered as API attributes.
-LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "Tags")
+# Seed keys that drive localcloud only, in every product: never rendered as API attributes.
+LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "RunningTask", "RunningTaskSeconds", "Tags")
 
 _Backend = TypeVar("_Backend", bound="InstanceBackend")
 
@@ -70,6 +71,7 @@ class InstanceBackend:
     list_keys: ClassVar[tuple[str, ...]]  # the attributes a listing renders
     list_body: ClassVar[tuple[str, str]]  # the keys a listing's instances nest under
     attribute_body: ClassVar[tuple[str, str]]  # the keys the attribute action's instance nests under
+    local_only_seed_keys: ClassVar[tuple[str, ...]] = LOCAL_ONLY_SEED_KEYS  # a product may add its own
 
     def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
         self.clock = clock
@@ -86,6 +88,7 @@ class InstanceBackend:
                 ready_status=self.ready_status,
                 upgrading_status=self.upgrading_status,
                 failed_status=failed_status_for(entry, self.failed_status),
+                task=running_task_for(entry, clock.now()),
             )
 
     @classmethod
@@ -108,7 +111,7 @@ class InstanceBackend:
     def seed_attrs(self, entry: dict[str, Any]) -> dict[str, Any]:
         """The defaults overlaid with the seed entry's API keys (seed values win)."""
         attrs = self.defaults(entry)
-        attrs.update({k: v for k, v in entry.items() if k not in LOCAL_ONLY_SEED_KEYS})
+        attrs.update({k: v for k, v in entry.items() if k not in self.local_only_seed_keys})
         attrs["EngineVersion"] = str(attrs["EngineVersion"])
         return attrs
 

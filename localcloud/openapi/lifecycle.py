@@ -85,6 +85,14 @@ class PendingUpgrade:
 
 
 @dataclass
+class RunningTask:
+    """A task other than an upgrade that keeps the instance busy (seed ``RunningTask``)."""
+
+    name: str  # e.g. "Backup"; localcloud-only, never rendered
+    ends_at: float | None  # emulated epoch seconds; None: it never ends
+
+
+@dataclass
 class Instance:
     """One instance: its API attributes plus the localcloud-only rules that drive it."""
 
@@ -95,6 +103,7 @@ class Instance:
     upgrading_status: str
     failed_status: str | None  # None: upgrades succeed; else the status a failed upgrade ends in
     pending: PendingUpgrade | None = None
+    task: RunningTask | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -104,6 +113,16 @@ class Instance:
     @property
     def version(self) -> str:
         return str(self.attrs["EngineVersion"])
+
+    def busy_with(self, now: float) -> str | None:
+        """What keeps the instance from taking another task at ``now``: an upgrade booked for the
+        maintenance window or running, or a seeded running task; None when it is free."""
+        self.settle(now)
+        if self.pending is not None:
+            return "upgrade booked" if now < self.pending.starts_at else "upgrade running"
+        if self.task is not None:
+            return f"task {self.task.name} running"
+        return None
 
     def schedule(self, target: str, now: float, upgrade_seconds: float, in_window: bool) -> None:
         """Accept an upgrade to ``target``: now, or once the maintenance window opens."""
@@ -116,7 +135,9 @@ class Instance:
         self.settle(now)
 
     def settle(self, now: float) -> None:
-        """Move the pending upgrade along to ``now`` (emulated)."""
+        """Move the pending upgrade and the running task along to ``now`` (emulated)."""
+        if self.task is not None and self.task.ends_at is not None and now >= self.task.ends_at:
+            self.task = None
         pending = self.pending
         if pending is None or now < pending.starts_at:
             return
@@ -139,6 +160,7 @@ class Instance:
             "attrs": self.attrs,
             "tags": self.tags,
             "pending": asdict(self.pending) if self.pending else None,
+            "task": asdict(self.task) if self.task else None,
             "history": self.history,
         }
 
@@ -147,6 +169,8 @@ class Instance:
         self.tags = dict(state.get("tags", {}))
         pending = state.get("pending")
         self.pending = PendingUpgrade(**pending) if pending else None
+        task = state.get("task")
+        self.task = RunningTask(**task) if task else None
         self.history = list(state.get("history", []))
 
 
@@ -156,3 +180,12 @@ def failed_status_for(seed_entry: Mapping[str, Any], default: str) -> str | None
     if isinstance(marker, str) and marker:
         return marker
     return default if marker else None
+
+
+def running_task_for(seed_entry: Mapping[str, Any], now: float) -> RunningTask | None:
+    """Seed ``RunningTask`` (a name) and ``RunningTaskSeconds`` (absent: the task never ends)."""
+    name = seed_entry.get("RunningTask")
+    if not name:
+        return None
+    seconds = seed_entry.get("RunningTaskSeconds")
+    return RunningTask(str(name), None if seconds is None else now + float(seconds))

@@ -158,6 +158,9 @@ def _fault_error(decision: FaultDecision) -> OpenApiError | None:
     if decision.throttle:
         headers = {"x-acs-retry-after": str(decision.retry_after_ms)} if decision.retry_after_ms else None
         return ThrottlingUser(headers=headers)
+    if decision.error and decision.error_code:
+        message = decision.error_message or f"localcloud injected {decision.error_code}."
+        return OpenApiError(message, code=decision.error_code, status=decision.error_status)
     if decision.error:
         return ServiceUnavailable()
     return None
