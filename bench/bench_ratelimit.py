@@ -58,7 +58,8 @@ def seed(upgrades: int, qps: float) -> dict[str, Any]:
                 "RegionId": "cn-hangzhou",
                 "EngineVersion": "6.0",
                 "InstanceStatus": "Normal",
-                "DeploymentMode": "cloud_native",
+                "NodeType": "MASTER_SLAVE",
+                "InstanceClass": "redis.shard.small.2.ce",
             }
             for n in range(upgrades)
         ],

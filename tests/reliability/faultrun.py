@@ -231,7 +231,8 @@ def seed(upgrades: int) -> dict[str, Any]:
                     "InstanceStatus": "Normal",
                     "ArchitectureType": "standard",
                     "InstanceType": "Redis",
-                    "DeploymentMode": "cloud_native",
+                    "NodeType": "MASTER_SLAVE",
+                    "InstanceClass": "redis.shard.small.2.ce",
                     "Tags": {},
                     **common,
                 }
