@@ -173,23 +173,18 @@ def test_a_busy_instance_is_retried_then_not_remembered_so_a_resend_submits(
     assert [n["event"] for n in real.published()] == ["upgrade.failed", "upgrade.submitted"]
 
 
-def test_rejected_throttling_is_retried_as_throttling(real: Bench) -> None:
+def test_rejected_throttling_is_retried_as_throttling_and_not_remembered(real: Bench) -> None:
     real.faults(
-        [
-            {
-                "product": "r-kvstore",
-                "action": "ModifyInstanceMajorVersion",
-                "error_rate": 0.5,
-                "error_code": "Rejected.Throttling",
-                "error_status": 400,
-            }
-        ]  # fmt: skip
+        [{"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "error_rate": 1.0,
+          "error_code": "Rejected.Throttling", "error_status": 400}]  # fmt: skip
     )
-    outcome = real.upgrader().run(request("r-bp1native500001", "6.0"))
+    message = request("r-bp1native500001", "6.0").with_(delivery_id="msg-slow")
+    first = real.upgrader().run(message)
 
-    assert outcome.status == "submitted"
-    statuses = [c["status"] for c in real.upgrade_calls("r-bp1native500001")]
-    assert statuses[-1] == 200 and 400 in statuses  # refused with Rejected.Throttling, retried, accepted
+    assert (first.status, first.reason, first.code) == ("failed", "retries_exhausted", "Rejected.Throttling")
+    assert len(real.upgrade_calls("r-bp1native500001")) > 3  # retried with backoff, not refused at once
+    real.faults([])
+    assert real.upgrader().run(message).status == "submitted"
 
 
 def test_a_missing_instance_is_not_found_naming_the_instance(real: Bench) -> None:
