@@ -14,7 +14,6 @@ import requests
 
 from localcloud.server import RunningServer
 
-
 UNKNOWN_KEY = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tNobodyKnowsThisKey"}
 UNKNOWN_KEY_LINE = (
     "Error: the AccessKey ID is not known to Alibaba Cloud: check ALIBABA_CLOUD_ACCESS_KEY_ID or the "

@@ -175,8 +175,15 @@ def test_a_busy_instance_is_retried_then_not_remembered_so_a_resend_submits(
 
 def test_rejected_throttling_is_retried_as_throttling_and_not_remembered(real: Bench) -> None:
     real.faults(
-        [{"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "error_rate": 1.0,
-          "error_code": "Rejected.Throttling", "error_status": 400}]  # fmt: skip
+        [
+            {
+                "product": "r-kvstore",
+                "action": "ModifyInstanceMajorVersion",
+                "error_rate": 1.0,
+                "error_code": "Rejected.Throttling",
+                "error_status": 400,
+            }
+        ]  # fmt: skip
     )
     message = request("r-bp1native500001", "6.0").with_(delivery_id="msg-slow")
     first = real.upgrader().run(message)

@@ -170,3 +170,7 @@ def test_an_expired_role_token_is_reported_as_such_and_the_next_firing_runs(
     }
     assert stack.upgrade_calls() == []
     assert all(c["status"] == 400 for c in stack.calls(product="r-kvstore"))  # refused, never retried in vain
+    # A selector's list call refused alike: the reply says so on one line (no traceback, no retry).
+    selected = stack.invoke("scheduled", (EVENTS / "timer-select.json").read_bytes())
+    assert selected["code"] == "InvalidSecurityToken.Expired"
+    assert selected["error"].startswith("the STS security token is expired or invalid")
