@@ -59,7 +59,6 @@ def seed(upgrades: int, qps: float) -> dict[str, Any]:
                 "EngineVersion": "6.0",
                 "InstanceStatus": "Normal",
                 "NodeType": "MASTER_SLAVE",
-                "InstanceClass": "redis.shard.small.2.ce",
             }
             for n in range(upgrades)
         ],

@@ -59,7 +59,6 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "ArchitectureType": "standard",
             "InstanceType": "Redis",
             "NodeType": "MASTER_SLAVE",
-            "InstanceClass": "redis.shard.small.2.ce",
             "MaintainStartTime": "18:00Z",
             "MaintainEndTime": "19:00Z",
             "Tags": {"env": "bench"},

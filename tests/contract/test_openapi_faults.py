@@ -2,7 +2,8 @@
 
 Throttle rates are observed and reproduce exactly for the same fault seed; a lost reply changes
 state while the client sees a broken connection; a drop changes nothing; a per-action QPS limit
-answers Throttling.User; tea-openapi raises ThrottlingException when ``x-acs-retry-after`` is sent.
+answers Throttling.User; tea-openapi raises ThrottlingException when ``x-acs-retry-after`` is sent;
+a rule naming an error code (a busy code, Rejected.Throttling) answers that code and status.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from alibabacloud_dds20151201 import models as dds_models
+from alibabacloud_dds20151201.client import Client as DdsClient
 from alibabacloud_r_kvstore20150101 import models as m
 from alibabacloud_r_kvstore20150101.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from darabonba.exceptions import UnretryableException
 
+from localcloud.faults import Faults
 from tests.contract.helpers import openapi_config, set_faults
 
 SEED: dict[str, Any] = {
     "redis": [
         {"InstanceId": "r-bp1fault00000001", "RegionId": "cn-hangzhou", "EngineVersion": "6.0",
-         "InstanceStatus": "Normal", "DeploymentMode": "cloud_native"},
+         "InstanceStatus": "Normal", "NodeType": "MASTER_SLAVE"},
+    ],
+    "mongodb": [
+        {"DBInstanceId": "dds-bp1fault0000001", "RegionId": "cn-hangzhou", "EngineVersion": "4.4",
+         "DBInstanceStatus": "Running", "DBInstanceType": "replicate"},
     ],
     "upgrade_seconds": 2,
 }  # fmt: skip
@@ -157,3 +165,65 @@ def test_a_rate_limit_answers_throttling_past_n_calls_per_second(make_localcloud
     assert outcome(upgrade, client) == "ok"  # other actions are not limited
     logged = lc.cloud.calls.query({"code": "Throttling.User"})
     assert {c["fault"] for c in logged} == {"rate_limit"}
+
+
+def test_an_error_rule_naming_a_code_answers_that_code_and_status_and_changes_nothing(make_localcloud):
+    rule = {
+        "product": "dds",
+        "action": "UpgradeDBInstanceEngineVersion",
+        "error_rate": 1,
+        "error_code": "OperationDenied.DBInstanceStatus",
+        "error_status": 403,
+    }
+    lc = faulted(make_localcloud, rule)
+    client = DdsClient(openapi_config(lc))
+    request = dds_models.UpgradeDBInstanceEngineVersionRequest(
+        dbinstance_id="dds-bp1fault0000001", engine_version="5.0"
+    )
+
+    with pytest.raises(ClientException) as caught:
+        client.upgrade_dbinstance_engine_version(request)
+
+    assert (caught.value.code, caught.value.status_code) == ("OperationDenied.DBInstanceStatus", 403)
+    attribute = dds_models.DescribeDBInstanceAttributeRequest(dbinstance_id="dds-bp1fault0000001")
+    inst = client.describe_dbinstance_attribute(attribute).body.dbinstances.dbinstance[0]
+    assert (inst.dbinstance_status, inst.engine_version) == ("Running", "4.4")
+    logged = lc.cloud.calls.query({"action": "UpgradeDBInstanceEngineVersion"})
+    assert [(c["status"], c["code"], c["fault"]) for c in logged] == [
+        (403, "OperationDenied.DBInstanceStatus", "error")
+    ]
+
+
+def test_rejected_throttling_can_be_injected_with_its_own_message(make_localcloud):
+    rule = {
+        "product": "r-kvstore",
+        "action": "ModifyInstanceMajorVersion",
+        "error_rate": 1,
+        "error_code": "Rejected.Throttling",
+        "error_message": "The request was rejected by flow control.",
+    }
+    client = client_for(faulted(make_localcloud, rule))
+
+    with pytest.raises(ClientException) as caught:
+        upgrade(client)
+
+    assert (caught.value.code, caught.value.status_code) == ("Rejected.Throttling", 400)
+    assert "rejected by flow control" in caught.value.message
+    assert describe(client).instance_status == "Normal"
+
+
+@pytest.mark.parametrize(
+    ("rule", "complaint"),
+    [
+        ({"product": "mns", "error_rate": 1, "error_code": "Task.Conflict"}, "product"),
+        ({"error_rate": 1, "error_code": "Task.Conflict"}, "product"),
+        (
+            {"product": "dds", "error_rate": 1, "error_code": "Task.Conflict", "error_status": 200},
+            "error_status",
+        ),
+    ],
+    ids=["mns", "every-product", "not-an-error-status"],
+)
+def test_a_named_error_code_needs_an_openapi_product_and_an_error_status(rule, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        Faults({"rules": [rule]})

@@ -44,7 +44,7 @@ SEED: dict[str, Any] = {
     "accounts": [{"account_id": "2222333344445555", "access_key_id": "LTAI5tOtherKey0000001",
                   "access_key_secret": "other-secret", "sts": [STS, EXPIRED_STS]}],
     "redis": [{"InstanceId": "r-bp1sign000000001", "RegionId": "cn-hangzhou", "EngineVersion": "5.0",
-               "InstanceStatus": "Normal", "DeploymentMode": "classic", "Tags": {"env": "dev"}}],
+               "InstanceStatus": "Normal", "NodeType": "double", "Tags": {"env": "dev"}}],
     "mongodb": [{"DBInstanceId": "dds-bp1sign00000001", "RegionId": "cn-hangzhou", "EngineVersion": "4.4",
                  "DBInstanceStatus": "Running", "DBInstanceType": "replicate"}],
     "upgrade_seconds": 2,

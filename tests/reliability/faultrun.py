@@ -232,7 +232,6 @@ def seed(upgrades: int) -> dict[str, Any]:
                     "ArchitectureType": "standard",
                     "InstanceType": "Redis",
                     "NodeType": "MASTER_SLAVE",
-                    "InstanceClass": "redis.shard.small.2.ce",
                     "Tags": {},
                     **common,
                 }
