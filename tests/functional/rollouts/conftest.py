@@ -40,12 +40,17 @@ FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, 
 
 
 def redis_instance(iid: str, version: str = "6.0", status: str = "Normal", **extra: Any) -> dict[str, Any]:
+    # The real API shows the mode as NodeType / InstanceClass (no DeploymentMode field).
+    if version in ("6.0", "7.0"):
+        mode = {"NodeType": "MASTER_SLAVE", "InstanceClass": "redis.shard.small.2.ce"}
+    else:
+        mode = {"NodeType": "double", "InstanceClass": "redis.master.small.default"}
     return {
         "InstanceId": iid,
         "RegionId": "cn-hangzhou",
         "EngineVersion": version,
         "InstanceStatus": status,
-        "NodeType": "MASTER_SLAVE" if version in ("6.0", "7.0") else "double",
+        **mode,
         "Tags": {"env": "prod"},
         **extra,
     }

@@ -18,8 +18,9 @@ from dbupgrade.rollouts import RolloutSpec, advance_all, parse_waves, validate_t
 from dbupgrade.rollouts.model import MAX_RELEASES
 from dbupgrade.triggers import fanout_payload, parse_rollout_event
 from dbupgrade.triggers.runs import run_rollout
+from dbupgrade.usecase import Upgrader
 
-from tests.functional.rollouts.conftest import Fleet, mongo_instance, redis_instance
+from tests.functional.rollouts.conftest import FAST_RETRY, Fleet, mongo_instance, redis_instance
 
 FLEET_SIZE = 500  # the acceptance size
 
@@ -284,3 +285,55 @@ def test_plan_only_describes(
     actions = {call["action"] for call in fleet.calls()}
     assert actions and all(action.startswith("Describe") for action in actions), actions
     assert fleet.notifications() == []
+
+
+def test_a_busy_instance_is_released_again_without_spending_the_budget(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    ids = [f"r-backup{n:05d}" for n in range(3)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    busy = {"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "error_rate": 1.0,
+            "error_code": "Task.Conflict", "error_status": 403}  # fmt: skip
+    fleet.post("/_localcloud/faults", {"rules": [busy]})
+    fleet.rollouts.start(spec("busy", targets_for(ids), "100%", max_errors=0))
+
+    [status] = fleet.tick()  # each instance answers Task.Conflict until the function's tries run out
+    assert (status["status"], status["errors"]) == ("running", 0)
+    assert status["counts"] == {"dispatched": 3}  # released again, not failed
+    fleet.post("/_localcloud/faults", {"rules": []})
+    status = fleet.run_until_ended("busy")
+
+    assert (status["status"], status["counts"]) == ("completed", {"completed": 3})
+    assert fleet.upgrade_calls() == dict.fromkeys(ids, 1)
+    failed = [n for n in fleet.notifications() if n["event"] == "upgrade.failed"]
+    assert sorted(n["instance_id"] for n in failed) == ids
+    assert {n["reason"] for n in failed} == {"instance_busy"}
+
+
+def test_an_unknown_access_key_halts_the_rollout_at_once_without_spending_the_budget(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    ids = [f"r-keyed{n:05d}" for n in range(6)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    # The rollout function's key is wrong (rotated away, say); the tracker's is fine.
+    fleet.worker = Upgrader.from_env(
+        {**fleet.env, "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tRotatedAway"}, retry=FAST_RETRY
+    )
+    fleet.rollouts.start(spec("keyed", targets_for(ids), "2,100%", max_errors=5))
+
+    [status] = fleet.tick()
+
+    assert status["status"] == "halted" and status["errors"] == 0
+    assert status["reason"] == (
+        "configuration error: the AccessKey ID is not known to Alibaba Cloud: check "
+        "ALIBABA_CLOUD_ACCESS_KEY_ID or the function's role (InvalidAccessKeyId.NotFound)"
+    )
+    assert status["counts"] == {"halted": 6}  # the two released and the four never released
+    assert fleet.calls(action="DescribeInstanceAttribute", status="404")  # only the first wave tried
+    assert len({c["params"]["InstanceId"] for c in fleet.calls(action="DescribeInstanceAttribute")}) == 2
+    # Fixed: resume releases every target again and the rollout completes.
+    fleet.worker = Upgrader.from_env(fleet.env, retry=FAST_RETRY)
+    fleet.rollouts.resume("keyed")
+    status = fleet.run_until_ended("keyed")
+    assert (status["status"], status["counts"]) == ("completed", {"completed": 6})
+    assert fleet.upgrade_calls() == dict.fromkeys(ids, 1)

@@ -358,3 +358,41 @@ def test_no_secret_appears_in_any_reply_or_log(hook: Hook):
     for text in [logs, *(r.text for r in hook.replies)]:
         for secret in (AK_SECRET, WEBHOOK_SECRET, secret_key, STATUS_TOKEN):
             assert secret not in text
+
+
+def test_an_unknown_access_key_is_a_500_saying_what_to_fix_not_instance_not_found(hook: Hook):
+    app = hook.app(ALIBABA_CLOUD_ACCESS_KEY_ID="LTAI5tNobodyKnowsThisKey")
+    body = body_of(UPGRADE)
+    reply = hook.wsgi(app, "POST", "/upgrades", body, sign(body, "msg_wrong_key"))
+
+    assert reply.status == 500
+    problem = reply.json()
+    assert problem["type"].endswith(":misconfigured") and problem["reason"] == "configuration"
+    assert problem["detail"] == (
+        "the AccessKey ID is not known to Alibaba Cloud: check ALIBABA_CLOUD_ACCESS_KEY_ID or the "
+        "function's role (InvalidAccessKeyId.NotFound)"
+    )
+    assert problem["code"] == "InvalidAccessKeyId.NotFound" and "field" not in problem
+    assert "Traceback" not in reply.text and "CloudError" not in reply.text
+    # Not remembered: the sender's retry, once the key is fixed, submits.
+    again = hook.wsgi(hook.app(), "POST", "/upgrades", body, sign(body, "msg_wrong_key"))
+    assert again.status == 202
+
+
+def test_a_busy_instance_is_503_with_retry_after(hook: Hook):
+    hook.faults(
+        [
+            {
+                "product": "r-kvstore",
+                "action": "ModifyInstanceMajorVersion",
+                "error_rate": 1.0,
+                "error_code": "Task.Conflict",
+                "error_status": 403,
+            }
+        ]  # fmt: skip
+    )
+    body = body_of(UPGRADE)
+    reply = hook.wsgi(hook.app(), "POST", "/upgrades", body, sign(body))
+
+    assert reply.status == 503 and int(reply.headers["retry-after"]) > 0
+    assert reply.json()["detail"] == "instance busy with another task; try again later (Task.Conflict)"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dbupgrade.engines import ENGINES, MONGODB, REDIS, dig, engine_for_instance
+import pytest
+from dbupgrade.engines import ENGINES, MONGODB, REDIS, api_bool, dig, engine_for_instance
 
 
 def test_both_engines_are_registered_by_name() -> None:
@@ -49,18 +50,86 @@ def test_statuses() -> None:
     assert "Running" in MONGODB.ready_statuses and "EngineVersionUpgrading" in MONGODB.upgrading_statuses
 
 
-def test_redis_upgrades_stay_within_the_deployment_mode() -> None:
-    assert REDIS.family_of({"DeploymentMode": "classic", "EngineVersion": "4.0"}) == ("4.0", "5.0")
-    assert REDIS.family_of({"DeploymentMode": "cloud_native", "EngineVersion": "6.0"}) == ("6.0", "7.0")
-    # The real API names no mode: the current version's family decides.
-    assert REDIS.family_of({"EngineVersion": "5.0"}) == ("4.0", "5.0")
-    assert REDIS.family_of({"EngineVersion": "6.0"}) == ("6.0", "7.0")
+CLOUD_NATIVE_CLASS = "redis.shard.small.2.ce"
+CLASSIC_CLASS = "redis.master.small.default"
 
 
-def test_mongodb_allows_every_listed_version() -> None:
+def mode(attributes: dict[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    assert REDIS.modes is not None
+    verdict = REDIS.modes.of(attributes, attributes["EngineVersion"])
+    return verdict.mode, verdict.targets
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        # The most common real path: a cloud-native 5.0 (the creation default) may go to 6.0 / 7.0.
+        (
+            {"EngineVersion": "5.0", "NodeType": "MASTER_SLAVE", "InstanceClass": CLOUD_NATIVE_CLASS},
+            "cloud_native",
+        ),
+        ({"EngineVersion": "5.0", "NodeType": "STAND_ALONE"}, "cloud_native"),
+        ({"EngineVersion": "5.0", "InstanceClass": "tair.rdb.1g"}, "cloud_native"),
+        # The class is decisive: the describe documents NodeType with the classic values only.
+        (
+            {"EngineVersion": "6.0", "NodeType": "double", "InstanceClass": "redis.shard.small.2.ee"},
+            "cloud_native",
+        ),
+        ({"EngineVersion": "5.0", "NodeType": "double", "InstanceClass": CLASSIC_CLASS}, "classic"),
+        ({"EngineVersion": "4.0", "NodeType": "single"}, "classic"),
+        # No class, no NodeType: only a version one mode alone runs tells.
+        ({"EngineVersion": "2.8"}, "classic"),
+        ({"EngineVersion": "7.0"}, "cloud_native"),
+    ],
+)
+def test_the_redis_mode_comes_from_instance_class_node_type_and_version(
+    attributes: dict[str, str], expected: str
+) -> None:
+    targets = {"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")}[expected]
+    assert mode(attributes) == (expected, targets)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"EngineVersion": "5.0"},  # both modes run 5.0 and nothing else says which
+        {"EngineVersion": "5.0", "NodeType": "weird", "InstanceClass": CLASSIC_CLASS},
+        {"EngineVersion": "4.0", "NodeType": "MASTER_SLAVE"},  # cloud-native never runs 4.0
+        {"EngineVersion": "6.0", "NodeType": "double", "InstanceClass": CLASSIC_CLASS},
+    ],
+)
+def test_a_redis_mode_nothing_proves_is_unknown_not_guessed(attributes: dict[str, str]) -> None:
+    assert REDIS.modes is not None
+    verdict = REDIS.modes.of(attributes, attributes["EngineVersion"])
+    assert (verdict.mode, verdict.targets) == (None, ())
+    assert attributes["EngineVersion"] in verdict.why
+
+
+def test_no_deployment_mode_field_is_read() -> None:
+    # The real API has no DeploymentMode: naming one changes nothing.
+    assert mode({"EngineVersion": "5.0", "DeploymentMode": "classic", "NodeType": "MASTER_SLAVE"})[0] == (
+        "cloud_native"
+    )
+
+
+def test_redis_gates_on_describe_engine_version() -> None:
+    assert (REDIS.gate_action, REDIS.gate_key) == ("DescribeEngineVersion", "EnableUpgradeMajorVersion")
+    assert api_bool(False) is False and api_bool("false") is False and api_bool(True) is True
+    assert api_bool(None) is None
+
+
+def test_listing_asks_for_every_kind_it_can_upgrade_and_only_those() -> None:
+    assert MONGODB.list_variants == ({"DBInstanceType": "replicate"}, {"DBInstanceType": "sharding"})
+    assert REDIS.list_variants == ({"InstanceType": "Redis"},)
+    assert REDIS.listable({"InstanceType": "Redis"})
+    assert not REDIS.listable({"InstanceType": "Memcache"}) and not REDIS.listable({"InstanceType": "Tair"})
+    assert MONGODB.listable({"DBInstanceType": "sharding"})
+
+
+def test_mongodb_takes_one_major_at_a_time_from_the_offered_list() -> None:
     assert MONGODB.versions == ("4.0", "4.2", "4.4", "5.0", "6.0", "7.0", "8.0")
-    assert MONGODB.family_of({"EngineVersion": "4.4"}) == MONGODB.versions
-    assert MONGODB.available_action == "DescribeAvailableEngineVersion"
+    assert MONGODB.available_action == "DescribeAvailableEngineVersion" and MONGODB.one_hop
+    assert MONGODB.modes is None and MONGODB.gate_action is None
 
 
 def test_dig_reads_nested_lists() -> None:

@@ -34,7 +34,58 @@ from dbupgrade.ratelimit import RateLimited, RateLimiter
 if TYPE_CHECKING:
     from alibabacloud_tea_openapi.client import Client
 
-THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api", "ServiceUnavailable"})
+# -- what a failed call means: every error class in one place --------------------------------------
+# Flow control, retried with backoff: terraform-provider-alicloud ``alicloud/errors.go`` ``NeedRetry``
+# retries any code matching /Throttling/ plus Rejected.Throttling and ServiceUnavailable (and 5xx);
+# our own fleet-wide limiter adds RateLimited (429).
+THROTTLING_MARK = "Throttling"
+THROTTLING_CODES = frozenset({"Rejected.Throttling", "ServiceUnavailable", "RateLimited"})
+# The instance is busy with another task (a backup, a spec change): worth trying again later, never a
+# verdict on the request. terraform ``alicloud/errors.go`` ``OperationDeniedDBStatus`` (IncorrectDBInstanceState,
+# OperationDenied.DBInstanceStatus, ConcurrentTaskExceeded, LockTimeout) and the Task.Conflict retries
+# of ``resource_alicloud_kvstore_instance.go`` and ``resource_alicloud_mongodb_instance.go``.
+BUSY_CODES = frozenset(
+    {
+        "Task.Conflict",
+        "OperationDenied.DBInstanceStatus",
+        "IncorrectDBInstanceState",
+        "ConcurrentTaskExceeded",
+        "LockTimeout",
+    }
+)
+# The instance does not exist (in that region): R-kvstore InvalidInstanceId.NotFound (API metadata of
+# its sibling actions; terraform ``service_alicloud_r_kvstore.go``), Dds InvalidDBInstanceId.NotFound
+# (terraform ``service_alicloud_mongodb.go``). Any other 404 is not about the instance: a wrong
+# AccessKey is a 404 InvalidAccessKeyId.NotFound (XWJR-Ops/zabbix-RDS-monitor#9).
+INSTANCE_NOT_FOUND_CODES = frozenset({"InvalidInstanceId.NotFound", "InvalidDBInstanceId.NotFound"})
+# Configuration errors: the key, the role's policy, the endpoint or the API version is wrong. Codes of
+# the POP gateway's signature and authorization checks (api.aliyun.com common error codes; terraform
+# ``alicloud/errors.go`` lists Forbidden.RAM and InvalidAccessKeyId.NotFound). Each maps to what to fix.
+CREDENTIAL_HINTS = {
+    "InvalidAccessKeyId.NotFound": (
+        "the AccessKey ID is not known to Alibaba Cloud: check ALIBABA_CLOUD_ACCESS_KEY_ID or the function's role"
+    ),
+    "InvalidAccessKeyId.Inactive": (
+        "the AccessKey is disabled: enable it or rotate ALIBABA_CLOUD_ACCESS_KEY_ID to an active key"
+    ),
+    "SignatureDoesNotMatch": (
+        "the request signature does not match: check ALIBABA_CLOUD_ACCESS_KEY_SECRET belongs to the key ID"
+    ),
+    "IncompleteSignature": "the request signature is incomplete: check the AccessKey secret",
+    "InvalidTimeStamp.Expired": "the request timestamp is too far from Alibaba Cloud's: check the system clock",
+}
+CREDENTIAL_PREFIXES = {
+    "InvalidSecurityToken.": (
+        "the STS security token is expired or invalid: refresh ALIBABA_CLOUD_SECURITY_TOKEN or the function's role"
+    ),
+}
+PERMISSION_CODES = frozenset({"NoPermission", "Forbidden"})
+PERMISSION_PREFIX = "Forbidden"  # Forbidden.RAM, Forbidden.NoPermission, Forbidden.AccessDenied...
+ENDPOINT_CODES = {
+    "InvalidAction.NotFound": "the endpoint does not serve this action: check the region and DBUPGRADE_*_ENDPOINT",
+    "InvalidVersion": "the endpoint does not serve this API version: check the region and DBUPGRADE_*_ENDPOINT",
+    "InvalidAction": "the endpoint does not serve this action: check the region and DBUPGRADE_*_ENDPOINT",
+}
 # Substrings of requests' connection errors raised before any byte of the request left: safe to resend.
 NOT_SENT_MARKERS = (
     "Connection refused",
@@ -70,16 +121,74 @@ class CloudError(Exception):
         self.request_id = request_id
         self.retry_after = retry_after  # seconds
         self.ambiguous = ambiguous
+        self.action: str | None = None  # the RAM action refused ("kvstore:DescribeInstances"), set by call
         super().__init__(f"{code}: {self.message}")
 
     @property
     def throttled(self) -> bool:
-        return self.code in THROTTLING_CODES or self.status == 429
+        """Flow control (or a 5xx): the caller slows down and retries."""
+        return THROTTLING_MARK in self.code or self.code in THROTTLING_CODES or self.status == 429
+
+    @property
+    def busy(self) -> bool:
+        """The instance is busy with another task: try again later."""
+        return self.code in BUSY_CODES
 
     @property
     def transient(self) -> bool:
-        """Worth retrying (after a pause): throttled, a server fault, or a transport failure."""
-        return self.throttled or self.status is None or self.status >= 500
+        """Worth retrying (after a pause): throttled, busy, a server fault, or a transport failure.
+
+        A configuration error is never transient, whatever its status: no retry fixes a key.
+        """
+        if self.configuration:
+            return False
+        return self.throttled or self.busy or self.status is None or self.status >= 500
+
+    @property
+    def instance_not_found(self) -> bool:
+        """The instance does not exist (not any 404: a wrong AccessKey is a 404 too)."""
+        return self.code in INSTANCE_NOT_FOUND_CODES
+
+    @property
+    def configuration(self) -> bool:
+        """The key, the role's policy, the endpoint or the API version is wrong: an operator must fix it.
+
+        Such a verdict is not final for the request: it is neither remembered by idempotency (a
+        redelivery after the operator fixed the key must run, not replay the failure for 7 days) nor
+        counted against a rollout's error budget (the rollout halts at once instead: every other
+        target would fail the same way).
+        """
+        return self._permission or self._hint is not None
+
+    @property
+    def _permission(self) -> bool:
+        return self.code in PERMISSION_CODES or self.code.startswith(PERMISSION_PREFIX)
+
+    @property
+    def _hint(self) -> str | None:
+        code = self.code
+        if code in CREDENTIAL_HINTS:
+            return CREDENTIAL_HINTS[code]
+        for prefix, hint in CREDENTIAL_PREFIXES.items():
+            if code.startswith(prefix):
+                return hint
+        return ENDPOINT_CODES.get(code)
+
+    def explain(self, resource: str | None = None) -> str:
+        """One line for an operator: what went wrong (for a configuration error, what to fix), then the code.
+
+        >>> error = CloudError("Forbidden.RAM", "denied")
+        >>> error.action = "kvstore:ModifyInstanceMajorVersion"
+        >>> error.explain("r-bp1x")
+        'the RAM policy does not allow kvstore:ModifyInstanceMajorVersion on r-bp1x: add it to the role (Forbidden.RAM)'
+        """
+        if self._permission:
+            action = self.action or "this call"
+            what = f"{action} on {resource}" if resource else action
+            text = f"the RAM policy does not allow {what}: add it to the role"
+        else:
+            text = self._hint or self.message or "the cloud API call failed"
+        return f"{text} ({self.code})"
 
 
 @dataclass(frozen=True)
@@ -89,6 +198,9 @@ class RetryPolicy:
     base_seconds: float = 0.2
     cap_seconds: float = 5.0
     max_attempts: int = 8
+    # An instance busy with another task (a backup, a spec change) stays busy for minutes: a few
+    # tries within the invocation, then the outcome says "try again later".
+    busy_attempts: int = 3
     # Leave this much of the invocation for the calls after the retried one (record, notify, reply).
     reserve_seconds: float = 2.0
 
@@ -228,6 +340,7 @@ class CloudApi:
             response = client.call_api(api, open_api_models.OpenApiRequest(query=query), runtime)
         except Exception as exc:
             error = _map_exception(exc)
+            error.action = f"{engine.ram_service}:{action}"
             # Only the cloud's flow control lowers the shared rate; a 5xx is a fault, not a rate.
             if self.limiter is not None and error.throttled and error.code != "ServiceUnavailable":
                 self.limiter.throttled(engine.product, action)
@@ -281,7 +394,8 @@ class CloudApi:
                 if error.ambiguous or not error.transient:
                     raise
                 attempt += 1
-                if attempt >= self.retry.max_attempts:
+                limit = self.retry.busy_attempts if error.busy else self.retry.max_attempts
+                if attempt >= limit:
                     raise
                 with self._lock:
                     pause = self.retry.delay(attempt, self._rng)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -57,11 +57,21 @@ class Engine:
     upgrading_statuses: frozenset[str]  # the instance is being upgraded to a new major version
     failed_statuses: frozenset[str]
     versions: tuple[str, ...]  # every target version the API accepts
-    # Upgrades stay inside one family (Redis: classic 4.0/5.0 vs cloud-native 6.0/7.0).
-    families: Mapping[str, tuple[str, ...]]
-    family_key: str | None  # the attribute naming the instance's family (None: one family)
+    label: str  # the product's name in messages ("Redis", "MongoDB")
+    ram_service: str  # the RAM action prefix: "kvstore:ModifyInstanceMajorVersion"
     # How long an upgrade may run before the tracker calls it stuck (DBUPGRADE_STUCK_AFTER overrides).
     stuck_after_seconds: float
+    # The list call once per entry: each lists a different kind of instance (Dds lists sharded
+    # clusters only when asked for them), and items must carry these attribute values to count.
+    list_variants: tuple[Mapping[str, str], ...] = ({},)
+    list_item_filter: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Upgrades stay inside one deployment mode (Redis); None: the engine has one mode.
+    modes: DeploymentModes | None = None
+    # A describe whose boolean answer gates any major upgrade (None: no such call).
+    gate_action: str | None = None
+    gate_key: str = ""
+    # The offered list holds only the next major version: a target past it is a later hop.
+    one_hop: bool = False
 
     def endpoint(self, region: str) -> str:
         """The official endpoint host of ``region`` (as the product SDK's endpoint map has it)."""
@@ -69,20 +79,88 @@ class Engine:
             return f"{self.endpoint_prefix}.aliyuncs.com"
         return f"{self.endpoint_prefix}.{region}.aliyuncs.com"
 
-    def family_of(self, attributes: Mapping[str, Any]) -> tuple[str, ...]:
-        """The versions an instance may be upgraded to, given its describe attributes."""
-        if not self.family_key or not self.families:
-            return self.versions
-        mode = attributes.get(self.family_key)
-        if isinstance(mode, str) and mode in self.families:
-            return self.families[mode]
-        # No explicit mode (the real API has no such field): the current version's family decides,
-        # because the API only upgrades within one deployment mode (research §3).
-        current = str(attributes.get(self.version_key, ""))
-        for versions in self.families.values():
-            if current in versions:
-                return versions
-        return self.versions
+    def listable(self, item: Mapping[str, Any]) -> bool:
+        """Whether a list item is an instance this engine upgrades (not Memcache, say)."""
+        return all(item.get(key) in allowed for key, allowed in self.list_item_filter.items())
+
+
+@dataclass(frozen=True)
+class ModeVerdict:
+    """The deployment mode an instance's attributes prove (``mode``), or why they prove none."""
+
+    mode: str | None
+    targets: tuple[str, ...]  # the versions that mode may be upgraded to (empty when unknown)
+    why: str  # the evidence, or the missing / contradicting evidence
+
+
+@dataclass(frozen=True)
+class DeploymentModes:
+    """Which deployment mode an instance runs in, told from the attributes the real API returns.
+
+    There is no deployment-mode field in DescribeInstanceAttribute or DescribeInstances (their SDK
+    models' ``to_map``, alibabacloud_r_kvstore20150101 7.0.0). The evidence, strongest first:
+
+    1. ``InstanceClass``: a cloud-disk (cloud-native) class ends in ``.ce`` / ``.ee`` (terraform
+       ``alicloud/resource_alicloud_kvstore_instance.go`` ``isCloudDiskSpec``); Tair cloud-disk
+       classes start with ``tair.`` (API metadata, DescribeInstanceAttribute ``RealInstanceClass``:
+       "tair.rdb.with.proxy.1g" is the real shard class of a cloud-disk cluster). Decisive: the
+       describe's NodeType is documented with the classic values only (metadata: "double"/"single").
+    2. ``NodeType``: MASTER_SLAVE / STAND_ALONE are cloud-native, double / single classic
+       (SDK ``models/_create_instance_request.py`` and ``_describe_instances_request.py``).
+    3. ``EngineVersion``: classic runs 2.8 / 4.0 / 5.0, cloud-native 5.0 / 6.0 / 7.0 (SDK
+       ``_create_instance_request.py``, EngineVersion), so only 5.0 leaves the mode open.
+
+    The class (else the NodeType) names a mode; the version must agree with it. No evidence (a 5.0
+    with neither) or evidence that contradicts itself is refused, never guessed: the upgrade API
+    refuses a cross-mode target anyway, with a code nobody has documented
+    (aliyun/terraform-provider-alicloud#5053), and there is no API to ask the mode of.
+    """
+
+    runs: Mapping[str, tuple[str, ...]]  # mode -> versions an instance of that mode runs
+    targets: Mapping[str, tuple[str, ...]]  # mode -> versions the upgrade API takes for it
+    node_types: Mapping[str, str]  # NodeType value -> mode
+    class_suffixes: tuple[str, ...]
+    class_prefixes: tuple[str, ...]
+    class_mode: str  # the mode a class with one of those suffixes / prefixes proves
+    names: Mapping[str, str]  # mode -> its name in messages
+
+    def of(self, attributes: Mapping[str, Any], version: str) -> ModeVerdict:
+        instance_class = str(attributes.get("InstanceClass") or "")
+        node_type = str(attributes.get("NodeType") or "")
+        if instance_class.endswith(self.class_suffixes) or instance_class.startswith(self.class_prefixes):
+            named, evidence = self.class_mode, f"InstanceClass {instance_class}"
+        elif node_type in self.node_types:
+            named, evidence = self.node_types[node_type], f"NodeType {node_type}"
+        else:
+            named, evidence = None, ""
+        running = [mode for mode, versions in self.runs.items() if version in versions]
+        if named is not None and named in running:
+            return ModeVerdict(named, self.targets[named], f"{self.names[named]} ({evidence})")
+        if named is not None:
+            return ModeVerdict(
+                None,
+                (),
+                f"{evidence} says {self.names[named]}, which never runs {version}",
+            )
+        if len(running) == 1:
+            mode = running[0]
+            return ModeVerdict(mode, self.targets[mode], f"{self.names[mode]} (only it runs {version})")
+        return ModeVerdict(
+            None,
+            (),
+            f"neither its InstanceClass ({instance_class or 'none'}) nor its NodeType "
+            f"({node_type or 'none'}) tells whether it is {' or '.join(self.names.values())}, "
+            f"and both run {version}",
+        )
+
+
+def api_bool(value: Any) -> bool | None:
+    """An API boolean (JSON true/false, or "true"/"false" as some gateways render it); None if absent."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
 
 
 REDIS = Engine(
@@ -114,12 +192,37 @@ REDIS = Engine(
     upgrading_statuses=frozenset({"MajorVersionUpgrading"}),
     failed_statuses=frozenset({"Error", "Unavailable", "Released"}),
     versions=("4.0", "5.0", "6.0", "7.0"),
-    # "Only upgrades to the same deployment mode are allowed" (ModifyInstanceMajorVersion doc).
-    # The real DescribeInstanceAttribute has no deployment-mode field, so family_of falls back to
-    # the current version's family; localcloud seeds name it explicitly as "DeploymentMode".
-    families={"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")},
-    family_key="DeploymentMode",
+    label="Redis",
     stuck_after_seconds=2 * 3600,
+    ram_service="kvstore",  # acs:kvstore:{region}:{account}:instance/{id} (doc 473776)
+    # DescribeInstances lists Tair, Redis and Memcache (SDK _describe_instances_request.py,
+    # InstanceType). Only Redis Open-Source Edition instances have a major version to upgrade
+    # ("You can upgrade the major version of a Redis Open-Source Edition instance", alibabacloud.com/
+    # help/en/redis/lifecycle-management); Tair series are compatible with fixed versions, so a
+    # selection leaves Tair out too (an explicit request for one still meets DescribeEngineVersion).
+    list_variants=({"InstanceType": "Redis"},),
+    list_item_filter={"InstanceType": frozenset({"Redis"})},
+    # "Only upgrades to the same deployment mode are allowed": cloud-native -> 6.0 / 7.0, classic ->
+    # 4.0 / 5.0 (ModifyInstanceMajorVersion MajorVersion, API metadata; help.aliyun.com/document_detail/
+    # 473776.html). See DeploymentModes for how the mode is told.
+    modes=DeploymentModes(
+        runs={"classic": ("2.8", "4.0", "5.0"), "cloud_native": ("5.0", "6.0", "7.0")},
+        targets={"classic": ("4.0", "5.0"), "cloud_native": ("6.0", "7.0")},
+        node_types={
+            "MASTER_SLAVE": "cloud_native",
+            "STAND_ALONE": "cloud_native",
+            "double": "classic",
+            "single": "classic",
+        },
+        class_suffixes=(".ce", ".ee"),
+        class_prefixes=("tair.",),
+        class_mode="cloud_native",
+        names={"classic": "classic", "cloud_native": "cloud-native"},
+    ),
+    # EnableUpgradeMajorVersion: "false: cannot be upgraded, usually already the latest" (API metadata,
+    # DescribeEngineVersion; SDK _describe_engine_version_response_body.py).
+    gate_action="DescribeEngineVersion",
+    gate_key="EnableUpgradeMajorVersion",
 )
 
 MONGODB = Engine(
@@ -153,9 +256,17 @@ MONGODB = Engine(
     upgrading_statuses=frozenset({"EngineVersionUpgrading"}),
     failed_statuses=frozenset({"Error"}),  # not documented by Dds; what localcloud uses
     versions=("4.0", "4.2", "4.4", "5.0", "6.0", "7.0", "8.0"),
-    families={},
-    family_key=None,
+    label="MongoDB",
     stuck_after_seconds=6 * 3600,
+    ram_service="dds",  # acs:dds:{region}:{account}:dbinstance/{id} (UpgradeDBInstanceEngineVersion doc)
+    # DBInstanceType defaults to replicate (replica sets and standalones); sharded clusters are listed
+    # only when asked for (SDK 9.5.0 _describe_dbinstances_request.py; API metadata "default":
+    # "replicate"). Serverless instances (China site only, same metadata) are left out: no source
+    # says they take UpgradeDBInstanceEngineVersion.
+    list_variants=({"DBInstanceType": "replicate"}, {"DBInstanceType": "sharding"}),
+    # Cloud-disk instances are offered only the next major version (4.4 -> 5.0 -> 6.0 ...):
+    # help.aliyun.com/en/mongodb/product-overview/upgrades-of-mongodb-major-versions.
+    one_hop=True,
 )
 
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (REDIS, MONGODB)}

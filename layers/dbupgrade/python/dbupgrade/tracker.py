@@ -237,11 +237,17 @@ class Tracker:
         try:
             attributes = self._describe(watch, ctx)
         except CloudError as error:
-            if error.status == 404 or error.code.endswith(".NotFound"):
+            if error.instance_not_found:
                 return self._outcome(
                     watch, now, "failed", "not_found", error.code, "the instance disappeared"
                 )
-            logger.warning("describe failed; the next tick retries", extra={"code": error.code})
+            # A wrong key or a missing permission says nothing about the upgrade: it is logged
+            # (one line, what to fix) and the next tick looks again once an operator fixed it.
+            log = logger.error if error.configuration else logger.warning
+            log(
+                "describe failed; the next tick retries",
+                extra={"code": error.code, "error": error.explain(latest.instance_id)},
+            )
             return None
         if attributes is None:
             return self._outcome(

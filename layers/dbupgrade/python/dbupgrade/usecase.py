@@ -23,7 +23,7 @@ from typing import Any
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
 from dbupgrade.context import Credentials, InvocationContext, adapt_context
-from dbupgrade.engines import ENGINES, Engine, dig, engine_for_instance, version_key
+from dbupgrade.engines import ENGINES, Engine, api_bool, dig, engine_for_instance, version_key
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
@@ -38,11 +38,13 @@ IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 RECONCILE_ROUNDS = 3  # resubmissions after an ambiguous failure proved the first did not land
 
 
-class _TransientFailure(Exception):
+class _Unremembered(Exception):
     """Carries an outcome out of the idempotent section so its record is dropped, not cached.
 
-    A ``failed`` outcome caused by throttling, 5xx or the network says nothing final about the
-    request: a redelivery (queue) or retried webhook should try again, not replay the failure.
+    A ``failed`` outcome caused by throttling, 5xx, the network, an instance busy with another task
+    or a configuration error (a wrong key, a missing RAM permission) says nothing final about the
+    request: a redelivery (queue) or retried webhook should try again, not replay the failure for
+    ``IDEMPOTENCY_SECONDS``.
     """
 
     def __init__(self, outcome: Outcome) -> None:
@@ -164,7 +166,7 @@ class Upgrader:
         if not (self.config.idempotency and self.store.redis is not None and identity):
             try:
                 return self._execute(job)
-            except _TransientFailure as transient:
+            except _Unremembered as transient:
                 return transient.outcome
         return self._run_once(job, f"{request.instance_id}|{request.target_version}|{identity}")
 
@@ -248,6 +250,8 @@ class Upgrader:
         found: list[dict[str, Any]] = []
         for region in regions:
             for item in self._list_instances(engine, str(region), dict(tags), credentials, ctx.deadline):
+                if not engine.listable(item):
+                    continue  # Memcache or Tair in the Redis list: nothing this tool upgrades
                 if tags and not _tags_match(item.get("Tags"), tags):
                     continue
                 version = str(item.get(engine.version_key, ""))
@@ -333,7 +337,7 @@ class Upgrader:
         )
         try:
             return Outcome.from_dict(run(payload={"key": key}))
-        except _TransientFailure as transient:
+        except _Unremembered as transient:
             return transient.outcome
         except errors.IdempotencyAlreadyInProgressError:
             # The same request is being processed right now (a concurrent redelivery): that run
@@ -416,24 +420,53 @@ class Upgrader:
                 message=f"{target} is older than the current {current}; major versions only go up",
                 **common,
             )
-        family = engine.family_of(attributes)
-        if target not in family:
-            return job.outcome(
-                "rejected",
-                reason="not_offered",
-                field="target_version",
-                message=f"{target} is not offered for this instance; allowed: {', '.join(family)}",
-                **common,
-            )
+        if engine.modes is not None:
+            verdict = engine.modes.of(attributes, current)
+            if verdict.mode is None:
+                return job.outcome(
+                    "rejected",
+                    reason="unknown_mode",
+                    field="target_version",
+                    message=(
+                        f"cannot tell the deployment mode, and upgrades never cross it: {verdict.why}; "
+                        "check the instance in the console"
+                    ),
+                    **common,
+                )
+            if target not in verdict.targets:
+                return job.outcome(
+                    "rejected",
+                    reason="not_offered",
+                    field="target_version",
+                    message=(
+                        f"{target} is not offered: this {engine.label} instance is {verdict.why}, which "
+                        f"upgrades only to {' / '.join(verdict.targets)}"
+                    ),
+                    **common,
+                )
+        if engine.gate_action:
+            body = self._call(job, engine.gate_action, {engine.id_param: job.request.instance_id})
+            if api_bool(body.get(engine.gate_key)) is False:
+                return job.outcome(
+                    "rejected",
+                    reason="not_offered",
+                    field="target_version",
+                    message=(
+                        f"the service offers no major version upgrade for this {engine.label} instance "
+                        f"({engine.gate_action}: {engine.gate_key} is false; usually already the latest)"
+                    ),
+                    from_version=current,
+                    request_id=body.get("RequestId"),
+                )
         if engine.available_action:
             body = self._call(job, engine.available_action, {engine.id_param: job.request.instance_id})
-            offered = [str(v) for v in dig(body, engine.available_path)]
+            offered = sorted({str(v) for v in dig(body, engine.available_path)}, key=_version_order)
             if target not in offered:
                 return job.outcome(
                     "rejected",
                     reason="not_offered",
                     field="target_version",
-                    message=f"{target} is not offered; offered: {', '.join(offered) or 'none'}",
+                    message=_not_offered(engine, current, target, offered),
                     from_version=current,
                     request_id=body.get("RequestId"),
                 )
@@ -521,30 +554,45 @@ class Upgrader:
     def _cloud_failure(
         self, job: _Job, error: CloudError, *, submit: bool, from_version: str | None = None
     ) -> Outcome:
-        if error.status == 404 or error.code.endswith(".NotFound"):
+        """The outcome of a call that failed for good (``CloudError`` names the classes).
+
+        Remembered by idempotency only when it is a verdict on the request (not found, an API
+        refusal); throttling, 5xx, the network, a busy instance and a configuration error are not.
+        """
+        common: dict[str, Any] = {
+            "code": error.code,
+            "request_id": error.request_id,
+            "from_version": from_version,
+        }
+        if error.instance_not_found:
             outcome = job.outcome(
                 "rejected",
                 reason="not_found",
-                code=error.code,
-                request_id=error.request_id,
                 field="instance_id",
-                from_version=from_version,
-                message=error.message,
+                message=f"{job.engine.name} instance {job.request.instance_id} not found in {job.region}",
+                **common,
             )
             return self._finish(outcome, job) if submit else outcome
-        outcome = job.outcome(
-            "failed",
-            reason="retries_exhausted" if error.transient else "api_error",
-            code=error.code,
-            request_id=error.request_id,
-            from_version=from_version,
-            message=error.message,
-        )
+        if error.configuration:
+            outcome = job.outcome(
+                "failed", reason="configuration", message=error.explain(job.request.instance_id), **common
+            )
+        elif error.busy:
+            outcome = job.outcome(
+                "failed",
+                reason="instance_busy",
+                message=f"instance busy with another task; try again later ({error.code})",
+                **common,
+            )
+        elif error.transient:
+            outcome = job.outcome("failed", reason="retries_exhausted", message=error.message, **common)
+        else:
+            outcome = job.outcome("failed", reason="api_error", message=error.message, **common)
         if not submit:
             return outcome
         self._finish(outcome, job)
-        if error.transient:
-            raise _TransientFailure(outcome)
+        if outcome.reason != "api_error":
+            raise _Unremembered(outcome)
         return outcome
 
     # -- record and notify ----------------------------------------------------------------------
@@ -624,10 +672,25 @@ class Upgrader:
         credentials: Credentials | None,
         deadline: float,
     ) -> list[dict[str, Any]]:
-        params: dict[str, str] = {"PageSize": str(engine.list_page_size)}
-        for index, (key, value) in enumerate(sorted(tags.items()), start=1):
-            params[f"Tag.{index}.Key"] = str(key)
-            params[f"Tag.{index}.Value"] = str(value)
+        """Every page of the list call, once per list variant (Dds: replica sets, then sharded clusters)."""
+        items: dict[str, dict[str, Any]] = {}
+        for variant in engine.list_variants:
+            params: dict[str, str] = {"PageSize": str(engine.list_page_size), **variant}
+            for index, (key, value) in enumerate(sorted(tags.items()), start=1):
+                params[f"Tag.{index}.Key"] = str(key)
+                params[f"Tag.{index}.Value"] = str(value)
+            for item in self._pages(engine, region, params, credentials, deadline):
+                items.setdefault(str(item.get(engine.id_key)), item)
+        return list(items.values())
+
+    def _pages(
+        self,
+        engine: Engine,
+        region: str,
+        params: dict[str, str],
+        credentials: Credentials | None,
+        deadline: float,
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         page = 1
         while True:
@@ -641,6 +704,26 @@ class Upgrader:
             if not batch or len(items) >= total or len(batch) < engine.list_page_size:
                 return items
             page += 1
+
+
+def _version_order(version: str) -> tuple[int, ...]:
+    try:
+        return version_key(version)
+    except ValueError:
+        return (0,)
+
+
+def _not_offered(engine: Engine, current: str, target: str, offered: list[str]) -> str:
+    """Why ``target`` is not in the offered list, naming the next hop when the API offers one."""
+    if not offered:
+        return f"{target} is not offered: the service offers no major version upgrade for this instance"
+    nearest = offered[0]
+    if engine.one_hop and _version_order(target) > _version_order(nearest):
+        return (
+            f"{target} is not offered: {engine.label} upgrades one major version at a time; "
+            f"the next hop from {current} is {nearest}"
+        )
+    return f"{target} is not offered; offered: {', '.join(offered)}"
 
 
 def _tags_match(raw: Any, wanted: Mapping[str, Any]) -> bool:

@@ -73,6 +73,9 @@ def upgrade(
     except StoreUnavailable:
         raise click.ClickException("the state store is unreachable; nothing was submitted") from None
     click.echo(json.dumps(outcome.to_dict(), indent=2))
+    if outcome.reason == "configuration":
+        # The key, role or endpoint is wrong: say what to fix on one line (stderr), exit 1.
+        raise click.ClickException(str(outcome.message))
     sys.exit(0 if outcome.ok else 1)
 
 

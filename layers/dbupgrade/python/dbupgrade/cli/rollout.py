@@ -69,7 +69,12 @@ def rollout() -> None:
 
 @contextmanager
 def _operator_errors() -> Iterator[None]:
-    """The library's refusals as click errors naming what to fix (exit status 1 or 2)."""
+    """The library's refusals as click errors naming what to fix (exit status 1 or 2).
+
+    A failed list or describe call (a wrong key, a missing permission, the API down) is one line too:
+    what to fix for a configuration error, else the API's message, each with its code.
+    """
+    from dbupgrade.cloudapi import CloudError
     from dbupgrade.errors import ConfigError, StoreUnavailable
     from dbupgrade.model import InvalidRequest
     from dbupgrade.rollouts import RolloutExists, RolloutFinished, RolloutLocked, RolloutNotFound
@@ -82,6 +87,8 @@ def _operator_errors() -> Iterator[None]:
         raise click.ClickException(str(error)) from None
     except StoreUnavailable:
         raise click.ClickException("the state store is unreachable; nothing was changed") from None
+    except CloudError as error:
+        raise click.ClickException(f"cloud API call failed: {error.explain()}") from None
 
 
 def _upgrader() -> Any:
@@ -161,6 +168,10 @@ def plan_command(
         upgrader = _upgrader()
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
         result = plan(upgrader, found, concurrency=concurrency)
+    misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
+    if misconfigured:
+        # Every row would say the same: the key, role or endpoint is wrong. One line says what to fix.
+        raise click.ClickException(str(misconfigured[0]["message"]))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

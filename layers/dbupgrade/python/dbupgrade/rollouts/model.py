@@ -3,7 +3,8 @@
 Target states, in order of life::
 
     pending --release--> dispatched --outcome--> submitted --describe/tracker--> completed | failed | stuck
-    pending <-- failed transiently (retries exhausted), released fewer than MAX_RELEASES times --/
+    pending <-- failed for now (retries exhausted, instance busy), released fewer than MAX_RELEASES times --/
+    pending <-- failed on configuration (a wrong key, a missing permission): the rollout halts --/
                                     \\--outcome--> noop | rejected | failed | deferred          (terminal)
     pending --halt/cancel--> halted                                                        (terminal)
     dispatched --halt/cancel before the message ran--> halted                             (terminal)
@@ -163,6 +164,7 @@ class RolloutMeta:
     wave: int = 0  # the highest wave released so far (0: none yet)
     tick: int = 0
     reason: str | None = None  # why it halted or was cancelled
+    halt_reason: str | None = None  # the halted outcomes' reason: "error_budget" or "configuration"
     error_baseline: int = 0  # errors before the last resume do not count against the budget again
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None

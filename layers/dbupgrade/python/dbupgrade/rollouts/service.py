@@ -44,6 +44,7 @@ from dbupgrade.triggers.fanout import fanout_payload
 from dbupgrade.usecase import Upgrader
 
 HALTED: Status = "halted"
+TRANSIENT_REASONS = frozenset({"retries_exhausted", "instance_busy"})
 DESCRIBE_CONCURRENCY = 8
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
@@ -89,7 +90,14 @@ class Rollouts:
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             meta.tick += 1
-            changed = self._observe(spec, meta, states)
+            changed, misconfigured = self._observe(spec, meta, states)
+            if misconfigured:
+                # A wrong key or a missing permission fails every target alike: stop now rather than
+                # burn through the fleet; resume once it is fixed. Not an error of any target.
+                if meta.status == "running":
+                    meta.status, meta.reason = "halted", f"configuration error: {misconfigured[0]}"
+                    meta.halt_reason = "configuration"
+                changed += self._halt_pending(spec, states, "configuration", meta.reason or "halted")
             if meta.status == "running":
                 errors = sum(s.state in ERROR_STATES for s in states.values()) - meta.error_baseline
                 if spec.max_errors is not None and errors > spec.max_errors:
@@ -97,6 +105,7 @@ class Rollouts:
                         "halted",
                         (f"error budget spent: {errors} errors, more than the {spec.max_errors} allowed"),
                     )
+                    meta.halt_reason = "error_budget"
                     changed += self._halt_pending(spec, states, "error_budget", meta.reason)
                 elif all(s.terminal for s in states.values()):
                     meta.status = "completed"
@@ -123,7 +132,7 @@ class Rollouts:
                         )
                         changed.append(states[state.instance_id])
                 meta.error_baseline = sum(s.state in ERROR_STATES for s in states.values())
-                meta.status, meta.reason = "running", None
+                meta.status, meta.reason, meta.halt_reason = "running", None, None
                 meta.finished_at, meta.summary_published = None, False
             self.repo.save(rollout_id, meta, changed)
             self.repo.activate(rollout_id)
@@ -162,9 +171,13 @@ class Rollouts:
 
     def _observe(
         self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
-    ) -> list[TargetState]:
-        """Move in-flight targets on from their recorded outcomes and, for submitted ones, a describe."""
+    ) -> tuple[list[TargetState], list[str]]:
+        """Move in-flight targets on from their recorded outcomes and, for submitted ones, a describe.
+
+        Also returns the configuration errors seen (one line each): the rollout halts on the first.
+        """
         targets = {t["instance_id"]: t for t in spec.targets}
+        misconfigured: list[str] = []
         changed: list[TargetState] = []
         waiting: list[TargetState] = []
         for state in states.values():
@@ -173,10 +186,19 @@ class Rollouts:
             outcome = self._outcome(spec.rollout_id, state.instance_id)
             if outcome is None or not _of_this_release(outcome, state):
                 continue
+            if _misconfigured(outcome):
+                # Not this target's fault: it waits (pending) for the halt, and a resume after
+                # the operator's fix releases it again.
+                state.state, state.code, state.reason = "pending", outcome.code, outcome.reason
+                state.message = outcome.message
+                misconfigured.append(outcome.message or outcome.code or "configuration error")
+                changed.append(state)
+                continue
             if _transient(outcome) and state.releases < MAX_RELEASES:
                 state.state, state.code, state.reason = "pending", outcome.code, outcome.reason
                 state.message = (
-                    f"release {state.releases} failed transiently ({outcome.code}); releasing again"
+                    f"release {state.releases} failed for now ({outcome.message or outcome.code}); "
+                    "releasing again"
                 )
                 changed.append(state)
                 continue
@@ -201,7 +223,7 @@ class Rollouts:
                     self._done(state, meta)
                     if state not in changed:
                         changed.append(state)
-        return changed
+        return changed, misconfigured
 
     def _outcome(self, rollout_id: str, instance_id: str) -> Outcome | None:
         """This rollout's latest recorded outcome for the instance (the use case's or the tracker's)."""
@@ -229,9 +251,12 @@ class Rollouts:
                 deadline=time.monotonic() + DESCRIBE_SECONDS,
             )
         except CloudError as error:
-            if error.status == 404 or error.code.endswith(".NotFound"):
+            if error.instance_not_found:
                 return "failed", error.code, "the instance disappeared during its upgrade"
-            logger.warning("completion check failed; next round retries", extra={"code": error.code})
+            logger.warning(
+                "completion check failed; next round retries",
+                extra={"code": error.code, "error": error.explain(target["instance_id"])},
+            )
             return None
         items = dig(body, engine.describe_path)
         if not items:
@@ -362,7 +387,14 @@ def _of_this_release(outcome: Outcome, state: TargetState) -> bool:
 
 
 def _transient(outcome: Outcome) -> bool:
-    return outcome.status == "failed" and outcome.reason == "retries_exhausted"
+    """Failed for now, not for good: throttled / 5xx / network past the retries, or the instance busy
+    with another task. Released again on a later round; not an error while releases remain."""
+    return outcome.status == "failed" and outcome.reason in TRANSIENT_REASONS
+
+
+def _misconfigured(outcome: Outcome) -> bool:
+    """A wrong key, a missing RAM permission or a wrong endpoint: every other target fails alike."""
+    return outcome.status == "failed" and outcome.reason == "configuration"
 
 
 def advance_all(upgrader: Upgrader, context: Any = None) -> list[dict[str, Any]]:

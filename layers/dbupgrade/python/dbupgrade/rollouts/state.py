@@ -90,6 +90,8 @@ class RolloutRepository:
             return None
         meta = RolloutMeta.from_dict(json.loads(raw))
         reason = STOP_REASONS.get(meta.status)
+        if reason == "error_budget" and meta.halt_reason:
+            reason = meta.halt_reason
         return (reason, meta.reason or meta.status) if reason else None
 
     def active(self) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Window
 from dbupgrade.context import InvocationContext
 from dbupgrade.engines import ENGINES, engine_for_instance
@@ -60,7 +61,23 @@ def run_timer(plan: TimerPlan, upgrader: Upgrader, context: InvocationContext) -
     """Run or fan out a timer's plan; returns the invocation's JSON summary."""
     runner = _with_window(upgrader, plan.window)
     correlation_id = context.aws_request_id
-    targets = _explicit_targets(plan) + _selected_targets(plan, upgrader, context)
+    try:
+        selected = _selected_targets(plan, upgrader, context)
+    except CloudError as error:
+        if not error.configuration:
+            raise  # transient or unknown: the invocation fails and FC retries it
+        # A wrong key or a missing permission fails every retry alike: one line, no retry.
+        line = error.explain()
+        logger.error(
+            "timer selection failed: fix the configuration", extra={"code": error.code, "error": line}
+        )
+        return {
+            "trigger": plan.trigger_name,
+            "rollout_id": plan.rollout_id,
+            "error": line,
+            "code": error.code,
+        }
+    targets = _explicit_targets(plan) + selected
     requests: list[UpgradeRequest] = []
     outcomes: list[Outcome] = []
     for data in targets:

@@ -31,8 +31,11 @@ Outcome -> HTTP status:
 - rejected: invalid input (code ``InvalidRequest``) 422 naming ``field``; rejected by the pre-check
   or the scope guard (not found, not ready, downgrade, not offered, out of scope) 409, ``reason``
   says which;
-- failed: a ``Throttling*`` code 429 + Retry-After; any other 502 with the API's ``code``
-  (+ Retry-After when retries were exhausted on a transient error, which is not remembered);
+- failed: a configuration error (reason ``configuration``: a wrong AccessKey, a missing RAM
+  permission, a wrong endpoint) 500 ``misconfigured``, ``detail`` saying what to fix and the code;
+  the instance busy with another task (reason ``instance_busy``) 503 + Retry-After; a throttling
+  code 429 + Retry-After; any other 502 with the API's ``code`` (+ Retry-After when retries were
+  exhausted on a transient error). None of these but the last is remembered: a retry runs again;
 - the store unavailable: 503 + Retry-After (nothing called, nothing recorded).
 """
 
@@ -76,6 +79,7 @@ from dbupgrade.webhook.openapi import openapi_document
 MAX_JSON_DEPTH = 32
 THROTTLED_RETRY_AFTER_SECONDS = 10
 IN_FLIGHT_RETRY_AFTER_SECONDS = 30
+BUSY_RETRY_AFTER_SECONDS = 60  # another task (a backup, a spec change) takes minutes
 
 
 @dataclass(frozen=True)
@@ -374,7 +378,14 @@ def outcome_reply(outcome: Outcome) -> ItemReply:
         return ItemReply(
             409, _problem_body(409, "rejected", outcome, title="Upgrade rejected", field=outcome.field)
         )
-    if (outcome.code or "").startswith("Throttling"):
+    if outcome.reason == "configuration":
+        # The function's key, role or endpoint is wrong: the sender cannot fix it, an operator must.
+        body = _problem_body(500, "misconfigured", outcome, title="Function misconfigured")
+        return ItemReply(500, body)
+    if outcome.reason == "instance_busy":
+        body = _problem_body(503, "instance-busy", outcome, title="Instance busy")
+        return ItemReply(503, body, retry_after=BUSY_RETRY_AFTER_SECONDS)
+    if "Throttling" in (outcome.code or ""):
         body = _problem_body(429, "throttled", outcome, title="Cloud API throttled")
         return ItemReply(429, body, retry_after=THROTTLED_RETRY_AFTER_SECONDS)
     # A transient failure (5xx, network) is not remembered as failed: a retry may succeed.

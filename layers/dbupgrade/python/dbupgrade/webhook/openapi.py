@@ -150,7 +150,7 @@ def openapi_document() -> dict[str, Any]:
         "401": _problem("Missing, malformed, expired or non-matching signature. Nothing is recorded."),
         "409": _problem(
             "Rejected by the pre-check or the scope guard: not_found, not_ready, downgrade, "
-            "not_offered, out_of_scope (`reason` says which). Recorded. Or the same delivery is "
+            "not_offered, unknown_mode, out_of_scope (`reason` says which). Recorded. Or the same delivery is "
             "in flight (`reason`: duplicate_in_flight, not recorded): retry after Retry-After.",
             retry_after=True,
         ),
@@ -158,7 +158,9 @@ def openapi_document() -> dict[str, Any]:
         "422": _problem("A field is invalid or missing (`field`, `allowed`); recorded as rejected."),
         "429": _problem("The cloud API throttled the request after retries.", retry_after=True),
         "500": _problem(
-            "Misconfigured (`detail` names the variable) or an internal error (`correlation_id`)."
+            "Misconfigured: `detail` names the variable, or (`reason` configuration) says what to fix "
+            "about the AccessKey, the role's RAM policy or the endpoint, ending with the API's `code`; "
+            "not remembered, so a retry after the fix runs. Or an internal error (`correlation_id`)."
         ),
         "502": _problem(
             "The cloud API call failed (`code` is the API's error code); with Retry-After when "
@@ -166,8 +168,9 @@ def openapi_document() -> dict[str, Any]:
             retry_after=True,
         ),
         "503": _problem(
-            "The store is unavailable (nothing was called; retry after Retry-After), or the webhook "
-            "has no secret configured.",
+            "The store is unavailable (nothing was called; retry after Retry-After), the instance is "
+            "busy with another task (`reason` instance_busy; not remembered, retry after Retry-After), "
+            "or the webhook has no secret configured.",
             retry_after=True,
         ),
     }
