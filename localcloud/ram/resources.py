@@ -35,6 +35,7 @@ LIST_ACTIONS = frozenset({"DescribeInstances", "DescribeDBInstances"})
 # could not be retrieved; this follows its rule that the resource is the request path
 # (POST /topics/{topic}/messages, help.aliyun.com/document_detail/27497.html) as SendMessage's does.
 TOPIC_MESSAGES_SUFFIX = "/messages"
+QUEUE_MESSAGES_SUFFIX = "/messages"  # documented (help.aliyun.com/zh/mns/b3asrm)
 
 MNS_ACTIONS = {
     "SendMessage": "mns:SendMessage",
@@ -71,13 +72,13 @@ def mns(action: str, kind: str, name: str, region: str, account_id: str) -> tupl
         return None
     path = f"/{kind}/{name}"
     if action not in ("GetQueueAttributes", "GetTopicAttributes"):
-        path += TOPIC_MESSAGES_SUFFIX if kind == "topics" else "/messages"
+        path += TOPIC_MESSAGES_SUFFIX if kind == "topics" else QUEUE_MESSAGES_SUFFIX
     return ram_action, f"acs:mns:{region}:{account_id}:{path}"
 
 
 def mns_queue_messages(queue: str, region: str, account_id: str) -> tuple[str, str]:
     """What FC's async destination needs from the function's role to deliver to a queue."""
-    return "mns:SendMessage", f"acs:mns:{region}:{account_id}:/queues/{queue}/messages"
+    return "mns:SendMessage", f"acs:mns:{region}:{account_id}:/queues/{queue}{QUEUE_MESSAGES_SUFFIX}"
 
 
 def fc_invoke(service: str, function: str, region: str, account_id: str) -> tuple[str, str]:
