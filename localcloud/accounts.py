@@ -6,8 +6,14 @@ Seed shape::
      "sts": [{"access_key_id": "STS.N...", "access_key_secret": "...",
               "security_token": "CAIS...", "expiration": "2030-01-01T00:00:00Z"}]}
 
-``sts`` may be one object or a list. Signatures and token expiry are checked against the real
-wall clock (the clients sign with it), never the emulated one.
+``sts`` may be one object or a list. An STS entry may carry ``"role": {"name": ..., "policies":
+[RAM policy documents]}``: it is then the credential of that assumed role, and every gateway
+evaluates its calls against those policies (``localcloud.ram``). The account's own AccessKey, and an
+STS entry without a role, act as the account itself: allowed everything, as a root account is.
+FC mints role credentials at run time for functions that have a role (``Accounts.add``).
+
+Signatures and token expiry are checked against the real wall clock (the clients sign with it),
+never the emulated one.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from localcloud.ram.policy import ALLOW, Role
+
 
 @dataclass(frozen=True)
 class Credential:
@@ -25,10 +33,15 @@ class Credential:
     access_key_secret: str
     security_token: str | None = None
     expiration: float | None = None  # epoch seconds, STS only
+    role: Role | None = None  # an assumed role's credential; None acts as the account itself
 
     @property
     def is_sts(self) -> bool:
         return self.security_token is not None
+
+    def decide(self, action: str, resource: str) -> str:
+        """RAM's answer for this principal (``localcloud.ram.policy``): a root principal may do anything."""
+        return ALLOW if self.role is None else self.role.policy.decide(action, resource)
 
 
 class TokenError(Exception):
@@ -65,9 +78,14 @@ class Accounts:
                         tmp["access_key_secret"],
                         tmp["security_token"],
                         _epoch(tmp["expiration"]) if tmp.get("expiration") else None,
+                        Role.from_seed(tmp["role"]) if tmp.get("role") else None,
                     )
                 )
         return cls(creds)
+
+    def add(self, credential: Credential) -> None:
+        """Register a credential minted at run time (FC's per-role STS credentials)."""
+        self._by_key[credential.access_key_id] = credential
 
     def lookup(self, access_key_id: str) -> Credential | None:
         return self._by_key.get(access_key_id)

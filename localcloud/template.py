@@ -8,6 +8,14 @@ What the template declares becomes what localcloud runs:
 - every ``Aliyun::Serverless::Function`` of every ``Aliyun::Serverless::Service`` -> ``functions``
   (code, handler, runtime, timeout, memory, ``EnvironmentVariables``, async retries and the MNS queue
   of ``AsyncConfiguration.Destination``)
+- the service's ``Policies`` -> each of its functions' ``role``: FC 2.0 gives a service's functions
+  the service role, and ``Policies`` creates that default role and attaches the policies
+  (help.aliyun.com/en/ros/developer-reference/aliyun-serverless-service). Inline documents are
+  kept, intrinsics resolved (``Fn::Sub`` with the stack's account and region). Managed (system)
+  policy names are not modelled: one grants nothing locally and is reported in ``skipped``, so a
+  function that depends on one fails here first. With ``Role`` set, the same page says
+  ``Policies`` does not take effect: the role's policies are not in the template, so its functions
+  run unevaluated, and that is reported in ``skipped``.
 - its events: ``HTTP`` -> served on ``/2016-08-15/proxy/{service}/{function}/``; ``Timer`` ->
   ``timers`` (``localcloud.timers``); ``MNSTopic`` -> a topic->function subscription
   (``NotifyContentFormat``, ``NotifyStrategy``, ``FilterTag``). Other event types are reported in
@@ -236,6 +244,25 @@ def _function_spec(
     return spec
 
 
+def _service_role(
+    resolver: _Resolver, service: str, properties: dict[str, Any], skipped: list[str]
+) -> dict[str, Any] | None:
+    """The default role ``Policies`` creates for the service's functions (managed names grant nothing)."""
+    if properties.get("Role") is not None:
+        skipped.append(f"{service}: Role is set, so its policies are not in the template (not evaluated)")
+        return None
+    policies = properties.get("Policies")
+    if policies is None:
+        return None
+    documents = []
+    for index, policy in enumerate(policies if isinstance(policies, list) else [policies]):
+        if isinstance(policy, str):
+            skipped.append(f"{service}: managed policy {policy} is not modelled (grants nothing locally)")
+            continue
+        documents.append(resolver.resolve(policy, f"{service} Policies[{index}]"))
+    return {"name": f"{service}-default-role", "policies": documents}
+
+
 def stack_seed(
     template: dict[str, Any],
     base_seed: dict[str, Any],
@@ -307,10 +334,13 @@ def stack_seed(
 
     code_base = Path(template_dir)
     for service, service_resource in _services(resources):
+        role = _service_role(resolver, service, service_resource.get("Properties") or {}, skipped)
         for name, function in _functions(service_resource):
             functions.append(
                 _function_spec(resolver, service, name, function.get("Properties") or {}, code_base)
             )
+            if role is not None:
+                functions[-1]["role"] = role
             for event_id, event in (function.get("Events") or {}).items():
                 where = f"{service}/{name} event {event_id}"
                 kind = event.get("Type")

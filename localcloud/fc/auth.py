@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from localcloud.accounts import Accounts, Credential, TokenError
-from localcloud.fc.errors import FcApiError, missing_header
+from localcloud.fc.errors import FcApiError, access_denied, missing_header
+from localcloud.ram import resources
+from localcloud.ram.policy import ALLOW
 
 MAX_SKEW_SECONDS = 15 * 60
 SIGNATURE_MISMATCH = (
@@ -80,3 +82,10 @@ def verify(
     except TokenError as exc:
         raise FcApiError(403, "InvalidSecurityToken", exc.message) from exc
     return cred
+
+
+def authorize_invoke(cred: Credential, service: str, function: str, region: str) -> None:
+    """Raise 403 AccessDenied unless the caller's RAM policy allows ``fc:InvokeFunction`` on the function."""
+    action, resource = resources.fc_invoke(service, function, region, cred.account_id)
+    if cred.decide(action, resource) != ALLOW:
+        raise access_denied(action, resource)

@@ -58,3 +58,12 @@ def service_unavailable() -> FcApiError:
     return FcApiError(
         503, "ServiceUnavailable", "The service is temporarily unavailable, please try again later"
     )
+
+
+def access_denied(action: str, resource: str) -> FcApiError:
+    """A RAM denial, worded as FC 2.0 words it (403 AccessDenied; Serverless-Devs/Serverless-Devs#350:
+    "the caller is not authorized to perform 'fc:CreateService' on resource 'acs:fc:...:services/*'.";
+    alibaba/funcraft#243 matches on "the caller is not authorized to perform")."""
+    return FcApiError(
+        403, "AccessDenied", f"the caller is not authorized to perform '{action}' on resource '{resource}'."
+    )

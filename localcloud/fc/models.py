@@ -12,6 +12,12 @@ Seed: ``"functions": [{"service", "name", "code_uri", "handler", ...options}]`` 
   dir (default ``["layers/dbupgrade/python"]``, the layer FC mounts at /opt/python)
 - ``account_id``, ``region``: whose function it is (default: the first seed account, and
   ``DBUPGRADE_REGION`` of the environment, else cn-hangzhou)
+- ``role``: ``{"name": ..., "policies": [RAM policy documents]}``, the service role FC passes to the
+  function (FC 2.0: the service's ``Role``/``Policies``; FC 3.0: the function's ``role``). Its
+  instances get STS credentials of that role, minted here and registered in ``cloud.accounts``, so
+  every gateway evaluates their calls against its policies; FC delivers async destinations with it
+  too (terraform ``fc_function_async_invoke_config`` docs: the role needs ``mns:SendMessage``).
+  Without a role they get the account's first STS credential (or its AccessKey): allowed everything.
 
 Environment of an instance, later entries winning: the seed's ``function_env``, then the
 localcloud process's own ``DBUPGRADE_*`` / ``ALIBABA_CLOUD_*`` / ``REDIS*`` variables (operator
@@ -42,10 +48,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from localcloud.accounts import Credential
 from localcloud.calls import Call
 from localcloud.faults import FaultDecision
 from localcloud.fc import errors
 from localcloud.fc.instances import InstanceLost, InstancePool, WorkerReply, WorkerSpec
+from localcloud.ram import resources
+from localcloud.ram.policy import ALLOW, Role
 
 FUNCTION_ERROR = "UnhandledInvocationError"
 FC3_RUNTIMES = ("python3.12",)
@@ -75,6 +84,7 @@ class FunctionSpec:
     layers: tuple[str, ...] = DEFAULT_LAYERS
     account_id: str | None = None
     region: str | None = None
+    role: Role | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> FunctionSpec:
@@ -84,7 +94,8 @@ class FunctionSpec:
         missing = {"service", "name", "code_uri", "handler"} - set(raw)
         if missing:
             raise ValueError(f"functions[{raw.get('name')!r}]: missing {sorted(missing)}")
-        spec = cls(**{**raw, "layers": tuple(raw.get("layers", DEFAULT_LAYERS))})
+        role = Role.from_seed(raw["role"]) if raw.get("role") else None
+        spec = cls(**{**raw, "layers": tuple(raw.get("layers", DEFAULT_LAYERS)), "role": role})
         if not 0 <= spec.max_async_retry_attempts <= 8:
             raise ValueError(f"functions[{spec.name!r}]: max_async_retry_attempts must be within 0..8")
         if spec.timeout <= 0 or spec.max_instances < 1:
@@ -161,6 +172,7 @@ class FcBackend:
         self._idle = threading.Condition()
         self._async: ThreadPoolExecutor | None = None
         self._closed = False
+        self._role_credentials: dict[tuple[str, str], dict[str, str]] = {}
 
     @classmethod
     def from_seed(cls, seed: dict[str, Any], cloud: Any) -> FcBackend:
@@ -206,10 +218,19 @@ class FcBackend:
                 return account
         raise errors.FcApiError(500, "InternalServerError", f"no seed account for function {spec.label}")
 
-    def _credentials(self, account: dict[str, Any]) -> dict[str, str]:
-        """The service role's credentials: the account's STS credential if it has one, else its AK."""
+    def region_of(self, service: str, function: str) -> str:
+        """The region a function runs in (its ARN's), also for a function that does not exist."""
+        spec = self.functions.get((service, function))
+        return self._region(spec) if spec else resources.DEFAULT_REGION
+
+    def _credentials(self, spec: FunctionSpec, account: dict[str, Any]) -> dict[str, str]:
+        """The service role's credentials: STS credentials of the function's role, minted once per
+        account and role; without a role the account's first STS credential that is no role's (so
+        acts as the account), if it has one, else its AK."""
+        if spec.role is not None:
+            return self._role_credential(str(account["account_id"]), spec.role)
         sts = account.get("sts") or []
-        sts = [sts] if isinstance(sts, dict) else sts
+        sts = [entry for entry in ([sts] if isinstance(sts, dict) else sts) if not entry.get("role")]
         if sts:
             return {k: sts[0][k] for k in ("access_key_id", "access_key_secret", "security_token")}
         return {
@@ -217,6 +238,28 @@ class FcBackend:
             "access_key_secret": account["access_key_secret"],
             "security_token": "",
         }
+
+    def _role_credential(self, account_id: str, role: Role) -> dict[str, str]:
+        with self._lock:
+            minted = self._role_credentials.get((account_id, role.name))
+            if minted is None:
+                # Shaped like AssumeRole's (STS.N... key id, CAIS... token); never expires locally.
+                minted = {
+                    "access_key_id": f"STS.N{uuid.uuid4().hex[:20].upper()}",
+                    "access_key_secret": uuid.uuid4().hex + uuid.uuid4().hex[:12],
+                    "security_token": f"CAIS{uuid.uuid4().hex}{uuid.uuid4().hex}",
+                }
+                self.cloud.accounts.add(
+                    Credential(
+                        account_id,
+                        minted["access_key_id"],
+                        minted["access_key_secret"],
+                        minted["security_token"],
+                        role=role,
+                    )
+                )
+                self._role_credentials[(account_id, role.name)] = minted
+            return minted
 
     def _substitute(self, value: str) -> str:
         if "${LOCALCLOUD_" not in value:
@@ -256,7 +299,7 @@ class FcBackend:
             }
         )
         if spec.mode == "fc3":
-            creds = self._credentials(account)
+            creds = self._credentials(spec, account)
             env["ALIBABA_CLOUD_ACCESS_KEY_ID"] = creds["access_key_id"]
             env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = creds["access_key_secret"]
             env["ALIBABA_CLOUD_SECURITY_TOKEN"] = creds["security_token"]
@@ -283,7 +326,7 @@ class FcBackend:
         account = self._account(spec)
         return {
             "request_id": request_id,
-            "credentials": self._credentials(account),
+            "credentials": self._credentials(spec, account),
             "function": {
                 "name": spec.name,
                 "handler": spec.handler,
@@ -561,13 +604,23 @@ class FcBackend:
         if "queue" in destination:
             try:
                 sender = str(self._account(spec)["account_id"])
+                self._authorize_destination(spec, sender, destination["queue"])
                 self.cloud.mns.send(destination["queue"], json.dumps(record), sender)
                 entry["delivered"] = True
             except Exception as exc:  # a missing queue loses the record, as FC would; say why
-                entry["error"] = f"{type(exc).__name__}: {exc}"
+                entry["error"] = f"{getattr(exc, 'code', type(exc).__name__)}: {exc}"
                 self._log(spec.label, f"localcloud: async destination {destination} failed: {entry['error']}")
         with self._lock:
             self.destinations.append(entry)
+
+    def _authorize_destination(self, spec: FunctionSpec, account_id: str, queue: str) -> None:
+        """FC sends a destination record with the function's role, so that role needs mns:SendMessage
+        on the queue's messages (terraform ``fc_function_async_invoke_config`` docs; MNS RAM table)."""
+        if spec.role is None:
+            return
+        action, resource = resources.mns_queue_messages(queue, self._region(spec), account_id)
+        if spec.role.policy.decide(action, resource) != ALLOW:
+            raise errors.access_denied(action, resource)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every queued async invocation (retries and destinations included) has finished."""

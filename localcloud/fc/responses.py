@@ -98,6 +98,7 @@ async def _invoke(
             cloud.accounts, request.method, request.path, request.headers, list(request.query.items())
         )
         access_key_id = cred.access_key_id
+        auth.authorize_invoke(cred, service, function, backend.region_of(service, function))
         decision = cloud.faults.decide("fc", "InvokeFunction")
         fault = decision.name
         if decision.latency_ms:

@@ -22,6 +22,8 @@ from email.utils import parsedate_to_datetime
 
 from localcloud.accounts import Accounts, Credential, TokenError
 from localcloud.mns import errors
+from localcloud.ram import resources
+from localcloud.ram.policy import ALLOW
 
 MAX_CLOCK_SKEW_SECONDS = 15 * 60
 
@@ -102,3 +104,21 @@ def authenticate(
         raise errors.SignatureDoesNotMatch()
     _check_content_md5(headers.get("Content-MD5"), body)
     return credential
+
+
+def authorize(credential: Credential, action: str, kind: str, name: str, region: str) -> None:
+    """Raise 403 AccessDenied unless the caller's RAM policy allows ``action`` on ``/{kind}/{name}``.
+
+    The action and resource come from MNS's RAM table (``localcloud.ram.resources.mns``); a root
+    credential, or an operation localcloud does not emulate, is not evaluated.
+    """
+    if credential.role is None:
+        return
+    requested = resources.mns(action, kind, name, region, credential.account_id)
+    if requested is None:
+        return
+    ram_action, resource = requested
+    if credential.decide(ram_action, resource) != ALLOW:
+        raise errors.AccessDenied(
+            errors.AccessDenied.RAM_MESSAGE.format(action=ram_action, resource=resource)
+        )

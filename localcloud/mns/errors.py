@@ -98,9 +98,14 @@ class SecurityTokenExpired(MnsError):
 
 
 class AccessDenied(MnsError):
+    """403 AccessDenied: MNS's code for a refused principal (the error-code table above), RAM denials included."""
+
     status = 403
     code = "AccessDenied"
     default_message = "The OwnerId that your Access Key Id associated to is forbidden for this operation."
+    # Assumption: the wording of a RAM denial. The code and status are documented; no public page
+    # quotes the message, so this one names what was refused, as FC's and the OpenAPI gateway's do.
+    RAM_MESSAGE = "You are not authorized to do this action. Action: {action}, Resource: {resource}."
 
 
 class InvalidDigest(MnsError):

@@ -358,6 +358,14 @@ def _route(method: str, parts: list[str], query: dict[str, str], body: bytes) ->
     raise errors.InvalidRequestURL()
 
 
+def _region(host: str, default: str) -> str:
+    """``{account}.mns.{region}[-internal].aliyuncs.com`` -> region (TopicURL, alibabacloud.com/help/doc-detail/34955.html); else the seed's."""
+    parts = host.split(":", 1)[0].split(".")
+    if len(parts) == 5 and parts[1] == "mns" and parts[3:] == ["aliyuncs", "com"]:
+        return parts[2].removesuffix("-internal")
+    return default
+
+
 def _reply(status: int, body: bytes, request_id: str) -> web.Response:
     headers = {"x-mns-request-id": request_id}
     if not body:
@@ -399,6 +407,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
             raise errors.InternalError()
         credential = auth.authenticate(cloud.accounts, request.method, request.headers, raw_target, body)
         access_key_id, call.account_id = credential.access_key_id, credential.account_id
+        auth.authorize(credential, action, parts[0], call.name, _region(request.host, backend.region))
         reply = await handler(call)
         status, payload, code = reply.status, reply.body, None
     except errors.MnsError as exc:

@@ -186,3 +186,38 @@ def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise InvalidParameter(name)
     return value
+
+
+class ForbiddenRam(OpenApiError):
+    """A RAM denial (research/alibaba-apis.md §2; observed 403 with this message in
+    alibaba/terraform-provider#182 and alibaba/packer-provider#34).
+
+    The gateway adds ``AccessDeniedDetail`` naming the denied action; its fields are those of the
+    official SDK model (alibabacloud_r_kvstore20150101 ``DescribeBackupsResponseBodyAccessDeniedDetail``),
+    and tea-openapi surfaces it as ``ClientException.access_denied_detail``.
+    """
+
+    status = 403
+    code = "Forbidden.RAM"
+    default_message = (
+        "User not authorized to operate on the specified resource, or this API doesn't support RAM."
+    )
+    # Assumptions (values no public page pins down): the policy type of an identity-based denial
+    # and the principal type of an assumed role.
+    POLICY_TYPE = "AccountLevelIdentityBasedPolicy"
+    ASSUMED_ROLE_PRINCIPAL = "AssumedRoleUser"
+
+    def __init__(self, action: str, account_id: str, role_name: str, no_permission_type: str) -> None:
+        super().__init__()
+        self.detail = {
+            "AuthAction": action,
+            "AuthPrincipalOwnerId": account_id,
+            "AuthPrincipalType": self.ASSUMED_ROLE_PRINCIPAL,
+            "AuthPrincipalDisplayName": role_name,
+            "NoPermissionType": no_permission_type,
+            "PolicyType": self.POLICY_TYPE,
+        }
+
+    def body(self, request_id: str, host_id: str, product: str) -> bytes:
+        document = json.loads(super().body(request_id, host_id, product))
+        return json.dumps({**document, "AccessDeniedDetail": self.detail}).encode()

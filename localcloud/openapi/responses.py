@@ -35,6 +35,7 @@ from localcloud.faults import FaultDecision
 from localcloud.openapi.auth import V1_PROTOCOL_KEYS, NonceLedger, SignedRequest, parse_request
 from localcloud.openapi.backend import CallContext, OpenApiBackend
 from localcloud.openapi.errors import (
+    ForbiddenRam,
     InternalError,
     InvalidAccessKeyIdNotFound,
     InvalidActionNotFound,
@@ -45,6 +46,8 @@ from localcloud.openapi.errors import (
     ServiceUnavailable,
     ThrottlingUser,
 )
+from localcloud.ram import resources
+from localcloud.ram.policy import ALLOW
 
 log = logging.getLogger("localcloud.openapi")
 
@@ -140,7 +143,8 @@ class _Exchange:
         return web.Response(status=204)
 
 
-def _authenticate(cloud: Any, signed: SignedRequest) -> None:
+def _authenticate(cloud: Any, signed: SignedRequest, product: str, host: str) -> None:
+    """Who is calling (key, time, signature, token, nonce), then whether RAM lets them (``localcloud.ram``)."""
     cred = cloud.accounts.lookup(signed.access_key_id)
     if cred is None:
         raise InvalidAccessKeyIdNotFound()
@@ -156,6 +160,14 @@ def _authenticate(cloud: Any, signed: SignedRequest) -> None:
         ledger = _nonces[cloud] = NonceLedger()
     # After the signature: a forged request must not be able to burn someone's nonce.
     ledger.use(signed.access_key_id, signed.nonce, now)
+    if cred.role is not None:
+        region = signed.params.get("RegionId") or _region_from_host(host) or resources.DEFAULT_REGION
+        action, resource = resources.openapi(
+            product, signed.action or "", signed.params, region, cred.account_id
+        )
+        decision = cred.decide(action, resource)
+        if decision != ALLOW:
+            raise ForbiddenRam(action, cred.account_id, cred.role.name, decision)
 
 
 def _fault_error(decision: FaultDecision) -> OpenApiError | None:
@@ -187,7 +199,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
             raise MissingParameter("Action")
         if signed.action not in backend.actions:
             raise InvalidActionNotFound()
-        _authenticate(cloud, signed)
+        _authenticate(cloud, signed, backend.product, exchange.host)
         params = apimeta.check_request(backend.product, exchange.action, signed.params)
     except OpenApiError as error:
         return exchange.refuse(error)

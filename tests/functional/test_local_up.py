@@ -141,11 +141,13 @@ def up(tmp_path: Path) -> Any:
 def test_local_up_runs_the_template_stack_end_to_end_and_stops_cleanly(up: RunningUp) -> None:
     printed = "\n".join(up.printed)
     assert (
-        "dbupgrade/webhook" in printed and "dbupgrade/scheduled" in printed and "dbupgrade/rollout" in printed
+        "dbupgrade-webhook/webhook" in printed
+        and "dbupgrade-scheduled/scheduled" in printed
+        and "dbupgrade/rollout" in printed
     )
     assert "topic dbupgrade-rollout (JSON)" in printed
     assert "dbupgrade-rollout-dlq" in printed
-    assert up.webhook == f"{up.url}/2016-08-15/proxy/dbupgrade/webhook"
+    assert up.webhook == f"{up.url}/2016-08-15/proxy/dbupgrade-webhook/webhook"
 
     # 1. A change ticket, signed, through the printed HTTP trigger URL. WindowPolicy=allow (a
     #    template parameter given on the command line) makes it immediate at any hour.
@@ -247,6 +249,12 @@ def test_template_becomes_a_seed_with_local_endpoints_and_the_given_parameters()
     assert env["DBUPGRADE_WINDOW"] == "02:00-05:00 Asia/Shanghai"  # the parameter's Default
     assert functions["webhook"]["http"] is True
     assert functions["rollout"]["on_failure"] == {"queue": "dbupgrade-rollout-dlq"}
+    # Each function runs with its own service's role (its inline policy; managed names are reported).
+    assert {f["role"]["name"] for f in functions.values()} == {
+        f"{f['service']}-default-role" for f in functions.values()
+    }
+    assert len({f["service"] for f in functions.values()}) == 4
+    assert any("AliyunECSNetworkInterfaceManagementAccess" in line for line in stack.skipped)
     assert Path(functions["scheduled"]["code_uri"]) == ROOT / "functions" / "scheduled"
     [nightly] = [t for t in stack.seed["timers"] if t["name"] == "nightly-offpeak"]
     assert nightly["enable"] is False and json.loads(nightly["payload"])["inline_limit"] == 5
@@ -260,8 +268,10 @@ def test_template_becomes_a_seed_with_local_endpoints_and_the_given_parameters()
     assert len([s for s in stack.seed["subscriptions"] if "function" in s]) == len(
         [
             e
-            for f in load_template(ROOT / "template.yml")["Resources"]["dbupgrade"].values()
-            if isinstance(f, dict)
+            for service in load_template(ROOT / "template.yml")["Resources"].values()
+            if service["Type"] == "Aliyun::Serverless::Service"
+            for f in service.values()
+            if isinstance(f, dict) and f.get("Type") == "Aliyun::Serverless::Function"
             for e in (f.get("Events") or {}).values()
             if e["Type"] == "MNSTopic"
         ]

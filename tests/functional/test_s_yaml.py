@@ -1,5 +1,6 @@
 """s.yaml (Serverless Devs, fc3, python3.12) says the same things as template.yml: the same functions
-and handlers, the same environment, the layer, and a trigger and failure destination for each path."""
+and handlers, the same environment, the layer, a trigger and failure destination for each path, and
+a role of its own for each function (template.yml's per-function service roles)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml.safe_load((ROOT / "template.yml").read_text())
 TEMPLATE_FUNCTIONS = {
     name: body
-    for name, body in TEMPLATE["Resources"]["dbupgrade"].items()
+    for service in TEMPLATE["Resources"].values()
+    if service["Type"] == "Aliyun::Serverless::Service"
+    for name, body in service.items()
     if name not in ("Type", "Properties")
 }
 FROM_ENVIRONMENT = re.compile(r"^\$\{env\('[A-Z_]+'\)\}$")
@@ -136,3 +139,10 @@ def test_async_failures_go_to_the_dead_letter_queue_of_template_yml() -> None:
         assert destination == "${vars.deadLetters}"
     match = re.search(r":/queues/([\w-]+)/messages$", variables["deadLetters"])
     assert match and match.group(1) in queues
+
+
+def test_each_function_has_a_role_of_its_own_from_the_deployers_environment() -> None:
+    roles = {name: props(name)["role"] for name in TEMPLATE_FUNCTIONS}
+    assert len(set(roles.values())) == len(roles)
+    for name, role in roles.items():
+        assert role == f"${{env('DBUPGRADE_{name.upper()}_ROLE_ARN')}}", name

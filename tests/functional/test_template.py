@@ -1,5 +1,6 @@
-"""template.yml: the structure ROS / Fun expects, handlers that exist, and a least-privilege policy
-that matches what the code actually calls."""
+"""template.yml: the structure ROS / Fun expects, handlers that exist, and least-privilege roles —
+one service (so one role) per function — whose actions together are exactly what the code calls.
+That each statement is needed by its own function is shown on localcloud by test_template_ram.py."""
 
 from __future__ import annotations
 
@@ -21,9 +22,17 @@ from dbupgrade.triggers import parse_timer_event
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = yaml.safe_load((ROOT / "template.yml").read_text())
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-SERVICE_NAME = "dbupgrade"
-SERVICE = RESOURCES[SERVICE_NAME]
-FUNCTIONS = {name: body for name, body in SERVICE.items() if name not in ("Type", "Properties")}
+SERVICES = {name: body for name, body in RESOURCES.items() if body["Type"] == "Aliyun::Serverless::Service"}
+# function name -> (its service, its body); each service holds one function, so it has its own role
+SERVICE_OF = {
+    function: service
+    for service, body in SERVICES.items()
+    for function in body
+    if function not in ("Type", "Properties")
+}
+FUNCTIONS = {function: SERVICES[service][function] for function, service in SERVICE_OF.items()}
+# The scheduler fans out to the rollout function, which keeps its FC 2.0 address dbupgrade/rollout.
+ROLLOUT_FUNCTION = "dbupgrade/rollout"
 LAYER = ROOT / "layers" / "dbupgrade" / "python" / "dbupgrade"
 CODE_DIRS = [LAYER, ROOT / "functions"]
 # The operator CLI ships in the same package but never runs in FC: it uses the operator's keys.
@@ -85,23 +94,31 @@ def actions_the_code_calls() -> set[str]:
     return actions | {SDK_METHOD_ACTIONS[name] for name in calls}
 
 
-def actions_fc_needs_from_the_role() -> set[str]:
+def actions_fc_needs_from_the_role(service: str) -> set[str]:
+    """What FC itself does with a service's role: write its logs, send failed async events to the DLQ."""
     actions = set()
-    if "LogConfig" in SERVICE["Properties"]:
+    if "LogConfig" in SERVICES[service]["Properties"]:
         actions.add("log:PostLogStoreLogs")
-    for function in FUNCTIONS.values():
+    for function, owner in SERVICE_OF.items():
         failure = (
-            function["Properties"].get("AsyncConfiguration", {}).get("Destination", {}).get("OnFailure", "")
+            FUNCTIONS[function]["Properties"]
+            .get("AsyncConfiguration", {})
+            .get("Destination", {})
+            .get("OnFailure", "")
         )
-        if "/queues/" in failure:
+        if owner == service and "/queues/" in failure:
             actions.add("mns:SendMessage")
     return actions
 
 
-def inline_statements() -> list[dict[str, Any]]:
-    documents = [p for p in SERVICE["Properties"]["Policies"] if isinstance(p, dict)]
+def inline_statements(service: str) -> list[dict[str, Any]]:
+    documents = [p for p in SERVICES[service]["Properties"]["Policies"] if isinstance(p, dict)]
     assert len(documents) == 1
     return documents[0]["Statement"]
+
+
+def granted(service: str) -> set[str]:
+    return {action for statement in inline_statements(service) for action in statement["Action"]}
 
 
 def resource_texts(statement: dict[str, Any]) -> list[str]:
@@ -113,11 +130,17 @@ def resource_texts(statement: dict[str, Any]) -> list[str]:
 def test_header_is_the_ros_fun_transform() -> None:
     assert TEMPLATE["ROSTemplateFormatVersion"] == "2015-09-01"
     assert TEMPLATE["Transform"] == "Aliyun::Serverless-2018-04-03"
-    assert SERVICE["Type"] == "Aliyun::Serverless::Service"
+    assert SERVICES
 
 
-def test_the_functions_nest_in_the_service_with_events_beside_properties() -> None:
+def test_every_function_has_a_service_of_its_own_with_events_beside_properties() -> None:
     assert set(FUNCTIONS) == {"scheduled", "webhook", "rollout", "tracker"}
+    assert len(SERVICES) == len(FUNCTIONS)  # FC 2.0's role is the service's: one role per function
+    assert SERVICE_OF["rollout"] + "/rollout" == ROLLOUT_FUNCTION
+    assert (
+        FUNCTIONS["scheduled"]["Properties"]["EnvironmentVariables"]["DBUPGRADE_ROLLOUT_FUNCTION"]
+        == ROLLOUT_FUNCTION
+    )
     for name, function in FUNCTIONS.items():
         assert function["Type"] == "Aliyun::Serverless::Function", name
         assert set(function) <= {"Type", "Properties", "Events"}, name
@@ -211,28 +234,42 @@ def test_environment_variables_are_ones_the_code_reads() -> None:
         assert not unknown, f"{name}: {sorted(unknown)}"
 
 
-def test_policy_allows_exactly_what_the_code_calls_plus_what_fc_does_with_the_role() -> None:
-    granted = {action for statement in inline_statements() for action in statement["Action"]}
+def test_the_roles_allow_together_exactly_what_the_code_calls_plus_what_fc_does_with_them() -> None:
+    code = set().union(*(granted(service) - actions_fc_needs_from_the_role(service) for service in SERVICES))
+    assert code == actions_the_code_calls()
+    for service in SERVICES:
+        assert actions_fc_needs_from_the_role(service) <= granted(service), service
+        assert all(statement["Effect"] == "Allow" for statement in inline_statements(service))
 
-    assert granted == actions_the_code_calls() | actions_fc_needs_from_the_role()
-    assert all(statement["Effect"] == "Allow" for statement in inline_statements())
+
+def test_only_the_scheduler_fans_out_or_lists_and_the_tracker_cannot_upgrade() -> None:
+    fan_out_and_list = {"fc:InvokeFunction", "kvstore:DescribeInstances", "dds:DescribeDBInstances"}
+    for function, service in SERVICE_OF.items():
+        expected = fan_out_and_list if function == "scheduled" else set()
+        assert granted(service) & fan_out_and_list == expected, function
+    upgrades = {"kvstore:ModifyInstanceMajorVersion", "dds:UpgradeDBInstanceEngineVersion"}
+    assert not granted(SERVICE_OF["tracker"]) & upgrades
 
 
-def test_writes_are_scoped_to_our_topics_function_and_instances() -> None:
+def test_writes_are_scoped_to_our_topics_function_queue_and_instances() -> None:
     env = FUNCTIONS["scheduled"]["Properties"]["EnvironmentVariables"]
-    for statement in inline_statements():
-        resources = resource_texts(statement)
-        actions = set(statement["Action"])
-        if actions & {"mns:PublishMessage"}:
-            assert sorted(r.rsplit("/topics/", 1)[1] for r in resources) == sorted(
-                [env["DBUPGRADE_TOPIC"], env["DBUPGRADE_ROLLOUT_QUEUE"]]
-            )
-        if "fc:InvokeFunction" in actions:
-            assert resources == [
-                "acs:fc:${ALIYUN::Region}:${ALIYUN::AccountId}:services/dbupgrade/functions/rollout"
-            ]
-        if any(a.endswith(("MajorVersion", "EngineVersion")) and "Describe" not in a for a in actions):
-            assert all(r != "*" for r in resources)
+    topics = {env["DBUPGRADE_TOPIC"], env["DBUPGRADE_ROLLOUT_QUEUE"]}
+    for service in SERVICES:
+        for statement in inline_statements(service):
+            resources = resource_texts(statement)
+            actions = set(statement["Action"])
+            if "mns:PublishMessage" in actions:
+                named = {r.rsplit("/topics/", 1)[1].removesuffix("/messages") for r in resources}
+                assert named <= topics and len(named) == 1, statement["Sid"]
+            if "mns:SendMessage" in actions:  # the MNS RAM table: SendMessage acts on /queues/<q>/messages
+                assert [r.rsplit(":", 1)[1] for r in resources] == ["/queues/dbupgrade-rollout-dlq/messages"]
+            if "fc:InvokeFunction" in actions:
+                service_name, function = ROLLOUT_FUNCTION.split("/")
+                assert resources == [
+                    f"acs:fc:${{ALIYUN::Region}}:${{ALIYUN::AccountId}}:services/{service_name}/functions/{function}"
+                ]
+            if any(a.endswith(("MajorVersion", "EngineVersion")) and "Describe" not in a for a in actions):
+                assert all(r != "*" for r in resources)
 
 
 def test_secrets_are_parameters_that_never_echo() -> None:

@@ -152,7 +152,9 @@ def broken_copy(tmp_path: Path, edit: Any) -> Path:
 
 
 def first_function(template: dict[str, Any], name: str = "rollout") -> dict[str, Any]:
-    return template["Resources"]["dbupgrade"][name]
+    """The function ``name`` in whichever service holds it (each function has a service of its own)."""
+    [function] = [r[name] for r in template["Resources"].values() if isinstance(r.get(name), dict)]
+    return function
 
 
 def test_the_checker_reports_a_broken_handler_path(tmp_path: Path) -> None:
@@ -168,7 +170,7 @@ def test_the_checker_reports_a_broken_handler_path(tmp_path: Path) -> None:
     assert "dbupgrade/rollout: functions/rollout/index.py is missing" in [
         p.replace(str(tmp_path) + "/", "") for p in problems
     ]
-    assert "dbupgrade/scheduled: no def handle in index.py" in problems
+    assert "dbupgrade-scheduled/scheduled: no def handle in index.py" in problems
 
 
 def test_the_checker_reports_misplaced_events_and_bad_trigger_properties(tmp_path: Path) -> None:
@@ -183,9 +185,9 @@ def test_the_checker_reports_misplaced_events_and_bad_trigger_properties(tmp_pat
 
     problems = structure_problems(broken_copy(tmp_path, edit))
 
-    assert "dbupgrade/webhook/http: AuthType 'anonymous' not in ['ANONYMOUS', 'FUNCTION']" in problems
-    assert any(p.startswith("dbupgrade/webhook/http: Methods 'FETCH'") for p in problems)
+    assert "dbupgrade-webhook/webhook/http: AuthType 'anonymous' not in ['ANONYMOUS', 'FUNCTION']" in problems
+    assert any(p.startswith("dbupgrade-webhook/webhook/http: Methods 'FETCH'") for p in problems)
     assert "dbupgrade/rollout/rollout-topic: NotifyContentFormat 'XML' not in ['JSON', 'STREAM']" in problems
     assert "dbupgrade/rollout/rollout-topic: FilterTag longer than 16" in problems
     assert "dbupgrade/rollout/rollout-topic: unknown property Topic" in problems
-    assert "dbupgrade/scheduled: Events belongs beside Properties, not inside" in problems
+    assert "dbupgrade-scheduled/scheduled: Events belongs beside Properties, not inside" in problems

@@ -1,8 +1,9 @@
-"""The service role's RAM policy, resource by resource (tests/functional/test_template.py already
+"""The functions' RAM roles (one service, so one role, per function), resource by resource (tests/functional/test_template.py already
 checks that the actions equal what the code calls): "*" only where the API takes no resource (reads
 and lists), every ARN in this account and in its actions' own namespace, and every write on a named
-resource — the two topics, the dead-letter queue, the rollout function, the log store — or, for the
-upgrade calls whose instances are only known at run time, on that product's instance type alone."""
+resource — the two topics, the dead-letter queue's messages, the rollout function, the log store — or,
+for the calls on instances only known at run time, on that product's instance type alone. The
+internet-facing webhook's role can neither invoke a function nor list the fleet."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE = yaml.safe_load((ROOT / "template.yml").read_text())["Resources"]["dbupgrade"]
-POLICIES = SERVICE["Properties"]["Policies"]
-STATEMENTS: list[dict[str, Any]] = next(p for p in POLICIES if isinstance(p, dict))["Statement"]
+RESOURCES = yaml.safe_load((ROOT / "template.yml").read_text())["Resources"]
+SERVICES = {name: r for name, r in RESOURCES.items() if r["Type"] == "Aliyun::Serverless::Service"}
+POLICIES = [p for service in SERVICES.values() for p in service["Properties"]["Policies"]]
+STATEMENTS: list[dict[str, Any]] = [s for p in POLICIES if isinstance(p, dict) for s in p["Statement"]]
+WEBHOOK_SERVICE = next(name for name, service in SERVICES.items() if "webhook" in service)
 READ_ONLY = re.compile(r"^[a-z]+:(Describe|List|Get)[A-Za-z]*$")
 ARN = re.compile(r"^acs:(?P<service>[a-z]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)$")
 # The upgrade APIs take any instance of the account; their resource is that product's instance type.
@@ -68,3 +71,12 @@ def test_no_managed_policy_grants_a_whole_product() -> None:
     managed = [p for p in POLICIES if isinstance(p, str)]
     assert not [name for name in managed if name.endswith("FullAccess") and "NetworkInterface" not in name]
     assert not [name for name in managed if re.search(r"(KVStore|Dds|MNS|FC|Log|RAM)", name)]
+
+
+def test_the_webhook_role_cannot_invoke_functions_or_list_the_fleet() -> None:
+    policies = SERVICES[WEBHOOK_SERVICE]["Properties"]["Policies"]
+    actions = {a for p in policies if isinstance(p, dict) for s in p["Statement"] for a in s["Action"]}
+    assert not [
+        a for a in actions if a.startswith("fc:") or a.endswith(("DescribeInstances", "DescribeDBInstances"))
+    ]
+    assert not [a for a in actions if "*" in a]

@@ -63,12 +63,14 @@ def test_the_sample_event_and_a_hand_invocation_are_accepted(
 
 def test_the_template_fires_the_tracker_every_minute() -> None:
     template = yaml.safe_load((ROOT / "template.yml").read_text())
-    function = template["Resources"]["dbupgrade"]["tracker"]
+    function = template["Resources"]["dbupgrade-tracker"]["tracker"]
     [timer] = function["Events"].values()
     assert timer["Type"] == "Timer"
     assert timer["Properties"]["CronExpression"] == "@every 1m" and timer["Properties"]["Enable"] is True
     # Every run of the use case gets the same env: the tracker publishes and advances rollouts too.
-    scheduled = template["Resources"]["dbupgrade"]["scheduled"]["Properties"]["EnvironmentVariables"]
+    scheduled = template["Resources"]["dbupgrade-scheduled"]["scheduled"]["Properties"][
+        "EnvironmentVariables"
+    ]
     assert function["Properties"]["EnvironmentVariables"] == scheduled
     # A lost tick is not retried: the next one a minute later checks everything again.
     assert function["Properties"]["AsyncConfiguration"]["MaxAsyncRetryAttempts"] == 0

@@ -1,0 +1,1 @@
+"""localcloud RAM: policy documents (``policy``) and the resource each emulated call acts on (``resources``)."""
