@@ -80,14 +80,7 @@ def actions_the_code_calls() -> set[str]:
     actions = set()
     for engine in ENGINES.values():
         namespace = RAM_NAMESPACE[engine.product]
-        for action in (
-            engine.describe_action,
-            engine.list_action,
-            engine.upgrade_action,
-            engine.available_action,
-        ):
-            if action:
-                actions.add(f"{namespace}:{action}")
+        actions.update(f"{namespace}:{action}" for action in engine.actions())
     calls = called_attributes() & sdk_methods()
     unmapped = calls - set(SDK_METHOD_ACTIONS)
     assert not unmapped, f"the code calls SDK methods with no RAM action mapped here: {sorted(unmapped)}"

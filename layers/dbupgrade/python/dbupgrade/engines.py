@@ -79,6 +79,11 @@ class Engine:
             return f"{self.endpoint_prefix}.aliyuncs.com"
         return f"{self.endpoint_prefix}.{region}.aliyuncs.com"
 
+    def actions(self) -> tuple[str, ...]:
+        """Every API action this engine's requests call (what its RAM policy must allow)."""
+        calls = (self.describe_action, self.list_action, self.gate_action, self.available_action)
+        return tuple(action for action in (*calls, self.upgrade_action) if action)
+
     def listable(self, item: Mapping[str, Any]) -> bool:
         """Whether a list item is an instance this engine upgrades (not Memcache, say)."""
         return all(item.get(key) in allowed for key, allowed in self.list_item_filter.items())
