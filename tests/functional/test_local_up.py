@@ -258,7 +258,11 @@ def test_template_becomes_a_seed_with_local_endpoints_and_the_given_parameters()
     stack = stack_seed(
         load_template(ROOT / "template.yml"),
         DEFAULT_SEED,
-        parameters={"StateRedisUrl": "redis://127.0.0.1:6399/0", "WebhookSecret": "whsec_x"},
+        parameters={
+            "StateRedisUrl": "redis://127.0.0.1:6399/0",
+            "WebhookSecret": "whsec_x",
+            "WebhookStatusToken": "token",
+        },
         template_dir=ROOT,
     )
     functions = {f["name"]: f for f in stack.seed["functions"]}
