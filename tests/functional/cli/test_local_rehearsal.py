@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -131,3 +133,34 @@ def test_parameters_are_checked_against_the_template(parameter: str, complaint: 
     assert result.returncode == 2
     assert complaint in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_emulated_clock_moves_the_functions_window_guard_and_outcome_times(tmp_path: Path) -> None:
+    """The template's window is 02:00-05:00 Asia/Shanghai with policy maintenance_window: at 02:30
+    on the emulated clock, whatever the wall clock says, a ticket is submitted immediately."""
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+    up = RunningUp(workdir)
+    try:
+        now = datetime.fromisoformat(up.get("/_localcloud/clock")["now"])
+        local = now.astimezone(ZoneInfo("Asia/Shanghai"))
+        opening = local.replace(hour=2, minute=30, second=0, microsecond=0)
+        if opening <= local:
+            opening += timedelta(days=1)
+        up.post("/_localcloud/clock", {"advance": (opening - local).total_seconds()})
+        recipe = readme_block("webhook-signature")
+        curl = shell(f'eval "$(dbupgrade local env)"\n{recipe}', workdir)
+        assert json.loads(curl.stdout)["status"] == "submitted", curl.stdout
+        call = up.wait_for_call("r-bp1demo0000000002", "ModifyInstanceMajorVersion")
+        assert call["params"]["EffectiveTime"] == "Immediately"
+        # The recorded outcome carries the emulated time, as the CLI (pointed by the exports) sees it.
+        shown = shell(
+            'eval "$(dbupgrade local env)"\n'
+            'curl -sS -H "Authorization: Bearer $DBUPGRADE_WEBHOOK_STATUS_TOKEN" '
+            '"$WEBHOOK_URL/upgrades/r-bp1demo0000000002"',
+            workdir,
+        )
+        at = datetime.fromisoformat(json.loads(shown.stdout)["at"].replace("Z", "+00:00"))
+        assert abs((at - opening).total_seconds()) < 60
+    finally:
+        up.stop(signal.SIGKILL)

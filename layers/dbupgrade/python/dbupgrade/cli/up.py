@@ -100,8 +100,13 @@ def stack_parameters(template: dict[str, Any], store_url: str, given: dict[str, 
 
 
 def local_seed(seed: dict[str, Any]) -> dict[str, Any]:
-    """``seed`` with localcloud's endpoints for every function, whatever its own function_env says."""
-    return {**seed, "function_env": {**(seed.get("function_env") or {}), **LOCAL_ENDPOINTS}}
+    """``seed`` with localcloud's endpoints for every function, whatever its own function_env says,
+    and its emulated clock as the functions' clock (``dbupgrade.clock``)."""
+    from dbupgrade.clock import CLOCK_URL_VARIABLE
+
+    env = {**(seed.get("function_env") or {}), **LOCAL_ENDPOINTS}
+    env[CLOCK_URL_VARIABLE] = "${LOCALCLOUD_URL}/_localcloud/clock"
+    return {**seed, "function_env": env}
 
 
 def webhook_url(url: str, seed: dict[str, Any]) -> str | None:

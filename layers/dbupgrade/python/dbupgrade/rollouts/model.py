@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.model import InvalidRequest
 
 # A message whose upgrade kept failing transiently (throttling, 5xx, network) within its invocation
@@ -99,7 +99,7 @@ class RolloutSpec:
     max_in_flight: int | None = None  # None: a whole wave at once
     max_errors: int | None = None  # None: never halt on errors
     window: str | None = None  # waves are released only inside it
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=clock.now)
 
     def wave_of(self, index: int) -> int:
         """1-based wave number of the target at ``index``."""
@@ -166,7 +166,7 @@ class RolloutMeta:
     reason: str | None = None  # why it halted or was cancelled
     halt_reason: str | None = None  # the halted outcomes' reason: "error_budget" or "configuration"
     error_baseline: int = 0  # errors before the last resume do not count against the budget again
-    started_at: float = field(default_factory=time.time)
+    started_at: float = field(default_factory=clock.now)
     finished_at: float | None = None
     summary_published: bool = False
 
