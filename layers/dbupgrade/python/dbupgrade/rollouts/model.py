@@ -53,15 +53,18 @@ TARGET_FIELDS = ("instance_id", "target_version", "engine", "region", "effective
 def parse_waves(text: str, total: int) -> tuple[int, ...]:
     """Cumulative wave sizes: ``"1,10%,100%"`` over 200 targets is ``(1, 20, 200)``.
 
-    A count or a percentage of all targets (rounded up), non-decreasing; a last wave short of
-    every target is followed by one that takes the rest, so no target is left unreleased.
+    A count or a percentage of all targets (rounded up). As written, each size must be larger than
+    the one before (``10%,5%`` or ``5,3`` is a mistake, whatever the fleet's size); sizes past the
+    fleet collapse into one wave, and a last wave short of every target is followed by one that
+    takes the rest, so no target is left unreleased.
 
     >>> parse_waves("1,10%,100%", 200)
     (1, 20, 200)
-    >>> parse_waves("5,5,50%", 4)
+    >>> parse_waves("5,10,50%", 4)
     (4,)
     """
     sizes: list[int] = []
+    last_written: dict[bool, float] = {}  # the last count (False) and percentage (True) written
     for raw in text.split(","):
         item = raw.strip()
         try:
@@ -78,9 +81,15 @@ def parse_waves(text: str, total: int) -> tuple[int, ...]:
             raise InvalidRequest(
                 "waves", f"{item!r} is not a positive count or a percentage up to 100% (e.g. 1,10%,100%)"
             ) from None
+        is_percent = item.endswith("%")
+        value = percent if is_percent else float(size)
+        if value <= last_written.get(is_percent, 0) or (sizes and size < sizes[-1]):
+            raise InvalidRequest(
+                "waves",
+                f"sizes are cumulative: each must be larger than the one before ({text!r}; e.g. 1,10%,100%)",
+            )
+        last_written[is_percent] = value
         size = min(size, total)
-        if sizes and size < sizes[-1]:
-            raise InvalidRequest("waves", f"sizes are cumulative and must not shrink ({text!r})")
         if not sizes or size > sizes[-1]:
             sizes.append(size)
     if not sizes or sizes[-1] < total:
