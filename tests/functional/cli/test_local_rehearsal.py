@@ -92,7 +92,7 @@ def test_a_users_own_seed_rehearses_end_to_end_with_only_the_printed_exports(own
     # (its every-minute timer, on the emulated clock) and rollout function carry it to the end.
     started = shell(
         'eval "$(dbupgrade local env)"\n'
-        "dbupgrade rollout start --engine redis --tag env=staging --from-version 6.0 "
+        "dbupgrade rollout start --yes --engine redis --tag env=staging --from-version 6.0 "
         "--target 7.0 --waves 1,100% --id rehearsal",
         tmp,
     )
