@@ -301,6 +301,13 @@ class Timers:
         Nothing fires before FC knows localcloud's URL (the server is not listening yet): the
         functions' environment needs it. Such firings are not lost; they fire once it is known.
         """
+        fired = self._fire_due()
+        # The firing thread recomputes its sleep (a clock advance moved every timer's distance).
+        # Only callers from outside wake it: the thread waking itself would never sleep at all.
+        self._wake.set()
+        return fired
+
+    def _fire_due(self) -> list[str]:
         if self.cloud.fc.url is None:
             return []
         fired = []
@@ -309,7 +316,6 @@ class Timers:
             for timer in self.timers:
                 if timer.enabled and timer.next_at <= now:
                     fired.append(self._fire(timer, now))
-        self._wake.set()  # the firing thread recomputes its sleep
         return fired
 
     def _fire(self, timer: Timer, now: float) -> str:
@@ -340,15 +346,15 @@ class Timers:
 
     def _run(self) -> None:
         while not self._closed:
+            self._wake.clear()  # before firing: a wake-up from now on is for the sleep below
             try:
-                self.fire_due()
+                self._fire_due()
             except fc_errors.FcApiError:  # FC is closing: nothing left to invoke
                 return
             with self._lock:
                 due = [t.next_at for t in self.timers if t.enabled]
             wait = min(due, default=math.inf) - self.cloud.clock.now()
             self._wake.wait(max(0.01, min(wait, IDLE_POLL_SECONDS)))
-            self._wake.clear()
 
     def close(self) -> None:
         self._closed = True

@@ -200,6 +200,27 @@ def test_local_up_runs_the_template_stack_end_to_end_and_stops_cleanly(up: Runni
     assert list(up.tmp.iterdir()) == []
 
 
+IDLE_SECONDS = 3.0
+IDLE_CPU_SHARE = 0.02  # of one core
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After "pid (comm)": state is field 3, utime 14 and stime 15 (proc(5)); here index = field - 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_an_idle_local_up_uses_no_cpu_to_speak_of(up: RunningUp) -> None:
+    time.sleep(0.5)  # start-up work (imports, the first timer pass) is done
+    before, started = cpu_seconds(up.process.pid), time.monotonic()
+    time.sleep(IDLE_SECONDS)
+    used = cpu_seconds(up.process.pid) - before
+    share = used / (time.monotonic() - started)
+    assert share < IDLE_CPU_SHARE, f"idle local up used {share:.1%} of a core"
+
+
 @pytest.mark.parametrize(
     ("expression", "after", "expected"),
     [
@@ -237,7 +258,11 @@ def test_template_becomes_a_seed_with_local_endpoints_and_the_given_parameters()
     stack = stack_seed(
         load_template(ROOT / "template.yml"),
         DEFAULT_SEED,
-        parameters={"StateRedisUrl": "redis://127.0.0.1:6399/0", "WebhookSecret": "whsec_x"},
+        parameters={
+            "StateRedisUrl": "redis://127.0.0.1:6399/0",
+            "WebhookSecret": "whsec_x",
+            "WebhookStatusToken": "token",
+        },
         template_dir=ROOT,
     )
     functions = {f["name"]: f for f in stack.seed["functions"]}

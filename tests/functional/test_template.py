@@ -267,5 +267,5 @@ def test_writes_are_scoped_to_our_topics_function_queue_and_instances() -> None:
 
 def test_secrets_are_parameters_that_never_echo() -> None:
     parameters = TEMPLATE["Parameters"]
-    for name in ("StateRedisUrl", "WebhookSecret"):
+    for name in ("StateRedisUrl", "WebhookSecret", "WebhookStatusToken"):
         assert parameters[name]["NoEcho"] is True

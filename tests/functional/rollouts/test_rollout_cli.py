@@ -27,6 +27,8 @@ def manifest(path: Path, instance_ids: list[str]) -> Path:
 def rollout_cli(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
     for key, value in fleet.env.items():
         monkeypatch.setenv(key, value)
+    if args[0] == "start":
+        args = (*args, "--yes")  # the prompt is tested on its own
     result = CliRunner().invoke(cli, ["rollout", *args])
     return result.exit_code, result.stdout, result.stderr
 
@@ -164,3 +166,27 @@ def test_start_refuses_a_used_id_and_a_missing_queue(
     code, _, err = rollout_cli(fleet, monkeypatch, "start", str(fleet_yaml), "--id", "noqueue")
     assert code == 1 and "DBUPGRADE_ROLLOUT_QUEUE" in err
     assert len(fleet.calls(action="PublishMessage")) == 1  # the first start's one message
+
+
+def test_start_asks_before_it_records_anything_and_no_answer_is_a_no(
+    make_fleet: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ids = [f"r-ask{n:05d}" for n in range(3)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    for key, value in fleet.env.items():
+        monkeypatch.setenv(key, value)
+    fleet_yaml = str(manifest(tmp_path / "fleet.yaml", ids))
+
+    declined = CliRunner().invoke(cli, ["rollout", "start", fleet_yaml, "--id", "asked"], input="\n")
+    assert declined.exit_code == 1 and declined.stdout == ""
+    assert "rollout asked: 3 instances in default region, waves [1, 3]" in declined.stderr
+    assert "not started" in declined.stderr
+    assert fleet.rollouts.repo.spec("asked") is None and fleet.calls(action="PublishMessage") == []
+
+    accepted = CliRunner().invoke(cli, ["rollout", "start", fleet_yaml, "--id", "asked"], input="y\n")
+    assert (accepted.exit_code, accepted.stdout) == (0, "asked\n"), accepted.stderr
+
+    code, _, err = rollout_cli(
+        fleet, monkeypatch, "start", fleet_yaml, "--id", "shrinks", "--waves", "10%,5%"
+    )
+    assert code == 2 and "--waves" in err and "larger than the one before" in err

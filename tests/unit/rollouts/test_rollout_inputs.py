@@ -32,6 +32,14 @@ def test_bad_waves_are_refused_naming_the_option(text: str) -> None:
     assert error.value.field == "waves"
 
 
+@pytest.mark.parametrize("text", ["10%,5%", "5,3", "5,5,100%", "10%,10%"])
+@pytest.mark.parametrize("total", [4, 1000])  # a small fleet must not hide the mistake
+def test_waves_that_do_not_grow_are_refused_whatever_the_fleet(text: str, total: int) -> None:
+    with pytest.raises(InvalidRequest, match="each must be larger than the one before") as error:
+        parse_waves(text, total)
+    assert error.value.field == "waves"
+
+
 ROWS = [
     {"instance_id": "r-bp1abcdef01", "target_version": "7.0", "ticket_id": "CHG-1"},
     {"instance_id": "dds-bp1abcdef02", "target_version": "5.0", "effective": "maintenance_window"},

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from datetime import datetime, timezone
 from typing import Any, Literal, get_args
+
+from dbupgrade import clock
 
 Source = Literal["timer", "webhook", "queue", "cli"]
 Effective = Literal["immediate", "maintenance_window"]
@@ -93,9 +94,7 @@ class Outcome:
     field: str | None = None  # the bad field, for rejected input
     dry_run: bool = False
     duration_seconds: float | None = None  # completed: from the upgrade's start to its observed end
-    at: str = dataclass_field(
-        default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
+    at: str = dataclass_field(default_factory=lambda: clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     @property
     def event(self) -> str:

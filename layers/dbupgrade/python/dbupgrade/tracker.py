@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine, dig
@@ -105,8 +106,8 @@ def parse_time(text: str) -> datetime:
 
 
 def tick_time(event: bytes | str | None) -> datetime:
-    """The tick's "now": the later of the wall clock and the Timer event's ``triggerTime``."""
-    now = datetime.now(timezone.utc)
+    """The tick's "now": the later of the clock (``dbupgrade.clock``) and the Timer event's ``triggerTime``."""
+    now = clock.utcnow()
     try:
         envelope = json.loads(event or b"{}")
         fired = parse_time(str(envelope["triggerTime"]))
@@ -154,7 +155,7 @@ class Tracker:
         """Drain the outbox, check every in-flight upgrade, advance the rollouts; a JSON-able summary."""
         ctx = adapt_context(context)
         bind_invocation(ctx)
-        now = now or datetime.now(timezone.utc)
+        now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx)
         transitions: list[dict[str, Any]] = []
         watched = list(self.in_flight())

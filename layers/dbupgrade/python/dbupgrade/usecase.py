@@ -14,12 +14,12 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
 from dbupgrade.context import Credentials, InvocationContext, adapt_context
@@ -99,7 +99,7 @@ class Upgrader:
         self.store = store
         self.cloud = cloud or CloudApi(config, retry, limiter=limiter)
         self.notifier = notifier or Notifier(config)
-        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._now = now or clock.utcnow
         self._persistence: Any = None
         for secret in config.secrets():
             register_secret(secret)
@@ -607,7 +607,7 @@ class Upgrader:
         message = outcome.notification()
         credentials = self._notify_credentials(ctx) if self.notifier.enabled else None
         if not self.notifier.publish(message, credentials=credentials, context=ctx):
-            self.store.outbox_add({"message": message, "added_at": time.time()})
+            self.store.outbox_add({"message": message, "added_at": clock.now()})
             logger.warning("notification kept in the outbox", extra={"event": outcome.event})
         return outcome
 

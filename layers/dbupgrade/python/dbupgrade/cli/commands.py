@@ -100,6 +100,29 @@ def local() -> None:
 local.add_command(local_up)
 
 
+@local.command("env")
+@click.option("--port", type=int, help="The port of the `local up` to point at (when several run).")
+def local_env(port: int | None) -> None:
+    """Print the exports that point the CLI at a running `dbupgrade local up`:
+
+    eval "$(dbupgrade local env)"
+
+    Endpoints, the seed account's keys, the store, the functions' window and policy, WEBHOOK_URL and
+    the webhook's secret and status token (the same lines `local up` prints).
+    """
+    from dbupgrade.cli.up import env_file, running_env_files
+
+    files = [env_file(port)] if port is not None else running_env_files()
+    files = [f for f in files if f.is_file()]
+    if not files:
+        where = f" on port {port}" if port is not None else ""
+        raise click.ClickException(f"no `dbupgrade local up` is running{where}; start one first")
+    if len(files) > 1:
+        ports = ", ".join(f.stem.rsplit("-", 1)[1] for f in files)
+        raise click.ClickException(f"several `local up` stacks run (ports {ports}): pick one with --port")
+    click.echo(files[0].read_text(), nl=False)
+
+
 @local.command("cloud")
 @click.option("--port", type=int, default=9000, show_default=True, help="TCP port (0: any free port).")
 @click.option("--seed", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Seed JSON.")

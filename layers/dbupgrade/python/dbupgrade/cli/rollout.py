@@ -149,6 +149,11 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 @click.option(
     "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Describes at once."
 )
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    help="The error budget `start` would get: the plan says whether its predicted rejections spend it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan_command(
     manifest: Path | None,
@@ -159,9 +164,16 @@ def plan_command(
     targets: tuple[str, ...],
     effective: str | None,
     concurrency: int,
+    max_errors: int | None,
     as_json: bool,
 ) -> None:
-    """Read-only: what a rollout would do to every target (describe APIs only, nothing is submitted)."""
+    """Read-only: what a rollout would do to every target (describe APIs only, nothing is submitted).
+
+    It reads the configuration the functions read (DBUPGRADE_WINDOW, DBUPGRADE_WINDOW_POLICY, scope:
+    point the CLI at the stack's values, e.g. `eval "$(dbupgrade local env)"`), so WHEN says what the
+    deployed functions would do: immediate, the instance's maintenance window, or deferred until the
+    window opens.
+    """
     from dbupgrade.rollouts import plan
 
     with _operator_errors():
@@ -175,15 +187,33 @@ def plan_command(
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} WHY")
+    click.echo(f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} {'WHEN':<34} WHY")
     for row in result["rows"]:
         why = "" if row["action"] == "submit" else row["message"] or row["reason"] or ""
         click.echo(
             f"{row['instance_id']:<26} {row['engine'] or '-':<8} {row['current_version'] or '-':<8} "
-            f"{row['target_version']:<7} {row['action']:<12} {why}"
+            f"{row['target_version']:<7} {row['action']:<12} {row['when']:<34} {why}"
         )
     totals = ", ".join(f"{count} {action}" for action, count in result["totals"].items())
     click.echo(f"\n{result['targets']} targets: {totals}")
+    if result["window"]:
+        click.echo(f"window {result['window']}, outside it: {result['window_policy']}")
+    for line in budget_lines(result, max_errors):
+        click.echo(line)
+
+
+def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
+    """The predicted rejections against the error budget, in words."""
+    predicted = result["predicted_errors"]
+    if not predicted:
+        return []
+    lines = [f"{predicted} targets would spend the error budget (reject / defer / error) before any upgrade"]
+    if max_errors is not None and predicted > max_errors:
+        lines.append(
+            f"that is more than --max-errors {max_errors}: `rollout start` refuses; fix them, or start "
+            "with --exclude-predicted-errors"
+        )
+    return lines
 
 
 @rollout.command("start")
@@ -195,6 +225,12 @@ def plan_command(
 )
 @click.option("--max-errors", type=click.IntRange(min=0), help="Halt once more targets than this failed.")
 @click.option("--window", help="Release waves only inside it, e.g. '02:00-05:00 Asia/Shanghai'.")
+@click.option(
+    "--exclude-predicted-errors",
+    is_flag=True,
+    help="With --max-errors: leave out the targets the plan predicts would be rejected, deferred or fail.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Start without the confirmation prompt (scripts, CI).")
 def start_command(
     manifest: Path | None,
     engine: str | None,
@@ -208,8 +244,14 @@ def start_command(
     max_in_flight: int | None,
     max_errors: int | None,
     window: str | None,
+    exclude_predicted_errors: bool,
+    yes: bool,
 ) -> None:
     """Record a rollout and release its first wave; prints the rollout id.
+
+    With --max-errors it plans first (describe only): when the targets already predicted to be
+    rejected, deferred or to fail would spend the budget, it refuses, naming them, unless
+    --exclude-predicted-errors leaves them out.
 
     Later waves are released by `rollout advance` or the tracker function (every minute), each only
     once every target of the waves before it has finished, while the error budget holds.
@@ -231,14 +273,59 @@ def start_command(
     with _operator_errors():
         upgrader = _upgrader()
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
+        if max_errors is not None:
+            found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors)
         try:
             sizes = parse_waves(waves, len(found))
         except InvalidRequest as error:
             raise click.BadParameter(str(error), param_hint="--waves") from None
         spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
+        if not yes:
+            _confirm_start(spec)
         status = Rollouts(upgrader).start(spec)
     click.echo(rollout_id)
     click.echo(_line(status), err=True)
+
+
+def _confirm_start(spec: Any) -> None:
+    """What is about to happen, on stderr, and a yes/no (no by default; no input is a no)."""
+    regions = sorted({str(t.get("region") or "default region") for t in spec.targets})
+    click.echo(
+        f"rollout {spec.rollout_id}: {len(spec.targets)} instances in {', '.join(regions)}, "
+        f"waves {list(spec.waves)} (cumulative), "
+        + (f"released only inside {spec.window}" if spec.window else "released from now on")
+        + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget"),
+        err=True,
+    )
+    if not click.confirm("Start it?", default=False, err=True):
+        raise click.ClickException("not started: nothing was recorded or released")
+
+
+def _within_budget(
+    upgrader: Any, found: list[dict[str, Any]], max_errors: int, exclude: bool
+) -> list[dict[str, Any]]:
+    """The targets to start with: all, unless the plan's predicted errors spend the budget."""
+    from dbupgrade.rollouts import plan
+    from dbupgrade.rollouts.plan import BUDGET_ACTIONS
+
+    result = plan(upgrader, found)
+    doomed = [row for row in result["rows"] if row["action"] in BUDGET_ACTIONS]
+    if exclude:
+        left = {row["instance_id"] for row in doomed}
+        kept = [t for t in found if t["instance_id"] not in left]
+        if not kept:
+            raise click.ClickException("every target is predicted to be rejected, deferred or fail")
+        for row in doomed:
+            click.echo(f"left out {row['instance_id']}: {row['action']} - {row['message']}", err=True)
+        return kept
+    if len(doomed) > max_errors:
+        named = "; ".join(f"{row['instance_id']}: {row['message'] or row['action']}" for row in doomed[:10])
+        raise click.ClickException(
+            f"{len(doomed)} targets are already predicted to be rejected, deferred or fail, more than "
+            f"--max-errors {max_errors}: the rollout would halt at once ({named}). Fix them, or add "
+            "--exclude-predicted-errors"
+        )
+    return found
 
 
 @rollout.command("advance")

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.model import InvalidRequest
 
 # A message whose upgrade kept failing transiently (throttling, 5xx, network) within its invocation
@@ -53,15 +53,18 @@ TARGET_FIELDS = ("instance_id", "target_version", "engine", "region", "effective
 def parse_waves(text: str, total: int) -> tuple[int, ...]:
     """Cumulative wave sizes: ``"1,10%,100%"`` over 200 targets is ``(1, 20, 200)``.
 
-    A count or a percentage of all targets (rounded up), non-decreasing; a last wave short of
-    every target is followed by one that takes the rest, so no target is left unreleased.
+    A count or a percentage of all targets (rounded up). As written, each size must be larger than
+    the one before (``10%,5%`` or ``5,3`` is a mistake, whatever the fleet's size); sizes past the
+    fleet collapse into one wave, and a last wave short of every target is followed by one that
+    takes the rest, so no target is left unreleased.
 
     >>> parse_waves("1,10%,100%", 200)
     (1, 20, 200)
-    >>> parse_waves("5,5,50%", 4)
+    >>> parse_waves("5,10,50%", 4)
     (4,)
     """
     sizes: list[int] = []
+    last_written: dict[bool, float] = {}  # the last count (False) and percentage (True) written
     for raw in text.split(","):
         item = raw.strip()
         try:
@@ -78,9 +81,15 @@ def parse_waves(text: str, total: int) -> tuple[int, ...]:
             raise InvalidRequest(
                 "waves", f"{item!r} is not a positive count or a percentage up to 100% (e.g. 1,10%,100%)"
             ) from None
+        is_percent = item.endswith("%")
+        value = percent if is_percent else float(size)
+        if value <= last_written.get(is_percent, 0) or (sizes and size < sizes[-1]):
+            raise InvalidRequest(
+                "waves",
+                f"sizes are cumulative: each must be larger than the one before ({text!r}; e.g. 1,10%,100%)",
+            )
+        last_written[is_percent] = value
         size = min(size, total)
-        if sizes and size < sizes[-1]:
-            raise InvalidRequest("waves", f"sizes are cumulative and must not shrink ({text!r})")
         if not sizes or size > sizes[-1]:
             sizes.append(size)
     if not sizes or sizes[-1] < total:
@@ -99,7 +108,7 @@ class RolloutSpec:
     max_in_flight: int | None = None  # None: a whole wave at once
     max_errors: int | None = None  # None: never halt on errors
     window: str | None = None  # waves are released only inside it
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=clock.now)
 
     def wave_of(self, index: int) -> int:
         """1-based wave number of the target at ``index``."""
@@ -166,7 +175,7 @@ class RolloutMeta:
     reason: str | None = None  # why it halted or was cancelled
     halt_reason: str | None = None  # the halted outcomes' reason: "error_budget" or "configuration"
     error_baseline: int = 0  # errors before the last resume do not count against the budget again
-    started_at: float = field(default_factory=time.time)
+    started_at: float = field(default_factory=clock.now)
     finished_at: float | None = None
     summary_published: bool = False
 

@@ -4,6 +4,11 @@ Each target goes through the use case's own pre-check in dry-run mode (``Upgrade
 ``dry_run=True``: describe, never submit, record or notify), a few at a time. The preview runs on a
 throw-away in-memory store with notifications off, so a plan needs no store and does not even drain
 the notification outbox: it changes nothing anywhere.
+
+The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
+so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
+instance's own, the cloud schedules it), or ``deferred until <the window's next opening>`` - and the
+plan sums the rows that would spend a rollout's error budget (``predicted_errors``).
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
+from dbupgrade import clock
+from dbupgrade.config import Window
 from dbupgrade.request import parse_request
 from dbupgrade.store import MemoryStore
 from dbupgrade.usecase import Upgrader
@@ -28,6 +36,27 @@ ACTIONS = {
     "deferred": "defer",
     "failed": "error",
 }
+# Actions whose target ends in a state that spends the error budget (rollouts.model.ERROR_STATES).
+BUDGET_ACTIONS = frozenset({"reject", "defer", "error"})
+
+
+def next_opening(window: Window, moment: datetime) -> datetime:
+    """The first moment at or after ``moment`` inside ``window``."""
+    local = moment.astimezone(window.zone)
+    if window.contains(moment):
+        return local
+    opening = local.replace(hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0)
+    return opening if opening >= local else opening + timedelta(days=1)
+
+
+def _when(outcome: Any, window: Window | None, now: datetime) -> str:
+    if outcome.status not in ("submitted", "deferred"):
+        return "-"
+    if outcome.status == "deferred" and window is not None:
+        return f"deferred until {next_opening(window, now).strftime('%Y-%m-%d %H:%M %Z')}"
+    if outcome.effective == "maintenance_window":
+        return "maintenance window"
+    return "immediate"
 
 
 def plan(
@@ -43,6 +72,7 @@ def plan(
         replace(upgrader.config, topic=None), MemoryStore(), cloud=upgrader.cloud, notifier=None
     )
     requests = [parse_request({**target, "dry_run": True}, source="cli") for target in targets]
+    now = clock.utcnow()
     with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
         outcomes = list(pool.map(lambda request: preview.run(request, context), requests))
     rows = [
@@ -56,8 +86,17 @@ def plan(
             "reason": None if outcome.reason == "dry_run" else outcome.reason,
             "code": outcome.code,
             "message": outcome.message,
+            "when": _when(outcome, upgrader.config.window, now),
         }
         for outcome in outcomes
     ]
     totals = Counter(row["action"] for row in rows)
-    return {"targets": len(rows), "totals": dict(sorted(totals.items())), "rows": rows}
+    window = upgrader.config.window
+    return {
+        "targets": len(rows),
+        "totals": dict(sorted(totals.items())),
+        "window": window.text if window else None,
+        "window_policy": upgrader.config.window_policy if window else None,
+        "predicted_errors": sum(row["action"] in BUDGET_ACTIONS for row in rows),
+        "rows": rows,
+    }

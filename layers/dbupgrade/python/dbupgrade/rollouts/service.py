@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Window
 from dbupgrade.context import adapt_context
@@ -269,13 +269,13 @@ class Rollouts:
         return None
 
     def _done(self, state: TargetState, meta: RolloutMeta) -> None:
-        state.done_tick, state.finished_at = meta.tick, time.time()
+        state.done_tick, state.finished_at = meta.tick, clock.now()
 
     def _release(
         self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
     ) -> list[TargetState]:
         """Publish the next targets: within the released waves, up to max in-flight, inside the window."""
-        if spec.window and not Window.parse(spec.window, "window").contains(datetime.now(timezone.utc)):
+        if spec.window and not Window.parse(spec.window, "window").contains(clock.utcnow()):
             return []
         ordered = [states[t["instance_id"]] for t in spec.targets]
         released = spec.waves[meta.wave - 1] if meta.wave else 0
@@ -314,7 +314,7 @@ class Rollouts:
             credentials=credentials,
             mns_endpoint=self.upgrader.notifier.endpoint(self.context),
         )
-        now = time.time()
+        now = clock.now()
         for state, delivery_id, result in zip(pending, delivery_ids, results, strict=True):
             if result.sent:
                 state.state, state.released_tick, state.dispatched_at = "dispatched", meta.tick, now
@@ -350,7 +350,7 @@ class Rollouts:
             self.upgrader.store.record(outcome)
             self._publish(outcome.notification())
             state.state, state.reason, state.message = "halted", reason, outcome.message
-            state.finished_at = time.time()
+            state.finished_at = clock.now()
             halted.append(state)
         return halted
 
@@ -359,7 +359,7 @@ class Rollouts:
         if meta.status == "running" or any(s.state in IN_FLIGHT_STATES for s in states.values()):
             return
         if not meta.summary_published:
-            meta.finished_at = meta.finished_at or time.time()
+            meta.finished_at = meta.finished_at or clock.now()
             self._publish(summary_message(summarize(spec, meta, states)))
             meta.summary_published = True
             logger.info("rollout ended", extra={"rollout_id": spec.rollout_id, "status": meta.status})
@@ -370,7 +370,7 @@ class Rollouts:
         notifier = self.upgrader.notifier
         credentials = self._credentials() if notifier.enabled else None
         if not notifier.publish(message, credentials=credentials, context=self.context):
-            self.upgrader.store.outbox_add({"message": message, "added_at": time.time()})
+            self.upgrader.store.outbox_add({"message": message, "added_at": clock.now()})
 
 
 def _of_this_release(outcome: Outcome, state: TargetState) -> bool:

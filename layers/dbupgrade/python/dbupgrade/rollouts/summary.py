@@ -7,11 +7,11 @@ is a halt with its reason). Its MessageTag is the event cut to MNS's 16 characte
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
@@ -32,7 +32,7 @@ def summarize(
     spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], now: float | None = None
 ) -> dict[str, Any]:
     """Counts per state, failures with their codes, wave, ETA and durations."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     ordered = [states[t["instance_id"]] for t in spec.targets]
     counts = Counter(s.state for s in ordered)
     total, done = len(ordered), sum(s.terminal for s in ordered)
@@ -90,4 +90,4 @@ def summary_message(summary: dict[str, Any]) -> dict[str, Any]:
     """The ``rollout.completed`` / ``rollout.halted`` notification body (version 1)."""
     event = "rollout.completed" if summary["status"] == "completed" else "rollout.halted"
     fields = {k: v for k, v in summary.items() if k not in ("ended", "eta_seconds", "in_flight")}
-    return {"version": 1, "event": event, **fields, "at": _iso(time.time())}
+    return {"version": 1, "event": event, **fields, "at": _iso(clock.now())}
