@@ -157,8 +157,15 @@ class Config:
         if fc_endpoint is not None and not fc_endpoint.startswith(("http://", "https://")):
             raise ConfigError("DBUPGRADE_FC_ENDPOINT", "expected an http(s):// URL")
         redis_url = env.get("DBUPGRADE_REDIS_URL", "").strip() or None
-        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
+        if redis_url is not None:
+            # The URL may carry the store's password: no message here quotes it.
+            try:
+                store = urlsplit(redis_url)
+                store.port  # noqa: B018 -- raises ValueError on a bad port
+            except ValueError:
+                raise ConfigError("DBUPGRADE_REDIS_URL", "is not a valid URL (host or port)") from None
+            if store.scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
         window_text = env.get("DBUPGRADE_WINDOW", "").strip()
         window = Window.parse(window_text) if window_text else None
         policy = env.get("DBUPGRADE_WINDOW_POLICY", "").strip() or "reject"

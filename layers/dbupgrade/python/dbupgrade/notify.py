@@ -79,26 +79,36 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def _bounded_value(name: str, value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        return _cut(value, FIELD_CHARS.get(name, STRING_CHARS))
-    if depth >= 4:  # notifications are flat or one level deep; anything deeper is not ours
-        return None if isinstance(value, (dict, list)) else value
-    if isinstance(value, dict):
-        return _bounded_fields(value, depth + 1)
-    if isinstance(value, list):
-        return [_bounded_value(name, item, depth + 1) for item in value[:LIST_ITEMS]]
-    return value
+class _Caps:
+    """One try at fitting a message: list length and long-text length, smaller at each try."""
+
+    def __init__(self, items: int, text_chars: int) -> None:
+        self.items, self.text_chars = items, text_chars
+
+    def value(self, name: str, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return _cut(value, min(FIELD_CHARS.get(name, STRING_CHARS), max(self.text_chars, STRING_CHARS)))
+        if depth >= 4:  # notifications are flat or one level deep; anything deeper is not ours
+            return None if isinstance(value, (dict, list)) else value
+        if isinstance(value, dict):
+            return self.fields(value, depth + 1)
+        if isinstance(value, list):
+            return [self.value(name, item, depth + 1) for item in value[: self.items]]
+        return value
+
+    def fields(self, fields: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in list(fields.items())[: LIST_ITEMS * 2]:
+            name = _cut(str(key), 64)
+            out[name] = self.value(name, value, depth)
+            if isinstance(value, list) and len(value) > self.items:
+                out[f"{name}_omitted"] = len(value) - self.items
+        return out
 
 
-def _bounded_fields(fields: dict[str, Any], depth: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in list(fields.items())[: LIST_ITEMS * 2]:
-        name = _cut(str(key), 64)
-        out[name] = _bounded_value(name, value, depth)
-        if isinstance(value, list) and len(value) > LIST_ITEMS:
-            out[f"{name}_omitted"] = len(value) - LIST_ITEMS
-    return out
+# Tried in turn until the message fits: a rollout summary of 50 failures with long messages
+# keeps fewer failures and shorter messages rather than none.
+_TRIES = (_Caps(LIST_ITEMS, FIELD_CHARS["message"]), _Caps(20, 500), _Caps(10, 256), _Caps(3, 256))
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -113,9 +123,10 @@ def bounded(message: dict[str, Any]) -> dict[str, Any]:
     >>> len(long["failures"]), long["failures_omitted"]
     (50, 30)
     """
-    fitted = _bounded_fields(message, 0)
-    if len(encode(fitted)) <= MESSAGE_BYTES_MAX:
-        return fitted
+    for caps in _TRIES:
+        fitted = caps.fields(message)
+        if len(encode(fitted)) <= MESSAGE_BYTES_MAX:
+            return fitted
     # Only a pathological message gets here (a hundred fields at their caps): keep what
     # identifies it, so the subscriber still learns that something happened and to what.
     return {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
@@ -186,7 +197,8 @@ class Notifier:
             return Delivery.RETRY
         from mns.topic import TopicMessage
 
-        body = encode(bounded(message))
+        # Masked like a log line: an outcome's message may quote an error that quoted a secret.
+        body = mask(encode(bounded(message)))
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 reply = self._topic(endpoint, credentials).publish_message(

@@ -32,6 +32,7 @@ FIELDS = (
 )
 TICKET_MAX = 128
 ECHO_CHARS = 64
+REGION_MAX = 64  # the longest region ID today is under 20 characters (cn-shanghai-finance-1)
 # A number given as target_version is a major version (7, 7.0): anything this large is not one,
 # and turning a 400-digit integer into a float would raise OverflowError instead of naming the field.
 VERSION_NUMBER_MAX = 1000
@@ -135,7 +136,7 @@ def parse_request(
         )
 
     region = _text(merged, "region")
-    if region is not None and not REGION_PATTERN.match(region):
+    if region is not None and (len(region) > REGION_MAX or not REGION_PATTERN.match(region)):
         raise InvalidRequest("region", f"expected a region ID like cn-hangzhou, got {shown(region)}")
 
     effective = _text(merged, "effective")

@@ -29,7 +29,13 @@ from dbupgrade.logging import bind_invocation, bind_request, logger, register_se
 from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
 from dbupgrade.notify import Delivery, Notifier
 from dbupgrade.ratelimit import RateLimiter
-from dbupgrade.request import TICKET_MAX, parse_request, shown
+from dbupgrade.request import (
+    BODY_DEDUPE_SECONDS,
+    BODY_DIGEST_PREFIX,
+    TICKET_MAX,
+    parse_request,
+    shown,
+)
 from dbupgrade.store import Store, open_store
 
 # How long a finished request is remembered. MNS keeps an unconsumed message up to 7 days
@@ -346,8 +352,13 @@ class Upgrader:
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
             return self._execute(job).to_dict()
 
+        # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
+        by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
         run = idempotency.make_idempotent(
-            upgrade_once, self._persistence, job.context, expires_after_seconds=IDEMPOTENCY_SECONDS
+            upgrade_once,
+            self._persistence,
+            job.context,
+            expires_after_seconds=BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS,
         )
         try:
             return Outcome.from_dict(run(payload={"key": key}))
