@@ -281,11 +281,11 @@ def test_hub_sha256_with_a_jira_mapping_submits_the_ticket_once(hook: Hook):
     }
     app = hook.app(
         DBUPGRADE_WEBHOOK_AUTH="hub-sha256",
-        DBUPGRADE_WEBHOOK_SECRET="jira-shared-secret-0a9b",
+        DBUPGRADE_WEBHOOK_SECRET="jira-shared-secret-0a9b-2f4c",
         DBUPGRADE_WEBHOOK_MAPPING=json.dumps(mapping),
     )
     body = (ROOT / "events" / "webhook-jira.json").read_bytes()
-    digest = hmac.new(b"jira-shared-secret-0a9b", body, hashlib.sha256).hexdigest()
+    digest = hmac.new(b"jira-shared-secret-0a9b-2f4c", body, hashlib.sha256).hexdigest()
     replies = [
         hook.wsgi(app, "POST", "/upgrades", body, {"X-Hub-Signature": f"sha256={digest}"}) for _ in range(3)
     ]
@@ -294,7 +294,7 @@ def test_hub_sha256_with_a_jira_mapping_submits_the_ticket_once(hook: Hook):
     assert len(hook.calls("ModifyInstanceMajorVersion")) == 1
 
     unfillable = json.dumps({"issue": {"key": "OPS-9", "fields": {}}}).encode()
-    digest = hmac.new(b"jira-shared-secret-0a9b", unfillable, hashlib.sha256).hexdigest()
+    digest = hmac.new(b"jira-shared-secret-0a9b-2f4c", unfillable, hashlib.sha256).hexdigest()
     reply = hook.wsgi(app, "POST", "/upgrades", unfillable, {"X-Hub-Signature-256": f"sha256={digest}"})
     assert (reply.status, reply.json()["field"]) == (422, "instance_id")
 

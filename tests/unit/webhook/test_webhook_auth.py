@@ -115,18 +115,18 @@ def test_a_bad_secret_is_a_config_error_naming_the_variable_not_the_value(secret
     assert "not base64!" not in str(raised.value)
 
 
-def hub(body: bytes, key: str = "jira-shared-secret") -> str:
+def hub(body: bytes, key: str = "jira-shared-secret-24-bytes") -> str:
     return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 @pytest.mark.parametrize("header", ["X-Hub-Signature-256", "X-Hub-Signature"])
 def test_hub_sha256_accepts_the_body_hmac_in_either_header(header):
-    verified = HubSha256Auth("jira-shared-secret").verify(request({header: hub(BODY)}))
+    verified = HubSha256Auth("jira-shared-secret-24-bytes").verify(request({header: hub(BODY)}))
     assert verified.delivery_id is None
 
 
 def test_hub_sha256_accepts_upper_case_hex():
-    HubSha256Auth("jira-shared-secret").verify(request({"X-Hub-Signature-256": hub(BODY).upper()}))
+    HubSha256Auth("jira-shared-secret-24-bytes").verify(request({"X-Hub-Signature-256": hub(BODY).upper()}))
 
 
 @pytest.mark.parametrize(
@@ -142,12 +142,14 @@ def test_hub_sha256_accepts_upper_case_hex():
 def test_hub_sha256_refuses_missing_malformed_or_wrong(value, reason):
     headers = {"X-Hub-Signature-256": value} if value is not None else {}
     with pytest.raises(Unauthorized, match=reason):
-        HubSha256Auth("jira-shared-secret").verify(request(headers))
+        HubSha256Auth("jira-shared-secret-24-bytes").verify(request(headers))
 
 
 def test_hub_sha256_refuses_a_signature_made_with_another_key():
     with pytest.raises(Unauthorized, match="no signature matches"):
-        HubSha256Auth("jira-shared-secret").verify(request({"X-Hub-Signature-256": hub(BODY, "wrong")}))
+        HubSha256Auth("jira-shared-secret-24-bytes").verify(
+            request({"X-Hub-Signature-256": hub(BODY, "wrong")})
+        )
 
 
 def test_no_secret_means_not_configured_unless_auth_is_none():
@@ -160,7 +162,7 @@ def test_auth_none_passes_the_unsigned_webhook_id_along():
     assert NoAuth().verify(request({"webhook-id": "msg_9"})).delivery_id == "msg_9"
 
 
-@pytest.mark.parametrize("value,mode", [(None, "standard"), ("", "standard"), ("HUB-SHA256", "hub-sha256")])
+@pytest.mark.parametrize("value,mode", [(None, "standard"), ("", "standard"), ("hub-sha256", "hub-sha256")])
 def test_auth_mode_defaults_to_standard(value, mode):
     assert auth_mode(value) == mode
 
@@ -171,9 +173,15 @@ def test_an_unknown_auth_mode_names_the_variable():
 
 
 def test_status_reads_need_the_bearer_token():
-    guard = StatusReadAuth("status-token-123", open_access=False)
-    guard.check(HttpRequest("GET", "/upgrades/x", {"authorization": "Bearer status-token-123"}))
-    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic status-token-123"}):
+    guard = StatusReadAuth("status-token-for-unit-tests-0123", open_access=False)
+    guard.check(
+        HttpRequest("GET", "/upgrades/x", {"authorization": "Bearer status-token-for-unit-tests-0123"})
+    )
+    for headers in (
+        {},
+        {"authorization": "Bearer wrong"},
+        {"authorization": "Basic status-token-for-unit-tests-0123"},
+    ):
         with pytest.raises(Unauthorized):
             guard.check(HttpRequest("GET", "/upgrades/x", headers))
 

@@ -16,11 +16,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
+from dbupgrade.logging import register_secret
 
 REGION_PATTERN = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 WINDOW_POLICIES = ("reject", "maintenance_window", "allow")
@@ -125,10 +126,21 @@ class Config:
         """The override an engine's ``endpoint_variable`` set, or None (the official endpoint)."""
         return self.endpoints.get(variable)
 
+    def __post_init__(self) -> None:
+        # Registered as soon as they are read, so even an error raised while the store or the
+        # clients are being built (before any Upgrader exists) is masked wherever it is printed.
+        for secret in self.secrets():
+            register_secret(secret, pinned=True)
+
     def secrets(self) -> list[str]:
-        """Values that must never appear in a log line, reply or exception message."""
+        """Values that must never appear in a log line, reply or exception message.
+
+        The store's password both as written in the URL (percent-encoded) and decoded, the way
+        redis-py and a person would print it.
+        """
         store_password = urlsplit(self.redis_url).password if self.redis_url else None
-        return [s for s in (self.access_key_secret, self.security_token, store_password) if s]
+        passwords = (store_password, unquote(store_password)) if store_password else ()
+        return [s for s in (self.access_key_secret, self.security_token, *passwords) if s]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -145,8 +157,15 @@ class Config:
         if fc_endpoint is not None and not fc_endpoint.startswith(("http://", "https://")):
             raise ConfigError("DBUPGRADE_FC_ENDPOINT", "expected an http(s):// URL")
         redis_url = env.get("DBUPGRADE_REDIS_URL", "").strip() or None
-        if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
+        if redis_url is not None:
+            # The URL may carry the store's password: no message here quotes it.
+            try:
+                store = urlsplit(redis_url)
+                store.port  # noqa: B018 -- raises ValueError on a bad port
+            except ValueError:
+                raise ConfigError("DBUPGRADE_REDIS_URL", "is not a valid URL (host or port)") from None
+            if store.scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError("DBUPGRADE_REDIS_URL", "expected redis://, rediss:// or unix:// URL")
         window_text = env.get("DBUPGRADE_WINDOW", "").strip()
         window = Window.parse(window_text) if window_text else None
         policy = env.get("DBUPGRADE_WINDOW_POLICY", "").strip() or "reject"

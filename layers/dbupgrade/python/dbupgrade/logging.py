@@ -2,8 +2,13 @@
 
 Every line carries the FC request id and function once an invocation is bound, and the
 instance_id / ticket_id of the request being processed. Secret values (access key secrets, STS
-tokens, the webhook secret) are registered with ``register_secret`` and replaced by ``***`` in the
-final JSON line, whatever path they took into a message.
+tokens, the webhook secret, the store's password) are registered with ``register_secret`` and
+replaced by ``***`` in the final JSON line, whatever path they took into a message.
+
+The set stays bounded in a long-lived warm instance: configuration secrets are pinned (a handful,
+read once), while credentials that rotate (STS tokens every hour or so) go to a least-recently
+registered list of ``ROTATING_SECRETS_MAX``; the oldest is forgotten when a new one arrives, long
+after it expired.
 
 Example::
 
@@ -16,28 +21,52 @@ from __future__ import annotations
 import logging as std_logging
 import os
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 MASK = "***"
-_secrets: set[str] = set()
+SECRET_MIN_CHARS = 6  # shorter values would mask innocent text (and are not real secrets)
+# An STS token lives an hour or more and each brings two values (key secret, token): 64 entries
+# cover a day and more of rotations in one warm instance, and cost microseconds per line.
+ROTATING_SECRETS_MAX = 64
+_pinned: set[str] = set()
+_rotating: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
 
 
-def register_secret(value: str | None) -> None:
-    """Never print ``value``: every later log line has it replaced by ``***``."""
-    # Short values would mask innocent text (and are not real secrets); ignore them.
-    if value and len(value) >= 6:
-        with _secrets_lock:
-            _secrets.add(value)
+def register_secret(value: str | None, *, pinned: bool = False) -> None:
+    """Never print ``value``: every later log line has it replaced by ``***``.
+
+    ``pinned``: a configuration secret, kept for the life of the process; otherwise the value is
+    a rotating credential, registered again on each use, and forgotten once
+    ``ROTATING_SECRETS_MAX`` newer ones were registered.
+    """
+    if not value or len(value) < SECRET_MIN_CHARS:
+        return
+    with _secrets_lock:
+        if pinned:
+            _pinned.add(value)
+            _rotating.pop(value, None)
+        elif value not in _pinned:
+            _rotating[value] = None
+            _rotating.move_to_end(value)
+            while len(_rotating) > ROTATING_SECRETS_MAX:
+                _rotating.popitem(last=False)
+
+
+def registered_secrets() -> int:
+    """How many values are masked now (pinned and rotating)."""
+    with _secrets_lock:
+        return len(_pinned) + len(_rotating)
 
 
 def mask(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
+        secrets = sorted((*_pinned, *_rotating), key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)

@@ -9,14 +9,30 @@ A publish is tried a few times; when it still fails the message goes to the stor
 ``Upgrader.drain_outbox`` delivers it later (every run starts by draining), so an outcome is never
 lost and never notified twice by the same run.
 
+``publish`` answers a ``Delivery``: ``DELIVERED``; ``RETRY`` (throttled, 5xx, the network, a
+credential or permission problem an operator fixes: the message is fine, try it later); or
+``REFUSED``, a message MNS will never accept however often it is sent (``REFUSED_CODES``, or the
+SDK refusing its parameters before sending). A refused outbox entry is set aside (the store's
+dead-letter list, logged and counted) so it never blocks the entries behind it. Only
+``DELIVERED`` is truthy, so ``if not notifier.publish(...)`` keeps meaning "park it".
+
+Every message fits MNS's limit before it is sent (``bounded``): a topic takes at most 64 KiB
+(``MaximumMessageSize`` 1024-65536 bytes, default 65536: ROS ``Aliyun::Serverless::MNSTopic``,
+alibabacloud.com/help/doc-detail/187669.htm; "How do I increase the maximum size of a message in
+MNS": "ranges from 1,024 bytes (1 KB) to 65,536 bytes (64 KB)"). Strings are cut to
+``FIELD_CHARS`` (``STRING_CHARS`` for the rest), lists to ``LIST_ITEMS`` items with a
+``<name>_omitted`` count beside them (a rollout summary's failures), and what still does not fit
+keeps only the envelope, with ``truncated: true``.
+
 Example::
 
     notifier = Notifier(config)
-    notifier.publish(outcome.notification(), credentials=creds, context=ctx)   # True when delivered
+    notifier.publish(outcome.notification(), credentials=creds, context=ctx)   # Delivery.DELIVERED
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 import time
@@ -30,11 +46,100 @@ PUBLISH_ATTEMPTS = 3
 MESSAGE_TAG_MAX = 16
 PUBLISH_PAUSE_SECONDS = 0.1
 CONNECTION_TIMEOUT_SECONDS = 5  # the SDK's default is 60 s, longer than we can wait inside FC
+MESSAGE_BYTES_MAX = 65536  # the module docstring gives the sources
+# Per-field caps: a person reads the message; ids and codes are short in every real case.
+FIELD_CHARS = {"message": 2000, "reason": 128, "code": 128, "field": 128}
+STRING_CHARS = 256  # ids (instance, ticket, rollout, correlation, request), versions, regions...
+LIST_ITEMS = 50
+ENVELOPE = ("version", "event", "request_id", "instance_id", "rollout_id", "ticket_id", "status", "at")
+# 400 codes a resend cannot fix (MNS error codes, alibabacloud.com/help/en/mns/error-codes:
+# InvalidArgument "The value of Element must be between Low and High ... bytes" is how a body over
+# MaximumMessageSize is refused; MalformedXML a body MNS cannot parse). Credential and permission
+# codes (AccessDenied, InvalidAccessKeyId...) are an operator's to fix: those messages wait.
+REFUSED_CODES = frozenset({"InvalidArgument", "MalformedXML"})
+
+
+class Delivery(enum.Enum):
+    """What became of one publish."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # the message is fine; MNS or the way to it is not, for now
+    REFUSED = "refused"  # MNS will never take this message: set it aside, do not resend it
+
+    def __bool__(self) -> bool:
+        return self is Delivery.DELIVERED
 
 
 def message_tag(event: str) -> str:
     """The MessageTag of an event: ``upgrade.submitted`` -> ``submitted`` (MNS allows 16 characters)."""
     return event.removeprefix("upgrade.")[:MESSAGE_TAG_MAX]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+class _Caps:
+    """One try at fitting a message: list length and long-text length, smaller at each try."""
+
+    def __init__(self, items: int, text_chars: int) -> None:
+        self.items, self.text_chars = items, text_chars
+
+    def value(self, name: str, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return _cut(value, min(FIELD_CHARS.get(name, STRING_CHARS), max(self.text_chars, STRING_CHARS)))
+        if depth >= 4:  # notifications are flat or one level deep; anything deeper is not ours
+            return None if isinstance(value, (dict, list)) else value
+        if isinstance(value, dict):
+            return self.fields(value, depth + 1)
+        if isinstance(value, list):
+            return [self.value(name, item, depth + 1) for item in value[: self.items]]
+        return value
+
+    def fields(self, fields: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in list(fields.items())[: LIST_ITEMS * 2]:
+            name = _cut(str(key), 64)
+            out[name] = self.value(name, value, depth)
+            if isinstance(value, list) and len(value) > self.items:
+                out[f"{name}_omitted"] = len(value) - self.items
+        return out
+
+
+# Tried in turn until the message fits: a rollout summary of 50 failures with long messages
+# keeps fewer failures and shorter messages rather than none.
+_TRIES = (_Caps(LIST_ITEMS, FIELD_CHARS["message"]), _Caps(20, 500), _Caps(10, 256), _Caps(3, 256))
+
+
+def encode(message: dict[str, Any]) -> str:
+    """The body as published: compact JSON, ASCII only (so characters and bytes are one count)."""
+    return json.dumps(message, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def bounded(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` cut to fit MNS's 64 KiB (the module docstring says how).
+
+    >>> long = bounded({"event": "rollout.halted", "failures": [{"instance_id": "r-1"}] * 80})
+    >>> len(long["failures"]), long["failures_omitted"]
+    (50, 30)
+    """
+    for caps in _TRIES:
+        fitted = caps.fields(message)
+        if len(encode(fitted)) <= MESSAGE_BYTES_MAX:
+            return fitted
+    # Only a pathological message gets here (a hundred fields at their caps): keep what
+    # identifies it, so the subscriber still learns that something happened and to what.
+    return {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
+
+
+def _classify(exc: Exception) -> Delivery:
+    from mns.mns_exception import MNSClientParameterException, MNSServerException
+
+    if isinstance(exc, MNSClientParameterException):
+        return Delivery.REFUSED  # the SDK refused the message itself: resending cannot help
+    if isinstance(exc, MNSServerException) and getattr(exc, "type", None) in REFUSED_CODES:
+        return Delivery.REFUSED
+    return Delivery.RETRY
 
 
 class Notifier:
@@ -81,34 +186,42 @@ class Notifier:
 
     def publish(
         self, message: dict[str, Any], *, credentials: Credentials | None, context: InvocationContext | None
-    ) -> bool:
-        """Publish ``message`` (notification v1); True when MNS accepted it (or no topic is set)."""
+    ) -> Delivery:
+        """Publish ``message`` (notification v1), bounded to fit; ``DELIVERED`` also when no topic is set."""
         if not self.enabled:
-            return True
+            return Delivery.DELIVERED
+        event = str(message.get("event"))[:64]
         endpoint = self.endpoint(context)
         if endpoint is None or credentials is None:
-            logger.warning(
-                "cannot publish: no MNS endpoint or credentials", extra={"event": message.get("event")}
-            )
-            return False
+            logger.warning("cannot publish: no MNS endpoint or credentials", extra={"event": event})
+            return Delivery.RETRY
         from mns.topic import TopicMessage
 
-        body = json.dumps(message, sort_keys=True, separators=(",", ":"))
+        # Masked like a log line: an outcome's message may quote an error that quoted a secret.
+        body = mask(encode(bounded(message)))
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 reply = self._topic(endpoint, credentials).publish_message(
-                    TopicMessage(body, message_tag(message["event"]))
+                    TopicMessage(body, message_tag(event))
                 )
                 logger.info(
                     "notification published",
-                    extra={"event": message["event"], "message_id": getattr(reply, "message_id", None)},
+                    extra={"event": event, "message_id": getattr(reply, "message_id", None)},
                 )
-                return True
+                return Delivery.DELIVERED
             except Exception as exc:  # the MNS SDK raises its own and socket exceptions alike
+                verdict = _classify(exc)
                 logger.warning(
                     "publish failed",
-                    extra={"event": message["event"], "attempt": attempt, "error": mask(str(exc))[:300]},
+                    extra={
+                        "event": event,
+                        "attempt": attempt,
+                        "verdict": verdict.value,
+                        "error": mask(str(exc))[:300],
+                    },
                 )
+                if verdict is Delivery.REFUSED:
+                    return verdict
                 if attempt < PUBLISH_ATTEMPTS:
                     time.sleep(PUBLISH_PAUSE_SECONDS * attempt)
-        return False
+        return Delivery.RETRY

@@ -1,7 +1,9 @@
 """Parse and validate one upgrade request from any trigger's decoded data.
 
 Every trigger (timer config, webhook body, queue message, CLI flags) ends up here, so every trigger
-refuses the same bad input with the same ``InvalidRequest`` naming the field.
+refuses the same bad input with the same ``InvalidRequest`` naming the field. Hostile values (a
+400-digit number, a 60 KB string) are refused the same way, and an error message quotes at most
+``ECHO_CHARS`` of what it refuses, so the rejected outcome, its reply and its notification stay small.
 
 Example::
 
@@ -29,6 +31,31 @@ FIELDS = (
     "dry_run",
 )
 TICKET_MAX = 128
+ECHO_CHARS = 64
+REGION_MAX = 64  # the longest region ID today is under 20 characters (cn-shanghai-finance-1)
+# A number given as target_version is a major version (7, 7.0): anything this large is not one,
+# and turning a 400-digit integer into a float would raise OverflowError instead of naming the field.
+VERSION_NUMBER_MAX = 1000
+
+# hub-sha256 senders sign only the body and send no delivery id: a request without a ticket is
+# recognised by the body's digest, for a short window. Jira Cloud retries a failed delivery for
+# up to 30 minutes (developer.atlassian.com/cloud/jira/platform/webhooks/#retry-policy; "up to 30
+# minutes" in Atlassian's announcement of the retry policy), GitHub never redelivers by itself:
+# 30 minutes covers every automatic retry, and a person sending the same body again later (after
+# fixing what refused it) is a new request.
+BODY_DIGEST_PREFIX = "body-sha256:"
+BODY_DEDUPE_SECONDS = 30 * 60
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message quotes it: its repr, cut to ``ECHO_CHARS``.
+
+    >>> shown("cn-" + "x" * 100)
+    "'cn-xxxxxxxx'... (103 characters)"
+    """
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{value[:11]!r}... ({len(value)} characters)"
+    return repr(value)[:ECHO_CHARS]
 
 
 def _text(data: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -51,6 +78,8 @@ def _version(data: Mapping[str, Any]) -> str:
     value = data.get("target_version")
     # JSON and YAML authors write 7.0 or 7; both mean "7.0".
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not -VERSION_NUMBER_MAX < value < VERSION_NUMBER_MAX:
+            raise InvalidRequest("target_version", "is not a major version number")
         return f"{float(value):.1f}"
     text = _text(data, "target_version", required=True)
     assert text is not None
@@ -89,7 +118,7 @@ def parse_request(
             raise InvalidRequest("engine", "unknown engine; allowed", allowed=sorted(ENGINES))
         if by_prefix is not None and by_prefix.name != engine_name:
             raise InvalidRequest(
-                "engine", f"{engine_name!r} does not match instance_id prefix {by_prefix.id_prefix!r}"
+                "engine", f"{shown(engine_name)} does not match instance_id prefix {by_prefix.id_prefix!r}"
             )
     engine = ENGINES[engine_name] if engine_name else by_prefix
     if engine is None:
@@ -107,8 +136,8 @@ def parse_request(
         )
 
     region = _text(merged, "region")
-    if region is not None and not REGION_PATTERN.match(region):
-        raise InvalidRequest("region", f"expected a region ID like cn-hangzhou, got {region!r}")
+    if region is not None and (len(region) > REGION_MAX or not REGION_PATTERN.match(region)):
+        raise InvalidRequest("region", f"expected a region ID like cn-hangzhou, got {shown(region)}")
 
     effective = _text(merged, "effective")
     if effective is not None and effective not in EFFECTIVE_VALUES:
@@ -116,6 +145,8 @@ def parse_request(
 
     ticket_id = merged.get("ticket_id")
     if isinstance(ticket_id, int) and not isinstance(ticket_id, bool):
+        if not -(10**TICKET_MAX) < ticket_id < 10**TICKET_MAX:
+            raise InvalidRequest("ticket_id", f"must be 1-{TICKET_MAX} printable characters")
         ticket_id = str(ticket_id)  # ticketing systems often number their tickets
     ticket_id = _text({"ticket_id": ticket_id}, "ticket_id")
     if ticket_id is not None and (len(ticket_id) > TICKET_MAX or not ticket_id.isprintable()):

@@ -39,6 +39,10 @@ OUTBOX = PREFIX + "outbox"
 IN_FLIGHT = PREFIX + "in_flight"
 OUTBOX_LOCK = PREFIX + "outbox:lock"
 OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
+# Notifications MNS refused for good (notify.Delivery.REFUSED), kept for an operator to read; the
+# newest SET_ASIDE_MAX only, so a flood of bad entries cannot grow the store without end.
+SET_ASIDE = PREFIX + "outbox:set_aside"
+SET_ASIDE_MAX = 1000
 
 
 class Store(Protocol):
@@ -50,6 +54,8 @@ class Store(Protocol):
     def outbox_add(self, entry: dict[str, Any]) -> None: ...
     def outbox_size(self) -> int: ...
     def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int: ...
+    def set_aside(self, entry: dict[str, Any], reason: str) -> int: ...
+    def set_aside_size(self) -> int: ...
 
 
 @contextmanager
@@ -124,6 +130,20 @@ class RedisStore:
                     self.redis.delete(OUTBOX_LOCK)
         return delivered
 
+    def set_aside(self, entry: dict[str, Any], reason: str) -> int:
+        """Keep an outbox entry MNS refused for good apart from the outbox; returns how many are kept."""
+        data = json.dumps({**entry, "set_aside_reason": reason}, sort_keys=True, default=str)
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.lpush(SET_ASIDE, data)
+            pipe.ltrim(SET_ASIDE, 0, SET_ASIDE_MAX - 1)
+            pipe.llen(SET_ASIDE)
+            return int(pipe.execute()[-1])
+
+    def set_aside_size(self) -> int:
+        with redis_errors():
+            return int(self.redis.llen(SET_ASIDE))
+
 
 class MemoryStore:
     """Outcomes kept in this instance's memory: only with DBUPGRADE_IDEMPOTENCY=off and no Redis."""
@@ -133,6 +153,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._history: dict[str, list[Outcome]] = {}
         self._outbox: list[dict[str, Any]] = []
+        self._set_aside: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def record(self, outcome: Outcome) -> None:
@@ -154,6 +175,15 @@ class MemoryStore:
 
     def outbox_size(self) -> int:
         return len(self._outbox)
+
+    def set_aside(self, entry: dict[str, Any], reason: str) -> int:
+        # No lock: ``drain`` holds it while it calls the deliverer that sets entries aside.
+        self._set_aside.insert(0, {**entry, "set_aside_reason": reason})
+        del self._set_aside[SET_ASIDE_MAX:]
+        return len(self._set_aside)
+
+    def set_aside_size(self) -> int:
+        return len(self._set_aside)
 
     def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
         delivered = 0

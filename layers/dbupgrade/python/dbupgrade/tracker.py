@@ -178,6 +178,7 @@ class Tracker:
             "unchecked": len(watched) - checked,
             "transitions": transitions,
             "drained": drained,
+            "notifications_set_aside": self.upgrader.store.set_aside_size(),
             "rollouts": rollouts,
         }
         logger.info("tracker tick", extra={"checked": checked, "transitions": len(transitions)})

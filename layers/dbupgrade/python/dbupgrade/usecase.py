@@ -27,9 +27,15 @@ from dbupgrade.engines import ENGINES, Engine, api_bool, dig, engine_for_instanc
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
-from dbupgrade.notify import Notifier
+from dbupgrade.notify import Delivery, Notifier
 from dbupgrade.ratelimit import RateLimiter
-from dbupgrade.request import parse_request
+from dbupgrade.request import (
+    BODY_DEDUPE_SECONDS,
+    BODY_DIGEST_PREFIX,
+    TICKET_MAX,
+    parse_request,
+    shown,
+)
 from dbupgrade.store import Store, open_store
 
 # How long a finished request is remembered. MNS keeps an unconsumed message up to 7 days
@@ -183,23 +189,28 @@ class Upgrader:
         ctx = adapt_context(context)
         bind_invocation(ctx)
         raw = raw if isinstance(raw, Mapping) else {}
-        instance_id = raw.get("instance_id") if isinstance(raw.get("instance_id"), str) else None
-        target = raw.get("target_version")
-        engine = engine_for_instance(instance_id) if instance_id else None
-        bind_request(instance_id, raw.get("ticket_id") if isinstance(raw.get("ticket_id"), str) else None)
+        given = raw.get("instance_id")
+        engine = engine_for_instance(given) if isinstance(given, str) else None
+        # The store keys an outcome by its instance: only a well-formed instance ID may name
+        # one, so hostile input (60 KB, a million random strings) creates no key of its own.
+        instance_id = given if engine is not None and engine.id_pattern.match(given) else None
+        message = str(error)
+        if given is not None and instance_id is None and error.field != "instance_id":
+            message += f" (instance_id {shown(given)} is not a valid instance ID either)"
+        bind_request(instance_id, _short_text(raw.get("ticket_id")))
         self._drain(ctx)
         outcome = Outcome(
             status="rejected",
             instance_id=instance_id or "unknown",
-            to_version=target if isinstance(target, str) else "unknown",
+            to_version=_short_text(raw.get("target_version")) or "unknown",
             engine=engine.name if engine else None,
-            region=raw.get("region") if isinstance(raw.get("region"), str) else None,
-            ticket_id=raw.get("ticket_id") if isinstance(raw.get("ticket_id"), str) else None,
+            region=_short_text(raw.get("region")),
+            ticket_id=_short_text(raw.get("ticket_id")),
             source=source,
             correlation_id=correlation_id,
             reason="invalid_request",
             code="InvalidRequest",
-            message=str(error),
+            message=message,
             field=error.field,
         )
         return self._finish(outcome, context=ctx)
@@ -221,7 +232,16 @@ class Upgrader:
         credentials = self._notify_credentials(ctx)
 
         def deliver(entry: dict[str, Any]) -> bool:
-            return self.notifier.publish(entry["message"], credentials=credentials, context=ctx)
+            result = self.notifier.publish(entry["message"], credentials=credentials, context=ctx)
+            if result is Delivery.REFUSED:
+                # Resending cannot help: keep it apart, and let the entries behind it go out.
+                kept = self.store.set_aside(entry, "refused by MNS")
+                logger.error(
+                    "notification set aside: MNS refused it for good",
+                    extra={"event": str(entry["message"].get("event"))[:64], "set_aside": kept},
+                )
+                return True
+            return bool(result)
 
         delivered = self.store.drain(deliver)
         if delivered:
@@ -332,8 +352,13 @@ class Upgrader:
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
             return self._execute(job).to_dict()
 
+        # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
+        by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
         run = idempotency.make_idempotent(
-            upgrade_once, self._persistence, job.context, expires_after_seconds=IDEMPOTENCY_SECONDS
+            upgrade_once,
+            self._persistence,
+            job.context,
+            expires_after_seconds=BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS,
         )
         try:
             return Outcome.from_dict(run(payload={"key": key}))
@@ -737,3 +762,8 @@ def _tags_match(raw: Any, wanted: Mapping[str, Any]) -> bool:
     else:
         have = {}
     return all(have.get(str(k)) == str(v) for k, v in wanted.items())
+
+
+def _short_text(value: Any) -> str | None:
+    """A raw string field as a rejected outcome keeps it: at most ``TICKET_MAX`` characters."""
+    return value[:TICKET_MAX] if isinstance(value, str) else None

@@ -37,6 +37,12 @@ Outcome -> HTTP status:
   code 429 + Retry-After; any other 502 with the API's ``code`` (+ Retry-After when retries were
   exhausted on a transient error). None of these but the last is remembered: a retry runs again;
 - the store unavailable: 503 + Retry-After (nothing called, nothing recorded).
+
+A problem's ``detail`` is a sentence for a person with the API's code in it, never an exception's
+text: a transport failure's message is a Python repr (``HTTPConnectionPool(...)``), so 5xx details
+are written here from the outcome's reason and code (the outcome itself rides along in ``outcome``).
+Malformed values anywhere in a body (a 400-digit number, a mapping expression meeting the wrong
+type) are rejected item by item naming the field; they never fail the other items of a batch.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.errors import ConfigError, StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome
-from dbupgrade.request import parse_request
+from dbupgrade.request import BODY_DIGEST_PREFIX, parse_request
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.adapters import (
     fc3_reply,
@@ -62,6 +68,7 @@ from dbupgrade.webhook.adapters import (
     wsgi_reply,
 )
 from dbupgrade.webhook.auth import (
+    AUTH_VARIABLE,
     SECRET_VARIABLE,
     STATUS_TOKEN_VARIABLE,
     Authenticator,
@@ -95,9 +102,15 @@ class WebhookSettings:
     def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
         secret = env.get(SECRET_VARIABLE, "").strip() or None
         status_token = env.get(STATUS_TOKEN_VARIABLE, "").strip() or None
-        register_secret(secret)
-        register_secret(status_token)
-        mode = auth_mode(env.get("DBUPGRADE_WEBHOOK_AUTH"))
+        register_secret(secret, pinned=True)
+        register_secret(status_token, pinned=True)
+        mode = auth_mode(env.get(AUTH_VARIABLE))
+        if mode == "none":
+            logger.warning(
+                "webhook authentication is OFF (DBUPGRADE_WEBHOOK_AUTH=none): every POST is accepted "
+                "unsigned; only safe behind a trigger that authenticates callers (FC FUNCTION auth)",
+                extra={"variable": AUTH_VARIABLE},
+            )
         return cls(
             mode=mode,
             authenticator=authenticator(mode, secret),
@@ -278,7 +291,7 @@ class WebhookApp:
 
         if settings.mapping is None and "upgrades" in payload:
             return self._post_batch(payload, verified, settings, upgrader, invocation)
-        reply = self._submit_one(payload, verified.delivery_id, settings, upgrader, invocation)
+        reply = self._submit_one(payload, verified, settings, upgrader, invocation)
         return reply.response()
 
     def _post_batch(
@@ -314,7 +327,7 @@ class WebhookApp:
         for item in items:
             try:
                 # One delivery id for every item: the idempotency key also holds the instance and version.
-                replies.append(self._submit_one(item, verified.delivery_id, settings, upgrader, invocation))
+                replies.append(self._submit_one(item, verified, settings, upgrader, invocation))
             except StoreUnavailable:
                 # Items before this one are done (and deduplicated on redelivery); this one and the
                 # rest are not: the sender retries the whole delivery after Retry-After.
@@ -330,19 +343,28 @@ class WebhookApp:
     def _submit_one(
         self,
         data: Any,
-        delivery_id: str | None,
+        verified: Verified,
         settings: WebhookSettings,
         upgrader: Upgrader,
         invocation: InvocationContext,
     ) -> ItemReply:
+        delivery_id, body_digest = verified.delivery_id, verified.body_digest
         correlation_id = invocation.aws_request_id
         try:
             if not isinstance(data, Mapping):
                 raise InvalidRequest("body", f"each request must be a JSON object, got {type(data).__name__}")
-            fields = settings.mapping.apply(data) if settings.mapping is not None else data
-            request = parse_request(
-                fields, source="webhook", correlation_id=correlation_id, delivery_id=delivery_id
-            )
+            try:
+                fields = settings.mapping.apply(data) if settings.mapping is not None else data
+                request = parse_request(
+                    fields, source="webhook", correlation_id=correlation_id, delivery_id=delivery_id
+                )
+            except (ValueError, TypeError, ArithmeticError, RecursionError) as unexpected:
+                # Reading the input is pure: whatever it raises, the input caused. This item is
+                # rejected and the batch's other items go on. (InvalidRequest is a ValueError.)
+                if isinstance(unexpected, InvalidRequest):
+                    raise
+                logger.warning("unreadable request item", extra={"error": type(unexpected).__name__})
+                raise InvalidRequest("body", "could not be read as an upgrade request") from None
         except InvalidRequest as error:
             outcome = upgrader.reject(
                 error,
@@ -353,7 +375,10 @@ class WebhookApp:
             )
             return _invalid_reply(error, outcome, invocation)
         # Without a delivery id (hub-sha256 senders sign only the body) the Upgrader's idempotency
-        # key falls back to the ticket id, so a redelivered ticket is still submitted once.
+        # key falls back to the ticket id, so a redelivered ticket is still submitted once; without
+        # a ticket either, the body's digest recognises a redelivery for BODY_DEDUPE_SECONDS.
+        if request.delivery_id is None and request.ticket_id is None and body_digest is not None:
+            request = request.with_(delivery_id=BODY_DIGEST_PREFIX + body_digest)
         return outcome_reply(upgrader.run(request, invocation))
 
 
@@ -394,12 +419,43 @@ def outcome_reply(outcome: Outcome) -> ItemReply:
     return ItemReply(502, body, retry_after=retry_after)
 
 
+# Codes ``cloudapi`` gives a failure that never reached the API: their message is the client
+# library's exception text (``HTTPConnectionPool(host=...)``), not a sentence for a person.
+TRANSPORT_CODES = frozenset({"ConnectionError", "Timeout", "ClientError"})
+# Failures whose message we write ourselves (what to fix, what to check): kept as the detail.
+OWN_MESSAGE_REASONS = frozenset({"configuration", "instance_busy", "unknown_result"})
+API_MESSAGE_CHARS = 300
+
+
+def problem_detail(outcome: Outcome) -> str:
+    """The ``detail`` of an outcome's problem: a sentence for a person, with the code.
+
+    Refusals and the failures we explain ourselves keep their message; a failure carrying a
+    client library's exception text gets a sentence written from its reason instead.
+
+    >>> problem_detail(Outcome("failed", "r-1", "7.0", reason="retries_exhausted", code="ConnectionError",
+    ...                        message="HTTPConnectionPool(host='x', port=1): Max retries exceeded"))
+    'the cloud API could not be reached or kept failing; send the request again later (ConnectionError)'
+    """
+    message, code = outcome.message, outcome.code
+    if outcome.status != "failed" or outcome.reason in OWN_MESSAGE_REASONS:
+        text = message or outcome.reason or outcome.status
+    elif "Throttling" in (code or ""):
+        text = "the cloud API is throttling these calls; send the request again later"
+    elif outcome.reason == "api_error" and message and code not in TRANSPORT_CODES:
+        # The API's own sentence, from its error body.
+        text = f"the cloud API refused the call: {message[:API_MESSAGE_CHARS]}"
+    else:
+        text = "the cloud API could not be reached or kept failing; send the request again later"
+    return f"{text} ({code})" if code and code not in text else text
+
+
 def _problem_body(status: int, slug: str, outcome: Outcome, *, title: str, **extra: Any) -> dict[str, Any]:
     body = json.loads(
         problem(
             status,
             slug,
-            outcome.message or outcome.reason or outcome.status,
+            problem_detail(outcome),
             title=title,
             code=outcome.code,
             reason=outcome.reason,
@@ -462,6 +518,9 @@ def _parse_body(text: str) -> dict[str, Any]:
         raise InvalidRequest(
             "body", f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
         ) from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (sys.get_int_max_str_digits).
+        raise InvalidRequest("body", "holds a number too long to read") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("body", f"must be a JSON object, got {type(payload).__name__}")
     if _depth(payload) > MAX_JSON_DEPTH:

@@ -9,8 +9,18 @@
 - ``hub-sha256``: for senders that can only sign the body (Jira Cloud, GitHub):
   ``X-Hub-Signature-256: sha256=<hex>`` (Jira Cloud sends it as ``X-Hub-Signature``) = HMAC-SHA256
   of the raw body keyed with the secret as UTF-8. There is no timestamp, so no replay window:
-  redeliveries are recognised by the ticket id instead.
+  redeliveries are recognised by the ticket id instead, or, for a request without one, by the
+  body's SHA-256 for ``BODY_DEDUPE_SECONDS`` (``dbupgrade.request``).
 - ``none``: no check, for an HTTP trigger whose own auth (FC ``FUNCTION`` auth) already did it.
+  Logged as a WARNING when the webhook starts, so an accidental ``none`` is seen.
+
+The variable takes exactly one of those words (unset means ``standard``): a near miss such as
+``None`` or ``hub`` is a configuration error, never guessed at.
+
+A secret shorter than ``SECRET_MIN_BYTES`` is refused when the webhook starts: Standard Webhooks
+asks for a random secret "between 24 bytes (192 bits) and 64 bytes (512 bits)" (standard-webhooks
+spec, "Signature scheme"), counted on the key ``whsec_`` decodes to; hub-sha256 keys HMAC with the
+secret's UTF-8 bytes, so those are counted. The status token is a bearer secret: the same floor.
 
 With ``standard`` or ``hub-sha256`` and no secret, every POST is refused ("not configured") rather
 than accepted unsigned. ``GET /upgrades/{id}`` is not signed (a signature over an empty GET body
@@ -41,6 +51,7 @@ SECRET_VARIABLE = "DBUPGRADE_WEBHOOK_SECRET"  # noqa: S105 (a variable name, not
 STATUS_TOKEN_VARIABLE = "DBUPGRADE_WEBHOOK_STATUS_TOKEN"  # noqa: S105
 AUTH_MODES = ("standard", "hub-sha256", "none")
 AuthMode = Literal["standard", "hub-sha256", "none"]
+SECRET_MIN_BYTES = 24
 
 STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 HUB_HEADERS = ("x-hub-signature-256", "x-hub-signature")
@@ -57,6 +68,9 @@ class Verified:
     """What authentication proved about a request."""
 
     delivery_id: str | None  # the sender's delivery id, when the scheme carries a signed one
+    # SHA-256 of the signed body, when the scheme signs only the body (hub-sha256): what
+    # recognises a redelivery that carries no ticket.
+    body_digest: str | None = None
 
 
 class Authenticator(Protocol):
@@ -78,8 +92,12 @@ class StandardWebhooksAuth:
             key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError(SECRET_VARIABLE, "must be whsec_ followed by base64") from None
-        if not key:
-            raise ConfigError(SECRET_VARIABLE, "is empty")
+        if len(key) < SECRET_MIN_BYTES:
+            raise ConfigError(
+                SECRET_VARIABLE,
+                f"decodes to {len(key)} bytes; use at least {SECRET_MIN_BYTES} random bytes "
+                "(whsec_ + base64 of 32 random bytes, for example)",
+            )
         self._webhook = Webhook(key)
 
     def verify(self, request: HttpRequest) -> Verified:
@@ -116,9 +134,11 @@ class HubSha256Auth:
     mode: AuthMode = "hub-sha256"
 
     def __init__(self, secret: str) -> None:
-        if not secret:
-            raise ConfigError(SECRET_VARIABLE, "is empty")
         self._key = secret.encode()
+        if len(self._key) < SECRET_MIN_BYTES:
+            raise ConfigError(
+                SECRET_VARIABLE, f"is {len(self._key)} bytes; use at least {SECRET_MIN_BYTES} random bytes"
+            )
 
     def verify(self, request: HttpRequest) -> Verified:
         given = next((v for v in map(request.header, HUB_HEADERS) if v), None)
@@ -130,7 +150,7 @@ class HubSha256Auth:
         expected = hmac.new(self._key, request.body, hashlib.sha256).hexdigest().encode()
         if not hmac.compare_digest(expected, digest.lower().encode("utf-8", "replace")):
             raise Unauthorized("no signature matches")
-        return Verified(delivery_id=None)
+        return Verified(delivery_id=None, body_digest=hashlib.sha256(request.body).hexdigest())
 
 
 class NoAuth:
@@ -148,6 +168,11 @@ class StatusReadAuth:
 
     def __init__(self, token: str | None, *, open_access: bool) -> None:
         self._token = token.encode() if token else None
+        if self._token is not None and len(self._token) < SECRET_MIN_BYTES:
+            raise ConfigError(
+                STATUS_TOKEN_VARIABLE,
+                f"is {len(self._token)} bytes; use at least {SECRET_MIN_BYTES} random bytes",
+            )
         self._open = open_access
 
     @property
@@ -184,14 +209,21 @@ def standard_webhook_headers(
 
 
 def auth_mode(value: str | None) -> AuthMode:
-    mode = (value or "standard").strip().lower()
-    if mode == "standard":
+    """The mode ``DBUPGRADE_WEBHOOK_AUTH`` names, exactly (unset or empty: ``standard``).
+
+    >>> auth_mode("hub-sha256")
+    'hub-sha256'
+    """
+    if not value:
         return "standard"
-    if mode == "hub-sha256":
+    if value == "standard":
+        return "standard"
+    if value == "hub-sha256":
         return "hub-sha256"
-    if mode == "none":
+    if value == "none":
         return "none"
-    raise ConfigError(AUTH_VARIABLE, f"must be one of {', '.join(AUTH_MODES)}")
+    # The value is not echoed: a secret pasted into the wrong variable must not reach a log.
+    raise ConfigError(AUTH_VARIABLE, f"must be exactly one of {', '.join(AUTH_MODES)} (lower case)")
 
 
 def authenticator(mode: AuthMode, secret: str | None) -> Authenticator | None:

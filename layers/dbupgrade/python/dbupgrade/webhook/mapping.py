@@ -76,7 +76,15 @@ class PayloadMapping:
         """The request fields found in ``payload``; raises ``InvalidRequest`` naming a field it can't fill."""
         fields: dict[str, Any] = {}
         for field, expression in self._compiled.items():
-            value = expression.search(payload)
+            try:
+                value = expression.search(payload)
+            except JMESPathError as error:
+                # A function meeting the wrong type (length() of a number, to_number() of an
+                # object...): this payload cannot fill the field, so the request is rejected
+                # naming it; JMESPath's own message names the function and the types involved.
+                raise InvalidRequest(
+                    field, f"the mapping {self._sources[field]!r} failed on this payload: {str(error)[:200]}"
+                ) from None
             if value is None:
                 if field in REQUIRED_FIELDS:
                     raise InvalidRequest(
