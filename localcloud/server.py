@@ -1,6 +1,6 @@
 """The one HTTP server: routes each request by its own shape to a product's protocol layer.
 
-- ``/_localcloud/...``             introspection (calls, clock, faults, timers, state)
+- ``/_localcloud/...``             introspection (calls, clock, faults, timers, state, reset)
 - ``/topics/...``, ``/queues/...`` MNS XML API (``Authorization: MNS ak:sig``)
 - ``/2016-08-15/...``              FC 2.0 API (``Authorization: FC ak:sig``)
 - anything else                    OpenAPI RPC (R-kvstore, Dds), by ``x-acs-action``/``x-acs-version``
@@ -67,6 +67,10 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
         return _json({"timers": cloud.timers.describe()})
     if what == "state":
         return _json(cloud.snapshot())
+    if what == "reset" and request.method == "POST":
+        cloud.reset()
+        cloud.save()
+        return _json({"reset": True})
     if what in ("", "health"):
         return _json({"ok": True, "accounts": cloud.accounts.account_ids})
     return _json({"error": f"unknown introspection path /_localcloud/{what}"}, 404)
