@@ -81,7 +81,11 @@ class InstanceResponse(Generic[_Backend]):
         return answer(params, ctx)
 
     def scope(self, ctx: CallContext) -> list[_Backend]:
-        """The caller's backends: its account's, in the region it calls (none named: every region)."""
+        """The caller's backends: its account's, in the region it calls (none named: every region).
+
+        Assumption: another account's instance answers as an unknown ID does (the product's
+        not-found error, absent from listings); no public source shows what the real API answers.
+        """
         if ctx.region_id:
             return [self.backends.get(ctx.account_id, ctx.region_id)]
         return self.backends.of_account(ctx.account_id)
