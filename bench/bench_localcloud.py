@@ -59,8 +59,10 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None,
 
 def start_localcloud() -> tuple[subprocess.Popen[str], int]:
     seed = json.loads((ROOT / "localcloud" / "seeds" / "default.json").read_text())
+    # Another key of the seed's account: the seeded instances are that account's own.
+    account_id = seed["accounts"][0]["account_id"]
     seed["accounts"].append(
-        {"account_id": "9999000011112222", "access_key_id": AK_ID, "access_key_secret": AK_SECRET}
+        {"account_id": account_id, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}
     )
     seed_file = Path(tempfile.mkstemp(suffix=".json")[1])
     seed_file.write_text(json.dumps(seed))

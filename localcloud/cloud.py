@@ -1,4 +1,8 @@
-"""The state of one running localcloud: clock, accounts, call log, faults and each product's model."""
+"""The state of one running localcloud: clock, accounts, call log, faults and each product's model.
+
+R-kvstore and Dds keep one backend per (account, region) (``localcloud.backends.BackendDict``): a
+caller sees only its own account's instances, in the region it calls.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +40,8 @@ class Cloud:
         self.calls = CallLog()
         self.faults = Faults(seed.get("faults"), seed.get("rate_limits"))
         self.accounts = Accounts.from_seed(seed.get("accounts", []))
-        self.kvstore = KvstoreBackend.from_seed(seed, self)
-        self.dds = DdsBackend.from_seed(seed, self)
+        self.kvstore = KvstoreBackend.backends(seed, self)
+        self.dds = DdsBackend.backends(seed, self)
         self.mns = MnsBackend.from_seed(seed, self)
         self.fc = FcBackend.from_seed(seed, self)
         self.timers = Timers.from_seed(seed, self)  # after fc: a timer names its function
@@ -55,6 +59,11 @@ class Cloud:
             "dds": self.dds.snapshot(),
             "mns": self.mns.snapshot(),
         }
+
+    def reset(self) -> None:
+        """R-kvstore and Dds back to the seed (as of now); the clock, call log and faults stay."""
+        self.kvstore.reset()
+        self.dds.reset()
 
     def restore(self, state: dict[str, Any]) -> None:
         self.clock.advance(max(0.0, state.get("clock_offset", 0.0) - self.clock.offset))

@@ -1,10 +1,10 @@
 """The one HTTP server: routes each request by its own shape to a product's protocol layer.
 
-- ``/_localcloud/...``             introspection (calls, clock, faults, timers, state)
-- ``/topics/...``, ``/queues/...`` MNS XML API (``Authorization: MNS ak:sig``)
-- ``/2016-08-15/...``              FC 2.0 API (``Authorization: FC ak:sig``)
-- anything else                    OpenAPI RPC (R-kvstore, Dds), by ``x-acs-action``/``x-acs-version``
-                                   or the ``Action``/``Version`` query
+- ``/_localcloud/...``             introspection (calls, clock, faults, timers, state, reset)
+- ``/topics/...``, ``/queues/...`` MNS XML API (``Authorization: MNS ak:sig``; ``mns/urls.py``)
+- ``/2016-08-15/...``              FC 2.0 API (``Authorization: FC ak:sig``; ``fc/urls.py``)
+- anything else                    the OpenAPI RPC gateway (openapi/responses.py), which routes to
+                                   R-kvstore and Dds by API version (``kvstore/urls.py``, ``dds/urls.py``)
 
 Built on aiohttp (already in the dependency closure of alibabacloud-tea-openapi, so it costs the
 project nothing): asyncio sets TCP_NODELAY and aiohttp writes a small reply's headers and body in one
@@ -22,11 +22,13 @@ from typing import Any
 from aiohttp import web
 
 from localcloud.cloud import Cloud
-from localcloud.fc import responses as fc_responses
-from localcloud.mns import responses as mns_responses
+from localcloud.fc import urls as fc_urls
+from localcloud.mns import urls as mns_urls
 from localcloud.openapi import responses as openapi_responses
 
 CLOUD_KEY = web.AppKey("cloud", Cloud)
+# The products routed by path, from their urls.py: (path prefix, handler).
+PATH_ROUTES = [(prefix, urls.handler) for urls in (mns_urls, fc_urls) for prefix in urls.url_paths]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -67,6 +69,10 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
         return _json({"timers": cloud.timers.describe()})
     if what == "state":
         return _json(cloud.snapshot())
+    if what == "reset" and request.method == "POST":
+        cloud.reset()
+        cloud.save()
+        return _json({"reset": True})
     if what in ("", "health"):
         return _json({"ok": True, "accounts": cloud.accounts.account_ids})
     return _json({"error": f"unknown introspection path /_localcloud/{what}"}, 404)
@@ -77,10 +83,9 @@ def create_app(cloud: Cloud) -> web.Application:
         path = request.path
         if path.startswith("/_localcloud/") or path == "/_localcloud":
             return await _introspect(cloud, request)
-        if path.startswith(("/topics", "/queues")):
-            return await mns_responses.handle(cloud, request)
-        if path.startswith("/2016-08-15/"):
-            return await fc_responses.handle(cloud, request)
+        for prefix, handler in PATH_ROUTES:
+            if path.startswith(prefix):
+                return await handler(cloud, request)
         return await openapi_responses.handle(cloud, request)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -1,5 +1,8 @@
 """ApsaraDB for MongoDB (Dds, API 2015-12-01): instances, their engine versions and the rules.
 
+State and rules only: the requests and bodies are ``responses.py``, the errors ``exceptions.py``,
+what routes here ``urls.py``. One ``DdsBackend`` holds one account's instances in one region.
+
 Actions: DescribeDBInstances, DescribeDBInstanceAttribute, DescribeAvailableEngineVersion,
 UpgradeDBInstanceEngineVersion (research/alibaba-apis.md §4; facts: research/real-cloud-facts.md #4, #5).
 
@@ -43,16 +46,24 @@ localcloud-only seed keys (never rendered):
   failed upgrade shows; kept so rehearsals have a failure path. A string names another status;
 - ``RunningTask``: the name of a task (e.g. ``"Backup"``) keeping the instance busy from the start;
   ``RunningTaskSeconds``: when it ends, in emulated seconds (absent: never). The status stays
-  ``Running`` meanwhile: only the upgrade call notices.
+  ``Running`` meanwhile: only the upgrade call notices;
+- ``AccountId``: the account owning the instance (default: the seed's first account); another
+  account's calls do not find it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from localcloud.openapi.errors import InvalidParameter, OpenApiError, one_of, require
-from localcloud.openapi.instances import InstanceActions, InstanceBackend
-from localcloud.openapi.lifecycle import Instance, version_key
+from localcloud.dds.exceptions import (
+    DBInstanceBusy,
+    DBInstanceNotFound,
+    EngineVersionError,
+    IncorrectDBInstanceState,
+)
+from localcloud.openapi.errors import InvalidParameter, one_of
+from localcloud.openapi.instances import InstanceBackend
+from localcloud.openapi.lifecycle import version_key
 
 READY = "Running"
 UPGRADING = "EngineVersionUpgrading"
@@ -68,50 +79,6 @@ LOCAL_DISK, STANDALONE, CLOUD_DISK = "0", "3", "18"
 NO_UPGRADE = {LOCAL_DISK: ("4.2",), STANDALONE: ("4.0",)}
 LOCAL_STORAGE = "local_ssd"
 SWITCH_MODES = {"0": "0", "1": "1"}
-
-# Rendered by DescribeDBInstances (the SDK model's DBInstance keys), seed values win.
-LIST_KEYS = (
-    "ChargeType", "CreationTime", "DBInstanceClass", "DBInstanceDescription", "DBInstanceId",
-    "DBInstanceStatus", "DBInstanceStorage", "DBInstanceType", "Engine", "EngineVersion", "ExpireTime",
-    "KindCode", "LockMode", "NetworkType", "RegionId", "ReplicationFactor", "ResourceGroupId",
-    "StorageType", "VpcAuthMode", "ZoneId",
-)  # fmt: skip
-
-
-class DBInstanceNotFound(OpenApiError):
-    status = 404
-    code = "InvalidDBInstanceId.NotFound"
-    default_message = "The DBInstanceId provided does not exist in our records."
-
-
-class IncorrectDBInstanceState(OpenApiError):
-    """An instance not Running (e.g. Rebooting). The code is one Terraform groups as "instance busy"
-    (``alicloud/errors.go`` L44, real-cloud-facts.md #6). Assumption: that this action answers it, and
-    its status and message."""
-
-    status = 403
-    code = "IncorrectDBInstanceState"
-    default_message = "Current DB instance state does not support this operation."
-
-
-class DBInstanceBusy(OpenApiError):
-    """The instance is busy with another task: the code Terraform retries for Dds modify calls
-    (``resource_alicloud_mongodb_instance.go`` L954, L1101, L1645; ``service_alicloud_mongodb.go`` L420,
-    L457; real-cloud-facts.md #6). Assumption: its 403 status, the message (the wording RDS uses for its
-    OperationDenied.* codes, developer.aliyun.com/ask/54453), and that a booked maintenance-window
-    upgrade counts as busy (real-cloud-facts.md #14)."""
-
-    status = 403
-    code = "OperationDenied.DBInstanceStatus"
-    default_message = "The operation is not permitted due to status of instance."
-
-
-class EngineVersionError(OpenApiError):
-    """The one documented error of UpgradeDBInstanceEngineVersion (metadata: 400, verbatim message)."""
-
-    status = 400
-    code = "EngineVersion.ERROR"
-    default_message = "Target  engineVersion must be greater than the current one."
 
 
 # Assumption: a newer target DescribeAvailableEngineVersion does not offer (e.g. 4.4 -> 7.0) answers the
@@ -202,17 +169,9 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 class DdsBackend(InstanceBackend):
-    """The Dds model: answers ``call(action, params, ctx)`` (openapi/backend.py)."""
+    """The Dds instances of one account in one region, and the rules of their engine versions."""
 
     product = "dds"
-    version = "2015-12-01"
-    action_names = InstanceActions(
-        list="DescribeDBInstances",
-        attribute="DescribeDBInstanceAttribute",
-        versions="DescribeAvailableEngineVersion",
-        upgrade="UpgradeDBInstanceEngineVersion",
-    )
-    actions = action_names.names()
     seed_key = "mongodb"
     id_param = "DBInstanceId"
     status_key = "DBInstanceStatus"
@@ -220,23 +179,14 @@ class DdsBackend(InstanceBackend):
     upgrading_status = UPGRADING
     failed_status = FAILED
     not_found = DBInstanceNotFound
-    list_ids_param = "DBInstanceId"
-    list_filters = ("DBInstanceType",)
-    max_page_size = 100
-    list_keys = LIST_KEYS
-    list_body = ("DBInstances", "DBInstance")
-    attribute_body = ("DBInstances", "DBInstance")
     defaults = staticmethod(_defaults)
 
-    def describe_versions(self, inst: Instance) -> dict[str, Any]:
-        return {"EngineVersions": {"EngineVersion": upgrade_targets(inst.attrs)}}
-
-    def upgrade(self, params: dict[str, str]) -> dict[str, Any]:
-        inst = self._find(params)
-        target = require(params, "EngineVersion")
+    def upgrade(self, instance_id: str, engine_version: str, switch_mode: str | None) -> None:
+        inst = self.get_instance(instance_id)
+        target = engine_version
         if target not in VERSIONS:
             raise InvalidParameter("EngineVersion", f"Allowed values: {', '.join(VERSIONS)}.")
-        switch_mode = one_of(params, "SwitchMode", SWITCH_MODES, "0")
+        mode = one_of("SwitchMode", switch_mode, SWITCH_MODES, "0")
         busy = inst.busy_with(self.clock.now())
         if busy:
             raise DBInstanceBusy(f"{DBInstanceBusy.default_message} ({busy})")
@@ -246,5 +196,4 @@ class DdsBackend(InstanceBackend):
             raise EngineVersionError()
         if target not in upgrade_targets(inst.attrs):
             raise EngineVersionError(NOT_OFFERED_MESSAGE)
-        inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=switch_mode == "1")
-        return {}
+        inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=mode == "1")

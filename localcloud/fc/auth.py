@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from localcloud.accounts import Accounts, Credential, TokenError
-from localcloud.fc.errors import FcApiError, access_denied, missing_header
+from localcloud.fc.exceptions import FcApiError, access_denied, missing_header
 from localcloud.ram import resources
 from localcloud.ram.policy import ALLOW
 

@@ -51,7 +51,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from localcloud.accounts import Credential
 from localcloud.calls import Call
 from localcloud.faults import FaultDecision
-from localcloud.fc import errors
+from localcloud.fc import exceptions
 from localcloud.fc.instances import InstanceLost, InstancePool, WorkerReply, WorkerSpec
 from localcloud.ram import resources
 from localcloud.ram.policy import ALLOW, Role
@@ -196,8 +196,8 @@ class FcBackend:
         spec = self.functions.get((service, name))
         if spec is None:
             if not any(s == service for s, _ in self.functions):
-                raise errors.service_not_found(service)
-            raise errors.function_not_found(service, name)
+                raise exceptions.service_not_found(service)
+            raise exceptions.function_not_found(service, name)
         return spec
 
     def logs(self, service: str, function: str) -> list[str]:
@@ -216,7 +216,7 @@ class FcBackend:
         for account in accounts:
             if spec.account_id in (None, str(account["account_id"])):
                 return account
-        raise errors.FcApiError(500, "InternalServerError", f"no seed account for function {spec.label}")
+        raise exceptions.FcApiError(500, "InternalServerError", f"no seed account for function {spec.label}")
 
     def region_of(self, service: str, function: str) -> str:
         """The region a function runs in (its ARN's), also for a function that does not exist."""
@@ -265,7 +265,7 @@ class FcBackend:
         if "${LOCALCLOUD_" not in value:
             return value
         if self.url is None:
-            raise errors.FcApiError(
+            raise exceptions.FcApiError(
                 500, "InternalServerError", "localcloud's URL is not known yet: call cloud.fc.bind(url)"
             )
         host = urlsplit(self.url).netloc
@@ -309,12 +309,12 @@ class FcBackend:
         key = (spec.service, spec.name)
         with self._lock:
             if self._closed:
-                raise errors.service_unavailable()
+                raise exceptions.service_unavailable()
             pool = self._pools.get(key)
             if pool is None:
                 code_dir = (self.cloud.root / spec.code_uri).resolve()
                 if not code_dir.is_dir():
-                    raise errors.FcApiError(
+                    raise exceptions.FcApiError(
                         500, "InternalServerError", f"code_uri of {spec.label} is not a directory: {code_dir}"
                     )
                 env = self._environment(spec, code_dir, self._account(spec))
@@ -352,7 +352,7 @@ class FcBackend:
         try:
             instance = pool.acquire()
         except InstanceLost as exc:
-            raise errors.service_unavailable() from exc
+            raise exceptions.service_unavailable() from exc
         try:
             return instance.invoke(meta, body, spec.timeout)
         except InstanceLost as exc:
@@ -382,12 +382,12 @@ class FcBackend:
             request_id, json.dumps(reply.meta["error"]).encode(), FUNCTION_ERROR, reply.log
         )
 
-    def _refusal(self, decision: FaultDecision) -> errors.FcApiError | None:
+    def _refusal(self, decision: FaultDecision) -> exceptions.FcApiError | None:
         """The API error an injected fault answers before the function runs, if any."""
         if decision.throttle:
-            return errors.throttled(decision.retry_after_ms)
+            return exceptions.throttled(decision.retry_after_ms)
         if decision.error or decision.drop:
-            return errors.service_unavailable()
+            return exceptions.service_unavailable()
         return None
 
     def invoke(self, service: str, function: str, payload: bytes) -> InvocationResult:
@@ -412,7 +412,7 @@ class FcBackend:
         result = self.execute(spec, payload, request_id=request_id)
         self.record_call("InvokeFunction", params, 200, None, request_id, fault=decision.name)
         if decision.lost_reply:
-            raise errors.service_unavailable()
+            raise exceptions.service_unavailable()
         return result
 
     def invoke_http(
@@ -512,11 +512,11 @@ class FcBackend:
     ) -> str:
         """Queue an async invocation (no faults, no call record); returns its request id."""
         if len(payload) > ASYNC_PAYLOAD_LIMIT:
-            raise errors.entity_too_large(ASYNC_PAYLOAD_LIMIT)
+            raise exceptions.entity_too_large(ASYNC_PAYLOAD_LIMIT)
         request_id = request_id or str(uuid.uuid4())
         with self._lock:
             if self._closed:
-                raise errors.service_unavailable()
+                raise exceptions.service_unavailable()
             if self._async is None:
                 self._async = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fc-async")
             executor = self._async
@@ -547,7 +547,7 @@ class FcBackend:
         self.submit_async(spec, payload, request_id=request_id)
         self.record_call("InvokeFunction", params, 202, None, request_id, fault=decision.name)
         if decision.lost_reply:
-            raise errors.service_unavailable()
+            raise exceptions.service_unavailable()
         return request_id
 
     def _run_async(self, spec: FunctionSpec, payload: bytes, qualifier: str | None, request_id: str) -> None:
@@ -558,7 +558,7 @@ class FcBackend:
                 attempts += 1
                 try:
                     result = self.execute(spec, payload, qualifier=qualifier, request_id=request_id)
-                except errors.FcApiError as exc:
+                except exceptions.FcApiError as exc:
                     result = InvocationResult(request_id, json.dumps(exc.body(request_id)).encode(), exc.code)
                 if result.ok:
                     break
@@ -620,7 +620,7 @@ class FcBackend:
             return
         action, resource = resources.mns_queue_messages(queue, self._region(spec), account_id)
         if spec.role.policy.decide(action, resource) != ALLOW:
-            raise errors.access_denied(action, resource)
+            raise exceptions.access_denied(action, resource)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once every queued async invocation (retries and destinations included) has finished."""

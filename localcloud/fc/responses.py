@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from localcloud.fc import auth, errors
+from localcloud.fc import auth, exceptions
 from localcloud.fc.models import SYNC_PAYLOAD_LIMIT, FcBackend, FunctionSpec, HttpRequest
 
 INVOKE_PATH = re.compile(
@@ -41,7 +41,7 @@ def _split_qualifier(service: str) -> tuple[str, str | None]:
     return name, (qualifier if dot else None)
 
 
-def _error(exc: errors.FcApiError, request_id: str) -> web.Response:
+def _error(exc: exceptions.FcApiError, request_id: str) -> web.Response:
     return web.Response(
         status=exc.status,
         body=json.dumps(exc.body(request_id)).encode(),
@@ -69,7 +69,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         return await _http_trigger(cloud, backend, request, match)
     if match := INVOKE_PATH.match(path):
         return await _invoke(cloud, backend, request, match)
-    return _error(errors.path_not_supported(request.method, path), str(uuid.uuid4()))
+    return _error(exceptions.path_not_supported(request.method, path), str(uuid.uuid4()))
 
 
 async def _invoke(
@@ -87,13 +87,13 @@ async def _invoke(
     access_key_id: str | None = None
     fault: str | None = None
 
-    def fail(exc: errors.FcApiError) -> web.Response:
+    def fail(exc: exceptions.FcApiError) -> web.Response:
         backend.record_call("InvokeFunction", params, exc.status, exc.code, request_id, access_key_id, fault)
         return _error(exc, request_id)
 
     try:
         if request.method != "POST":
-            raise errors.path_not_supported(request.method, request.path)
+            raise exceptions.path_not_supported(request.method, request.path)
         cred = auth.verify(
             cloud.accounts, request.method, request.path, request.headers, list(request.query.items())
         )
@@ -107,13 +107,13 @@ async def _invoke(
             backend.record_call("InvokeFunction", params, 0, None, request_id, access_key_id, fault)
             return _hang_up(request)
         if decision.throttle:
-            raise errors.throttled(decision.retry_after_ms)
+            raise exceptions.throttled(decision.retry_after_ms)
         if decision.error:
-            raise errors.service_unavailable()
+            raise exceptions.service_unavailable()
         spec = backend.function(service, function)
         payload = await request.read()
         if len(payload) > SYNC_PAYLOAD_LIMIT:
-            raise errors.entity_too_large(SYNC_PAYLOAD_LIMIT)
+            raise exceptions.entity_too_large(SYNC_PAYLOAD_LIMIT)
         if async_invocation:
             backend.submit_async(spec, payload, qualifier=qualifier, request_id=request_id)
             backend.record_call("InvokeFunction", params, 202, None, request_id, access_key_id, fault)
@@ -123,7 +123,7 @@ async def _invoke(
         result = await asyncio.to_thread(
             backend.execute, spec, payload, qualifier=qualifier, request_id=request_id
         )
-    except errors.FcApiError as exc:
+    except exceptions.FcApiError as exc:
         return fail(exc)
     backend.record_call("InvokeFunction", params, 200, None, request_id, access_key_id, fault)
     if decision.lost_reply:
@@ -153,16 +153,16 @@ async def _http_trigger(
     try:
         spec: FunctionSpec = backend.function(service, function)
         if not spec.http:
-            raise errors.trigger_not_found(service, function)
+            raise exceptions.trigger_not_found(service, function)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.drop:
             backend.record_call("HttpTrigger", params, 0, None, request_id, fault=decision.name)
             return _hang_up(request)
         if decision.throttle:
-            raise errors.throttled(decision.retry_after_ms)
+            raise exceptions.throttled(decision.retry_after_ms)
         if decision.error:
-            raise errors.service_unavailable()
+            raise exceptions.service_unavailable()
         http = HttpRequest(
             method=request.method,
             path=match["path"] or "/",
@@ -173,7 +173,7 @@ async def _http_trigger(
             request_uri=request.raw_path,
         )
         reply = await asyncio.to_thread(backend.invoke_http, spec, http, qualifier)
-    except errors.FcApiError as exc:
+    except exceptions.FcApiError as exc:
         backend.record_call("HttpTrigger", params, exc.status, exc.code, request_id, fault=decision.name)
         return _error(exc, request_id)
     backend.record_call(

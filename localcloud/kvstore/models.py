@@ -1,5 +1,8 @@
 """ApsaraDB for Redis (R-kvstore, API 2015-01-01): instances, their major versions and the rules.
 
+State and rules only: the requests and bodies are ``responses.py``, the errors ``exceptions.py``,
+what routes here ``urls.py``. One ``KvstoreBackend`` holds one account's instances in one region.
+
 Actions: DescribeInstances, DescribeInstanceAttribute, DescribeEngineVersion,
 ModifyInstanceMajorVersion (research/alibaba-apis.md §3; facts: research/real-cloud-facts.md #1, #2).
 
@@ -47,6 +50,8 @@ localcloud-only seed keys (never rendered):
   ``Normal`` meanwhile: only the upgrade call notices;
 - ``IsLatestVersion``: false when the instance's minor version is not the newest of its major
   (DescribeEngineVersion; default true).
+- ``AccountId``: the account owning the instance (default: the seed's first account); another
+  account's calls do not find it.
 
 A seed naming ``DeploymentMode`` (a key the real API does not have) is refused.
 """
@@ -56,8 +61,15 @@ from __future__ import annotations
 from typing import Any
 
 from localcloud.clock import Clock
-from localcloud.openapi.errors import InvalidParameter, OpenApiError, one_of, require
-from localcloud.openapi.instances import LOCAL_ONLY_SEED_KEYS, InstanceActions, InstanceBackend
+from localcloud.kvstore.exceptions import (
+    IncorrectEngineVersion,
+    InstanceNotFound,
+    InstanceStatusNotSupport,
+    InstanceTypeNotSupport,
+    TaskConflict,
+)
+from localcloud.openapi.errors import InvalidParameter, one_of
+from localcloud.openapi.instances import LOCAL_ONLY_SEED_KEYS, InstanceBackend
 from localcloud.openapi.lifecycle import Instance, version_key
 
 READY = "Normal"
@@ -111,60 +123,6 @@ EFFECTIVE = {
     "MaintainTime": "MaintainTime",
     "1": "MaintainTime",
 }
-
-# Rendered by DescribeInstances (the KVStoreInstance keys of the SDK model), seed values win.
-LIST_KEYS = (
-    "ArchitectureType", "Bandwidth", "Capacity", "ChargeType", "CloudType", "ConnectionDomain",
-    "Connections", "CreateTime", "EditionType", "EndTime", "EngineVersion", "GlobalInstanceId",
-    "HasRenewChangeOrder", "InstanceClass", "InstanceId", "InstanceName", "InstanceStatus", "InstanceType",
-    "IsRds", "NetworkType", "NodeType", "PackageType", "Port", "PrivateIp", "QPS", "RegionId",
-    "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId",
-)  # fmt: skip
-
-
-class InstanceNotFound(OpenApiError):
-    status = 404
-    code = "InvalidInstanceId.NotFound"
-    default_message = "The InstanceId provided does not exist in our records."
-
-
-class InstanceStatusNotSupport(OpenApiError):
-    """Assumption: ModifyInstanceMajorVersion documents only 403 NoQuota (metadata 2024); the code for
-    an instance in a status that cannot upgrade (e.g. Flushing, Error) is unverified."""
-
-    status = 403
-    code = "InstanceStatus.NotSupport"
-    default_message = "Instance status does not support this operation."
-
-
-class TaskConflict(OpenApiError):
-    """The instance is busy with another task. The code is the one Terraform retries for kvstore changes
-    (terraform-provider-alicloud ``resource_alicloud_kvstore_instance.go`` L1442, real-cloud-facts.md #6).
-    Assumption: its HTTP status (403) and message; and that a booked maintenance-window upgrade counts
-    as such a task (real-cloud-facts.md #14: no source says what a second call returns)."""
-
-    status = 403
-    code = "Task.Conflict"
-    default_message = "The instance has a task in progress; try again later."
-
-
-class IncorrectEngineVersion(OpenApiError):
-    """A target outside the instance's deployment mode, not newer, or not allowed. Assumption: the
-    code and status; crossing modes (4.0 -> 6.0) failed with "invalid instance class" in
-    aliyun/terraform-provider-alicloud#5053, whose exact code is unknown."""
-
-    status = 403
-    code = "IncorrectEngineVersion"
-    default_message = "The specified major version is not supported by the instance class."
-
-
-class InstanceTypeNotSupport(OpenApiError):
-    """Assumption: the code, status and message for a major-version upgrade asked of a Memcache
-    instance; no source shows what the service answers."""
-
-    status = 403
-    code = "InstanceType.NotSupport"
-    default_message = "The instance type does not support this operation."
 
 
 def class_mode(instance_class: str) -> str:
@@ -281,17 +239,9 @@ def _defaults(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 class KvstoreBackend(InstanceBackend):
-    """The R-kvstore model: answers ``call(action, params, ctx)`` (openapi/backend.py)."""
+    """The R-kvstore instances of one account in one region, and the rules of their versions."""
 
     product = "r-kvstore"
-    version = "2015-01-01"
-    action_names = InstanceActions(
-        list="DescribeInstances",
-        attribute="DescribeInstanceAttribute",
-        versions="DescribeEngineVersion",
-        upgrade="ModifyInstanceMajorVersion",
-    )
-    actions = action_names.names()
     seed_key = "redis"
     id_param = "InstanceId"
     status_key = "InstanceStatus"
@@ -299,65 +249,43 @@ class KvstoreBackend(InstanceBackend):
     upgrading_status = UPGRADING
     failed_status = FAILED
     not_found = InstanceNotFound
-    list_ids_param = "InstanceIds"
-    max_page_size = 50
-    list_keys = LIST_KEYS
-    list_body = ("Instances", "KVStoreInstance")
-    attribute_body = ("Instances", "DBInstanceAttribute")
     local_only_seed_keys = (*LOCAL_ONLY_SEED_KEYS, "IsLatestVersion")
 
     defaults = staticmethod(_defaults)
 
-    def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
+    def __init__(
+        self,
+        account_id: str,
+        region: str,
+        entries: list[dict[str, Any]],
+        clock: Clock,
+        upgrade_seconds: float,
+        seeded_at: float,
+    ) -> None:
         # The major version whose minor version a seed marks as not the newest (``IsLatestVersion``).
         self.stale_minor = {
             str(e["InstanceId"]): str(e["EngineVersion"])
             for e in entries
             if e.get("IsLatestVersion") is False
         }
-        super().__init__(entries, clock, upgrade_seconds)
+        super().__init__(account_id, region, entries, clock, upgrade_seconds, seeded_at)
 
-    def describe_versions(self, inst: Instance) -> dict[str, Any]:
-        """DescribeEngineVersion's fields (SDK ``_describe_engine_version_response_body.py`` L11-86)."""
-        major = inst.version
-        memcache = inst.attrs["InstanceType"] == MEMCACHE
-        newer = (
-            []
-            if memcache
-            else [v for v in UPGRADES_TO[mode_of(inst.attrs)] if version_key(v) > version_key(major)]
-        )
-        # IsLatestVersion is about the minor version (metadata: "whether the minor version is the newest").
-        latest = self.stale_minor.get(inst.attrs["InstanceId"]) != major
-        engine = "memcache" if memcache else "redis"
-        newest_minor = f"{engine}-{major}_0.5.0"
-        minor = newest_minor if latest else f"{engine}-{major}_0.4.0"
-        release = {"ReleaseInfo": {"ReleaseInfoList": []}, "VersionChangesLevel": "1"}
-        return {
-            "Engine": engine,
-            "MajorVersion": major,
-            "MinorVersion": minor,
-            # false: "cannot be upgraded, usually already the latest" (metadata DescribeEngineVersion)
-            "EnableUpgradeMajorVersion": bool(newer),
-            "EnableUpgradeMinorVersion": not latest,
-            "IsLatestVersion": latest,
-            "IsAutoUpgradeOpen": "0",
-            "IsSSLEnable": "false",
-            "IsNewSSLMode": "false",
-            "IsOpenNGLB": "false",
-            "IsRedisCompatibleVersion": "1",
-            "DBVersionRelease": "{}",
-            "ProxyMinorVersion": "7.0.10",
-            "ProxyVersionRelease": "{}",
-            "DBLatestMinorVersion": {"MinorVersion": newest_minor, "Level": "0", "VersionRelease": release},
-            "ProxyLatestMinorVersion": {"MinorVersion": "7.0.10", "Level": "0", "VersionRelease": release},
-        }
+    def major_upgrades(self, inst: Instance) -> list[str]:
+        """The newer majors of the instance's own deployment mode; none for Memcache."""
+        if inst.attrs["InstanceType"] == MEMCACHE:
+            return []
+        return [v for v in UPGRADES_TO[mode_of(inst.attrs)] if version_key(v) > version_key(inst.version)]
 
-    def upgrade(self, params: dict[str, str]) -> dict[str, Any]:
-        inst = self._find(params)
-        target = require(params, "MajorVersion")
+    def minor_is_latest(self, inst: Instance) -> bool:
+        """IsLatestVersion is about the minor version (metadata: "whether the minor version is the newest")."""
+        return self.stale_minor.get(inst.attrs["InstanceId"]) != inst.version
+
+    def upgrade(self, instance_id: str, major_version: str, effective_time: str | None) -> None:
+        inst = self.get_instance(instance_id)
+        target = major_version
         if target not in TARGETS:
             raise InvalidParameter("MajorVersion", f"Allowed values: {', '.join(TARGETS)}.")
-        effective = one_of(params, "EffectiveTime", EFFECTIVE, "Immediately")
+        effective = one_of("EffectiveTime", effective_time, EFFECTIVE, "Immediately")
         if inst.attrs["InstanceType"] == MEMCACHE:
             raise InstanceTypeNotSupport()
         busy = inst.busy_with(self.clock.now())
@@ -368,4 +296,3 @@ class KvstoreBackend(InstanceBackend):
         if target not in UPGRADES_TO[mode_of(inst.attrs)] or version_key(target) <= version_key(inst.version):
             raise IncorrectEngineVersion()
         inst.schedule(target, self.clock.now(), self.upgrade_seconds, in_window=effective == "MaintainTime")
-        return {}

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 from localcloud.accounts import Accounts, Credential, TokenError
-from localcloud.mns import errors
+from localcloud.mns import exceptions
 from localcloud.ram import resources
 from localcloud.ram.policy import ALLOW
 
@@ -49,13 +49,13 @@ def sign(secret: str, text: str) -> str:
 
 def _check_date(value: str | None) -> None:
     if not value:
-        raise errors.MissingDateHeader()
+        raise exceptions.MissingDateHeader()
     try:
         signed_at = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError) as exc:
-        raise errors.InvalidDateHeader() from exc
+        raise exceptions.InvalidDateHeader() from exc
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW_SECONDS:
-        raise errors.TimeExpired()
+        raise exceptions.TimeExpired()
 
 
 def _check_content_md5(value: str | None, body: bytes) -> None:
@@ -68,7 +68,7 @@ def _check_content_md5(value: str | None, body: bytes) -> None:
         base64.b64encode(bytes.fromhex(hex_digest)).decode(),
     )
     if value not in accepted:
-        raise errors.InvalidDigest()
+        raise exceptions.InvalidDigest()
 
 
 def authenticate(
@@ -81,27 +81,27 @@ def authenticate(
     """
     authorization = headers.get("Authorization")
     if not authorization:
-        raise errors.MissingAuthorizationHeader()
+        raise exceptions.MissingAuthorizationHeader()
     scheme, _, credential_part = authorization.partition(" ")
     access_key_id, sep, signature = credential_part.strip().rpartition(":")
     if scheme != "MNS" or not sep or not access_key_id or not signature:
-        raise errors.InvalidAuthorizationHeader()
+        raise exceptions.InvalidAuthorizationHeader()
     _check_date(headers.get("Date"))
     if not headers.get("x-mns-version"):
-        raise errors.MissingVersionHeader()
+        raise exceptions.MissingVersionHeader()
     credential = accounts.lookup(access_key_id)
     if credential is None:
-        raise errors.InvalidAccessKeyId()
+        raise exceptions.InvalidAccessKeyId()
     token = headers.get("x-mns-security-token") or headers.get("security-token")
     try:
         Accounts.check_token(credential, token)
     except TokenError as exc:
         if exc.reason == "Expired":
-            raise errors.SecurityTokenExpired(exc.message) from exc
-        raise errors.InvalidSecurityToken(exc.message) from exc
+            raise exceptions.SecurityTokenExpired(exc.message) from exc
+        raise exceptions.InvalidSecurityToken(exc.message) from exc
     expected = sign(credential.access_key_secret, string_to_sign(method, headers, raw_target))
     if not hmac.compare_digest(expected, signature):
-        raise errors.SignatureDoesNotMatch()
+        raise exceptions.SignatureDoesNotMatch()
     _check_content_md5(headers.get("Content-MD5"), body)
     return credential
 
@@ -119,6 +119,6 @@ def authorize(credential: Credential, action: str, kind: str, name: str, region:
         return
     ram_action, resource = requested
     if credential.decide(ram_action, resource) != ALLOW:
-        raise errors.AccessDenied(
-            errors.AccessDenied.RAM_MESSAGE.format(action=ram_action, resource=resource)
+        raise exceptions.AccessDenied(
+            exceptions.AccessDenied.RAM_MESSAGE.format(action=ram_action, resource=resource)
         )

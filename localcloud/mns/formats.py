@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 from xml.sax.saxutils import escape
 
-from localcloud.mns.errors import XMLNS
+from localcloud.mns.exceptions import XMLNS
 
 QUEUE_FORMATS = ("SIMPLIFIED", "JSON", "XML")
 FUNCTION_FORMATS = ("JSON", "STREAM")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localcloud.calls import Call
-from localcloud.mns import errors, formats
+from localcloud.mns import exceptions, formats
 
 DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_PRIORITY = 8  # 1 (highest) .. 16
@@ -92,13 +92,15 @@ class Queue:
 
     def send(self, body: str, delay: int | None, priority: int | None, sender: str, now: int) -> QueueMessage:
         if len(body.encode()) > self.maximum_message_size:
-            raise errors.InvalidArgument(f"The MessageBody is larger than {self.maximum_message_size} bytes.")
+            raise exceptions.InvalidArgument(
+                f"The MessageBody is larger than {self.maximum_message_size} bytes."
+            )
         delay = self.delay_seconds if delay is None else delay
         if not 0 <= delay <= 604800:
-            raise errors.InvalidArgument("The value of DelaySeconds should between 0 and 604800 seconds.")
+            raise exceptions.InvalidArgument("The value of DelaySeconds should between 0 and 604800 seconds.")
         priority = DEFAULT_PRIORITY if priority is None else priority
         if not 1 <= priority <= 16:
-            raise errors.InvalidArgument("The value of Priority should between 1 and 16.")
+            raise exceptions.InvalidArgument("The value of Priority should between 1 and 16.")
         self._seq += 1
         msg = QueueMessage(
             new_message_id(),
@@ -142,11 +144,11 @@ class Queue:
 
     def _by_handle(self, handle: str, now: int) -> QueueMessage:
         if not _RECEIPT_HANDLE.match(handle):
-            raise errors.ReceiptHandleError(f"The receipt handle you provide is not valid: {handle}")
+            raise exceptions.ReceiptHandleError(f"The receipt handle you provide is not valid: {handle}")
         msg = self.messages.get(self.handles.get(handle, ""))
         # A handle dies when its visibility timeout runs out: the message may now be someone else's.
         if msg is None or msg.next_visible_time <= now:
-            raise errors.MessageNotExist()
+            raise exceptions.MessageNotExist()
         return msg
 
     def delete(self, handle: str, now: int) -> None:
@@ -154,7 +156,9 @@ class Queue:
 
     def change_visibility(self, handle: str, timeout: int, now: int) -> QueueMessage:
         if not 1 <= timeout <= 43200:
-            raise errors.InvalidArgument("The value of VisibilityTimeout should between 1 and 43200 seconds.")
+            raise exceptions.InvalidArgument(
+                "The value of VisibilityTimeout should between 1 and 43200 seconds."
+            )
         msg = self._by_handle(handle, now)
         self.handles.pop(handle, None)
         msg.next_visible_time = now + timeout * 1000
@@ -373,13 +377,13 @@ class MnsBackend:
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
-            raise errors.TopicNotExist(f"The topic you provided does not exist: {name}")
+            raise exceptions.TopicNotExist(f"The topic you provided does not exist: {name}")
         return topic
 
     def queue(self, name: str) -> Queue:
         queue = self.queues.get(name)
         if queue is None:
-            raise errors.QueueNotExist(f"The queue you provided does not exist: {name}")
+            raise exceptions.QueueNotExist(f"The queue you provided does not exist: {name}")
         return queue
 
     def publish(
@@ -387,9 +391,9 @@ class MnsBackend:
     ) -> formats.PublishedMessage:
         """Publish to a topic: copy into subscribed queues now, schedule pushes to functions."""
         if len(body.encode()) > MAX_MESSAGE_SIZE:
-            raise errors.InvalidArgument(f"The MessageBody is larger than {MAX_MESSAGE_SIZE} bytes.")
+            raise exceptions.InvalidArgument(f"The MessageBody is larger than {MAX_MESSAGE_SIZE} bytes.")
         if len(tag) > MAX_TAG_LENGTH:
-            raise errors.InvalidArgument(
+            raise exceptions.InvalidArgument(
                 f"The length of MessageTag should be between 1 and {MAX_TAG_LENGTH}."
             )
         with self._lock:
@@ -651,7 +655,7 @@ class MnsBackend:
                 with self._lock:
                     for msg in batch:
                         # If its visibility ran out meanwhile, it is visible again and will be pushed again.
-                        with contextlib.suppress(errors.MessageNotExist):
+                        with contextlib.suppress(exceptions.MessageNotExist):
                             self.queues[trigger.queue].delete(msg.receipt_handle, self.now_ms())
         finally:
             self._busy_triggers.discard(trigger.name)

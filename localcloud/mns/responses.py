@@ -32,8 +32,8 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from localcloud.calls import Call
-from localcloud.mns import auth, errors
-from localcloud.mns.errors import XMLNS
+from localcloud.mns import auth, exceptions
+from localcloud.mns.exceptions import XMLNS
 from localcloud.mns.models import MnsBackend, QueueMessage, new_request_id
 
 MAX_BATCH = 16
@@ -77,9 +77,9 @@ def _parse_xml(body: bytes, root_name: str) -> ElementTree.Element:
         # The emulator's clients are local tools and tests; expat refuses entity-expansion bombs.
         root = ElementTree.fromstring(body)  # noqa: S314
     except ElementTree.ParseError as exc:
-        raise errors.MalformedXML() from exc
+        raise exceptions.MalformedXML() from exc
     if _local(root.tag) != root_name:
-        raise errors.InvalidArgument(f"The XML root element must be {root_name}, got {_local(root.tag)}.")
+        raise exceptions.InvalidArgument(f"The XML root element must be {root_name}, got {_local(root.tag)}.")
     return root
 
 
@@ -106,7 +106,7 @@ def _int_field(values: dict[str, str], name: str) -> int | None:
     try:
         return int(raw)
     except ValueError as exc:
-        raise errors.InvalidArgument(f"The value of {name} is not an integer: {raw}") from exc
+        raise exceptions.InvalidArgument(f"The value of {name} is not an integer: {raw}") from exc
 
 
 def _element(name: str, fields: dict[str, Any]) -> str:
@@ -167,7 +167,7 @@ async def get_topic_attributes(call: MnsRequest) -> Reply:
 
 def _send_one(call: MnsRequest, fields: dict[str, str]) -> QueueMessage:
     if "MessageBody" not in fields:
-        raise errors.InvalidArgument("The MessageBody element is required.")
+        raise exceptions.InvalidArgument("The MessageBody element is required.")
     return call.backend.send(
         call.name,
         fields["MessageBody"],
@@ -188,12 +188,12 @@ async def send_message(call: MnsRequest) -> Reply:
 async def batch_send_message(call: MnsRequest) -> Reply:
     entries = [_fields(m) for m in _parse_xml(call.body, "Messages") if _local(m.tag) == "Message"]
     if not 1 <= len(entries) <= MAX_BATCH:
-        raise errors.InvalidArgument(f"The count of messages should be between 1 and {MAX_BATCH}.")
+        raise exceptions.InvalidArgument(f"The count of messages should be between 1 and {MAX_BATCH}.")
     call.params["MessageBodies"] = [e.get("MessageBody", "") for e in entries]
     call.backend.queue(call.name)
     for entry in entries:  # validate all before sending any: a refused batch leaves the queue untouched
         if "MessageBody" not in entry:
-            raise errors.InvalidArgument("The MessageBody element is required.")
+            raise exceptions.InvalidArgument("The MessageBody element is required.")
     sent = [_send_one(call, entry) for entry in entries]
     call.params["MessageIds"] = [m.message_id for m in sent]
     return Reply(
@@ -213,7 +213,7 @@ def _query_int(call: MnsRequest, name: str, low: int, high: int) -> int | None:
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise errors.InvalidArgument(f"The value of {name} should between {low} and {high}.")
+        raise exceptions.InvalidArgument(f"The value of {name} should between {low} and {high}.")
     return value
 
 
@@ -231,7 +231,7 @@ async def _receive(call: MnsRequest, count: int) -> list[QueueMessage]:
             break
         await call.backend.wait_for_message(call.name, min(remaining, POLL_RECHECK_SECONDS))
     if not messages:
-        raise errors.MessageNotExist()
+        raise exceptions.MessageNotExist()
     call.params["MessageIds"] = [m.message_id for m in messages]
     return messages
 
@@ -252,7 +252,7 @@ async def peek_message(call: MnsRequest) -> Reply:
     count = _query_int(call, "numOfMessages", 1, MAX_BATCH)
     messages = call.backend.peek(call.name, count or 1)
     if not messages:
-        raise errors.MessageNotExist()
+        raise exceptions.MessageNotExist()
     if count is None:
         return Reply(200, _document("Message", _peeked(messages[0])))
     return Reply(200, _list_document("Messages", "Message", [_peeked(m) for m in messages]))
@@ -261,7 +261,7 @@ async def peek_message(call: MnsRequest) -> Reply:
 def _receipt_handle(call: MnsRequest) -> str:
     handle = call.query.get("receipthandle")
     if not handle:
-        raise errors.InvalidArgument("The ReceiptHandle parameter is required.")
+        raise exceptions.InvalidArgument("The ReceiptHandle parameter is required.")
     call.params["ReceiptHandle"] = handle
     return handle
 
@@ -275,13 +275,13 @@ async def batch_delete_message(call: MnsRequest) -> Reply:
     root = _parse_xml(call.body, "ReceiptHandles")
     handles = [h.text or "" for h in root if _local(h.tag) == "ReceiptHandle"]
     if not 1 <= len(handles) <= MAX_BATCH:
-        raise errors.InvalidArgument(f"The count of receipt handles should be between 1 and {MAX_BATCH}.")
+        raise exceptions.InvalidArgument(f"The count of receipt handles should be between 1 and {MAX_BATCH}.")
     call.params["ReceiptHandles"] = handles
     failures = []
     for handle in handles:
         try:
             call.backend.delete(call.name, handle)
-        except (errors.MessageNotExist, errors.ReceiptHandleError) as exc:
+        except (exceptions.MessageNotExist, exceptions.ReceiptHandleError) as exc:
             failures.append({"ErrorCode": exc.code, "ErrorMessage": exc.message, "ReceiptHandle": handle})
     if failures:  # the SDK's BatchDeleteMessageDecoder reads these <Errors> on a 404
         return Reply(404, _list_document("Errors", "Error", failures))
@@ -292,7 +292,7 @@ async def change_message_visibility(call: MnsRequest) -> Reply:
     handle = _receipt_handle(call)
     timeout = _query_int(call, "VisibilityTimeout", 1, 43200)
     if timeout is None:
-        raise errors.InvalidArgument("The VisibilityTimeout parameter is required.")
+        raise exceptions.InvalidArgument("The VisibilityTimeout parameter is required.")
     call.params["VisibilityTimeout"] = timeout
     msg = call.backend.change_visibility(call.name, handle, timeout)
     return Reply(
@@ -309,7 +309,7 @@ async def get_queue_attributes(call: MnsRequest) -> Reply:
 
 
 async def not_emulated(call: MnsRequest) -> Reply:
-    raise errors.NotEmulated()
+    raise exceptions.NotEmulated()
 
 
 # ---- routing --------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def _parse_query(raw_target: str) -> dict[str, str]:
 def _route(method: str, parts: list[str], query: dict[str, str], body: bytes) -> tuple[str, Handler]:
     kind = parts[0]
     if kind not in ("topics", "queues"):
-        raise errors.InvalidRequestURL()
+        raise exceptions.InvalidRequestURL()
     if len(parts) == 3 and parts[2] == "messages":
         if kind == "topics" and method == "POST":
             return "PublishMessage", publish_message
@@ -355,7 +355,7 @@ def _route(method: str, parts: list[str], query: dict[str, str], body: bytes) ->
         return "GetQueueAttributes", get_queue_attributes
     if len(parts) <= 4 and method in ("GET", "PUT", "DELETE", "POST"):
         return f"{method} /{kind}", not_emulated
-    raise errors.InvalidRequestURL()
+    raise exceptions.InvalidRequestURL()
 
 
 def _region(host: str, default: str) -> str:
@@ -402,15 +402,15 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
             _record(cloud, action, call.params, 0, None, request_id, None, fault)
             return _close_unanswered(request)
         if decision.throttle:
-            raise errors.TooManyRequests()
+            raise exceptions.TooManyRequests()
         if decision.error:
-            raise errors.InternalError()
+            raise exceptions.InternalError()
         credential = auth.authenticate(cloud.accounts, request.method, request.headers, raw_target, body)
         access_key_id, call.account_id = credential.access_key_id, credential.account_id
         auth.authorize(credential, action, parts[0], call.name, _region(request.host, backend.region))
         reply = await handler(call)
         status, payload, code = reply.status, reply.body, None
-    except errors.MnsError as exc:
+    except exceptions.MnsError as exc:
         status, payload, code = exc.status, exc.render(request_id, host_id), exc.code
     _record(cloud, action, call.params, status, code, request_id, access_key_id, fault)
     if fault == "lost_reply":

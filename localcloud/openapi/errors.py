@@ -1,8 +1,8 @@
 """OpenAPI errors: exception classes that render the gateway's own JSON error body.
 
-Body: ``{"RequestId", "HostId", "Code", "Message", "Recommend"}``; product backends raise these
-from ``call`` and the protocol layer renders them with the right status. Codes, statuses and
-messages follow research/alibaba-apis.md §2 (the gateway's common errors) and §3/§4 (products).
+Body: ``{"RequestId", "HostId", "Code", "Message", "Recommend"}``; the gateway, a product's
+responses and its models raise these (a product's own classes live in its ``exceptions.py``) and
+the gateway renders them with the right status. Codes, statuses and messages follow research/alibaba-apis.md §2 (the gateway's common errors) and §3/§4 (products).
 
 Example::
 
@@ -156,9 +156,8 @@ def require(params: Mapping[str, str], name: str) -> str:
     return value
 
 
-def one_of(params: Mapping[str, str], name: str, allowed: Mapping[str, str], default: str) -> str:
-    """Map ``params[name]`` through ``allowed`` (absent: ``default``); InvalidParameter otherwise."""
-    value = params.get(name)
+def one_of(name: str, value: str | None, allowed: Mapping[str, str], default: str) -> str:
+    """Map the value of parameter ``name`` through ``allowed`` (absent: ``default``); InvalidParameter otherwise."""
     if value is None or value == "":
         return default
     if value not in allowed:

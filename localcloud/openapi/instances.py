@@ -1,63 +1,49 @@
-"""What the R-kvstore and Dds models share: seeded instances, lookup, listing, attribute, snapshot.
+"""What the R-kvstore and Dds models share: seeded instances per account and region, lookup, listing.
 
-A product model subclasses ``InstanceBackend`` and declares only what is its own: the names of its
-four actions, its ID and status parameters, its statuses, the keys its bodies nest lists under,
-its not-found error, its seed defaults, and the rules of its versions and upgrade
-(``describe_versions`` and ``upgrade``).
+A product model subclasses ``InstanceBackend`` (the state of one account in one region) and declares
+only what is its own: its ID and status attributes, its statuses, its not-found error, its seed
+defaults, and the rules of its versions and upgrade. ``InstanceBackend.backends(seed, cloud)`` is the
+product's ``BackendDict``: one backend per ``(account_id, region)``, each made on first use from the
+seed entries of that account (seed key ``AccountId``, default the seed's first account) and region
+(``RegionId``). Parsing requests and rendering bodies is the product's ``responses.py``.
 
 Example::
 
     class DdsBackend(InstanceBackend):
-        action_names = InstanceActions(list="DescribeDBInstances", ...)
-        actions = action_names.names()
-        id_param, status_key = "DBInstanceId", "DBInstanceStatus"
+        seed_key, id_param, status_key = "mongodb", "DBInstanceId", "DBInstanceStatus"
         ...
+
+    backends = DdsBackend.backends(seed, cloud)
+    backends.get("1234567890123456", "cn-hangzhou").get_instance("dds-bp1...")
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
+from localcloud.backends import BackendDict
 from localcloud.clock import Clock
-from localcloud.openapi.backend import CallContext
-from localcloud.openapi.errors import InvalidActionNotFound, OpenApiError, page, require
+from localcloud.openapi.errors import OpenApiError
 from localcloud.openapi.lifecycle import (
     Instance,
     failed_status_for,
     matches_tags,
     minute_of_day,
-    render_tags,
     running_task_for,
-    tag_filters,
 )
 
 # Seed keys that drive localcloud only, in every product: never rendered as API attributes.
-LOCAL_ONLY_SEED_KEYS = ("FailUpgrade", "RunningTask", "RunningTaskSeconds", "Tags")
+# ``AccountId``: the account owning the instance (default: the seed's first account).
+LOCAL_ONLY_SEED_KEYS = ("AccountId", "FailUpgrade", "RunningTask", "RunningTaskSeconds", "Tags")
 
 _Backend = TypeVar("_Backend", bound="InstanceBackend")
 
 
-@dataclass(frozen=True)
-class InstanceActions:
-    """What a product calls the four actions every instance API answers."""
-
-    list: str  # the paged, filtered listing
-    attribute: str  # one instance's full attributes
-    versions: str  # the versions it may move to
-    upgrade: str  # accept an upgrade
-
-    def names(self) -> frozenset[str]:
-        return frozenset({self.list, self.attribute, self.versions, self.upgrade})
-
-
 class InstanceBackend:
-    """An OpenAPI product whose resources are ``Instance``s (openapi/backend.py's protocol)."""
+    """The instances of one product, one account, one region: their state and the product's rules."""
 
-    product: str  # the name used in calls, faults and Recommend links
-    version: str  # the API version requests are routed by
-    action_names: ClassVar[InstanceActions]
-    actions: frozenset[str]  # action_names.names(): what the protocol layer routes here
+    product: ClassVar[str]  # the name used in calls, faults and Recommend links
     seed_key: ClassVar[str]  # the seed's list of this product's instances
     id_param: ClassVar[str]  # the instance ID: attribute, seed key and request parameter
     status_key: ClassVar[str]  # the status attribute, also the listing's status filter parameter
@@ -65,35 +51,47 @@ class InstanceBackend:
     upgrading_status: ClassVar[str]
     failed_status: ClassVar[str]  # what a seed's ``FailUpgrade: true`` ends an upgrade in
     not_found: ClassVar[type[OpenApiError]]
-    list_ids_param: ClassVar[str]  # the listing's comma-separated IDs filter
-    list_filters: ClassVar[tuple[str, ...]] = ()  # more attributes the listing filters on by name
-    max_page_size: ClassVar[int]
-    list_keys: ClassVar[tuple[str, ...]]  # the attributes a listing renders
-    list_body: ClassVar[tuple[str, str]]  # the keys a listing's instances nest under
-    attribute_body: ClassVar[tuple[str, str]]  # the keys the attribute action's instance nests under
     local_only_seed_keys: ClassVar[tuple[str, ...]] = LOCAL_ONLY_SEED_KEYS  # a product may add its own
 
-    def __init__(self, entries: list[dict[str, Any]], clock: Clock, upgrade_seconds: float) -> None:
+    def __init__(
+        self,
+        account_id: str,
+        region: str,
+        entries: list[dict[str, Any]],
+        clock: Clock,
+        upgrade_seconds: float,
+        seeded_at: float,
+    ) -> None:
+        """``entries``: the seed's instances of this account and region; ``seeded_at``: the emulated
+        moment the seed describes (a seeded running task ends ``RunningTaskSeconds`` after it)."""
+        self.account_id = account_id
+        self.region = region
         self.clock = clock
         self.upgrade_seconds = upgrade_seconds
         self.instances: dict[str, Instance] = {}
         for entry in entries:
-            attrs = self.seed_attrs(entry)
-            minute_of_day(attrs["MaintainStartTime"])
-            minute_of_day(attrs["MaintainEndTime"])
             self.instances[entry[self.id_param]] = Instance(
-                attrs=attrs,
+                attrs=self.seed_attrs(entry),
                 tags={str(k): str(v) for k, v in (entry.get("Tags") or {}).items()},
                 status_key=self.status_key,
                 ready_status=self.ready_status,
                 upgrading_status=self.upgrading_status,
                 failed_status=failed_status_for(entry, self.failed_status),
-                task=running_task_for(entry, clock.now()),
+                task=running_task_for(entry, seeded_at),
             )
 
     @classmethod
-    def from_seed(cls: type[_Backend], seed: dict[str, Any], cloud: Any) -> _Backend:
-        return cls(seed.get(cls.seed_key, []), cloud.clock, float(seed.get("upgrade_seconds", 2)))
+    def backends(cls: type[_Backend], seed: dict[str, Any], cloud: Any) -> InstanceBackends[_Backend]:
+        """This product's backends for ``seed``: every entry checked now, each backend made on first use."""
+        accounts = seed.get("accounts") or []
+        default_account = str(accounts[0]["account_id"]) if accounts else ""
+        return InstanceBackends(
+            cls,
+            seed.get(cls.seed_key, []),
+            default_account,
+            cloud.clock,
+            float(seed.get("upgrade_seconds", 2)),
+        )
 
     # --- what each product defines --------------------------------------------------------------
 
@@ -102,33 +100,17 @@ class InstanceBackend:
         """A plausible full attribute set for a seed entry (the real API's keys)."""
         raise NotImplementedError
 
-    def describe_versions(self, inst: Instance) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def upgrade(self, params: dict[str, str]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def seed_attrs(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """The defaults overlaid with the seed entry's API keys (seed values win)."""
-        attrs = self.defaults(entry)
-        attrs.update({k: v for k, v in entry.items() if k not in self.local_only_seed_keys})
+    @classmethod
+    def seed_attrs(cls, entry: dict[str, Any]) -> dict[str, Any]:
+        """The defaults overlaid with the seed entry's API keys (seed values win); ValueError if invalid."""
+        attrs = cls.defaults(entry)
+        attrs.update({k: v for k, v in entry.items() if k not in cls.local_only_seed_keys})
         attrs["EngineVersion"] = str(attrs["EngineVersion"])
+        minute_of_day(attrs["MaintainStartTime"])
+        minute_of_day(attrs["MaintainEndTime"])
         return attrs
 
-    # --- protocol -------------------------------------------------------------------------------
-
-    def call(self, action: str, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
-        names = self.action_names
-        if action == names.list:
-            return self.describe_instances(params)
-        if action == names.attribute:
-            outer, inner = self.attribute_body
-            return {outer: {inner: [self._render(self._find(params), full=True)]}}
-        if action == names.versions:
-            return self.describe_versions(self._find(params))
-        if action == names.upgrade:
-            return self.upgrade(params)
-        raise InvalidActionNotFound()
+    # --- state ----------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         return {"instances": {iid: inst.snapshot() for iid, inst in self.instances.items()}}
@@ -138,53 +120,85 @@ class InstanceBackend:
             if iid in self.instances:
                 self.instances[iid].restore(saved)
 
-    def close(self) -> None:
-        """Nothing to release: the model holds no files or threads."""
+    # --- shared rules ---------------------------------------------------------------------------
 
-    # --- shared actions and helpers -------------------------------------------------------------
-
-    def describe_instances(self, params: dict[str, str]) -> dict[str, Any]:
-        number, size = page(params, default_size=30, max_size=self.max_page_size)
-        region = params.get("RegionId")
-        wanted = {i.strip() for i in params.get(self.list_ids_param, "").split(",") if i.strip()}
-        status = params.get(self.status_key)
-        wanted_attrs = {name: params[name] for name in self.list_filters if params.get(name)}
-        tags = tag_filters(params)
+    def list_instances(
+        self,
+        ids: set[str],
+        status: str | None,
+        attrs: dict[str, str],
+        tags: Iterable[tuple[str, str | None]],
+    ) -> list[Instance]:
+        """The instances matching every given filter (empty ids: any), in seed order, settled to now."""
         now = self.clock.now()
         selected = []
         for iid, inst in self.instances.items():
             inst.settle(now)
-            if region and inst.attrs["RegionId"] != region:
-                continue
-            if wanted and iid not in wanted:
+            if ids and iid not in ids:
                 continue
             if status and inst.status != status:
                 continue
-            if any(inst.attrs[name] != value for name, value in wanted_attrs.items()):
+            if any(inst.attrs[name] != value for name, value in attrs.items()):
                 continue
             if not matches_tags(inst.tags, tags):
                 continue
             selected.append(inst)
-        chunk = selected[(number - 1) * size : number * size]
-        outer, inner = self.list_body
-        return {
-            outer: {inner: [self._render(inst, full=False) for inst in chunk]},
-            "TotalCount": len(selected),
-            "PageNumber": number,
-            "PageSize": size,
-        }
+        return selected
 
-    def _find(self, params: dict[str, str]) -> Instance:
-        """The instance the request names (in its RegionId, if sent), settled to now."""
-        iid = require(params, self.id_param)
-        inst = self.instances.get(iid)
-        region = params.get("RegionId")
-        if inst is None or (region and inst.attrs["RegionId"] != region):
-            raise self.not_found()
-        inst.settle(self.clock.now())
+    def find_instance(self, instance_id: str) -> Instance | None:
+        """The instance of this account and region with that ID, settled to now; None if it has none."""
+        inst = self.instances.get(instance_id)
+        if inst is not None:
+            inst.settle(self.clock.now())
         return inst
 
-    def _render(self, inst: Instance, full: bool) -> dict[str, Any]:
-        attrs = dict(inst.attrs) if full else {k: inst.attrs[k] for k in self.list_keys if k in inst.attrs}
-        attrs["Tags"] = render_tags(inst.tags)
-        return attrs
+    def get_instance(self, instance_id: str) -> Instance:
+        """The instance with that ID, settled to now; the product's not-found error if it has none."""
+        inst = self.find_instance(instance_id)
+        if inst is None:
+            raise self.not_found()
+        return inst
+
+
+class InstanceBackends(BackendDict[_Backend]):
+    """A product's ``BackendDict`` made from the seed, with its ``--state`` snapshot and restore."""
+
+    def __init__(
+        self,
+        backend_cls: type[_Backend],
+        entries: list[dict[str, Any]],
+        default_account: str,
+        clock: Clock,
+        upgrade_seconds: float,
+    ) -> None:
+        self.backend_cls = backend_cls
+        self.clock = clock
+        self.upgrade_seconds = upgrade_seconds
+        self.seeded_at = clock.now()
+        self._entries: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for entry in entries:
+            attrs = backend_cls.seed_attrs(entry)  # a seed that contradicts itself fails here, at start
+            key = (str(entry.get("AccountId") or default_account), str(attrs["RegionId"]))
+            self._entries.setdefault(key, []).append(entry)
+        super().__init__(self._make, self._entries)
+
+    def _make(self, account_id: str, region: str) -> _Backend:
+        entries = self._entries.get((account_id, region), [])
+        return self.backend_cls(account_id, region, entries, self.clock, self.upgrade_seconds, self.seeded_at)
+
+    def reset(self) -> None:
+        """Back to the seed, as of now: a seeded running task starts over."""
+        self.seeded_at = self.clock.now()
+        super().reset()
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{account: {region: backend snapshot}}`` for every seeded or used backend."""
+        state: dict[str, Any] = {}
+        for account, region in self.keys():
+            state.setdefault(account, {})[region] = self.get(account, region).snapshot()
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for account, regions in state.items():
+            for region, saved in regions.items():
+                self.get(account, region).restore(saved)

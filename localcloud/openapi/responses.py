@@ -3,12 +3,14 @@
 One request, in order (each refusal is rendered as the gateway's JSON error and logged):
 
 1. parse the signature (ACS3-HMAC-SHA256 headers, or HMAC-SHA1 ``Signature`` query/form params);
-2. route by API version (``2015-01-01`` R-kvstore, ``2015-12-01`` Dds) and check the action exists;
+2. route by API version to a product's responses (each product's ``urls.py``: ``2015-01-01``
+   R-kvstore, ``2015-12-01`` Dds) and check the action exists;
 3. authenticate: known key, ±15 min timestamp (real wall clock), signature, STS token, fresh nonce;
 4. check the parameters against the official API metadata (``localcloud.apimeta.check_request``):
    required, type, enum, range; documented defaults filled in for the backend;
 5. ``cloud.faults.decide(product, action)``: latency, throttle, 5xx, drop or lost reply;
-6. ``backend.call(action, params, ctx)``, its body cut to the metadata's response fields
+6. ``handler.call(action, params, ctx)`` (the caller's own account, the region it calls), its body
+   cut to the metadata's response fields
    (``localcloud.apimeta.shape_response``), and reply ``{"RequestId", ...body}`` in one send.
 
 Example::
@@ -29,11 +31,12 @@ from typing import Any
 from aiohttp import web
 
 from localcloud import apimeta
-from localcloud.accounts import Accounts, TokenError
+from localcloud.accounts import Accounts, Credential, TokenError
 from localcloud.calls import Call
+from localcloud.dds import urls as dds_urls
 from localcloud.faults import FaultDecision
+from localcloud.kvstore import urls as kvstore_urls
 from localcloud.openapi.auth import V1_PROTOCOL_KEYS, NonceLedger, SignedRequest, parse_request
-from localcloud.openapi.backend import CallContext, OpenApiBackend
 from localcloud.openapi.errors import (
     ForbiddenRam,
     InternalError,
@@ -46,6 +49,7 @@ from localcloud.openapi.errors import (
     ServiceUnavailable,
     ThrottlingUser,
 )
+from localcloud.openapi.handler import ActionHandler, CallContext
 from localcloud.ram import resources
 from localcloud.ram.policy import ALLOW
 
@@ -54,7 +58,10 @@ log = logging.getLogger("localcloud.openapi")
 JSON_TYPE = "application/json;charset=utf-8"
 # Product names as the Recommend link of the real gateway spells them.
 RECOMMEND_PRODUCT = {"r-kvstore": "R-kvstore", "dds": "Dds"}
+# What routes where: each product's urls.py, by its API version.
+URLS = {urls.api_version: urls for urls in (kvstore_urls, dds_urls)}
 _nonces: weakref.WeakKeyDictionary[Any, NonceLedger] = weakref.WeakKeyDictionary()
+_handlers: weakref.WeakKeyDictionary[Any, dict[str, ActionHandler]] = weakref.WeakKeyDictionary()
 
 
 def _request_id() -> str:
@@ -63,15 +70,22 @@ def _request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _backends(cloud: Any) -> dict[str, OpenApiBackend]:
-    return {cloud.kvstore.version: cloud.kvstore, cloud.dds.version: cloud.dds}
+def _handlers_of(cloud: Any) -> dict[str, ActionHandler]:
+    """Each product's responses over this localcloud's state, by API version (made once per cloud)."""
+    handlers = _handlers.get(cloud)
+    if handlers is None:
+        handlers = _handlers[cloud] = {v: urls.response_class(cloud) for v, urls in URLS.items()}
+    return handlers
 
 
-def _region_from_host(host: str) -> str | None:
-    """``r-kvstore.cn-shanghai.aliyuncs.com`` -> ``cn-shanghai``; central or local hosts -> None."""
-    parts = host.split(":", 1)[0].split(".")
-    if len(parts) == 4 and parts[2:] == ["aliyuncs", "com"]:
-        return parts[1]
+def _region_from_host(version: str, host: str) -> str | None:
+    """The region a product host names (``r-kvstore.cn-shanghai.aliyuncs.com`` -> ``cn-shanghai``,
+    by the product's ``url_bases``); central or local hosts -> None."""
+    name = host.split(":", 1)[0]
+    for base in URLS[version].url_bases:
+        match = base.fullmatch(name)
+        if match:
+            return match.group("region")
     return None
 
 
@@ -143,7 +157,7 @@ class _Exchange:
         return web.Response(status=204)
 
 
-def _authenticate(cloud: Any, signed: SignedRequest, product: str, host: str) -> None:
+def _authenticate(cloud: Any, signed: SignedRequest, product: str, region: str | None) -> Credential:
     """Who is calling (key, time, signature, token, nonce), then whether RAM lets them (``localcloud.ram``)."""
     cred = cloud.accounts.lookup(signed.access_key_id)
     if cred is None:
@@ -161,13 +175,13 @@ def _authenticate(cloud: Any, signed: SignedRequest, product: str, host: str) ->
     # After the signature: a forged request must not be able to burn someone's nonce.
     ledger.use(signed.access_key_id, signed.nonce, now)
     if cred.role is not None:
-        region = signed.params.get("RegionId") or _region_from_host(host) or resources.DEFAULT_REGION
         action, resource = resources.openapi(
-            product, signed.action or "", signed.params, region, cred.account_id
+            product, signed.action or "", signed.params, region or resources.DEFAULT_REGION, cred.account_id
         )
         decision = cred.decide(action, resource)
         if decision != ALLOW:
             raise ForbiddenRam(action, cred.account_id, cred.role.name, decision)
+    return cred
 
 
 def _fault_error(decision: FaultDecision) -> OpenApiError | None:
@@ -191,20 +205,21 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         exchange.params = signed.params
         exchange.access_key_id = signed.access_key_id
         exchange.action = signed.action or ""
-        backend = _backends(cloud).get(signed.version or "")
-        if backend is None:
+        handler = _handlers_of(cloud).get(signed.version or "")
+        if handler is None:
             raise InvalidVersion() if signed.version else MissingParameter("Version")
-        exchange.product = backend.product
+        exchange.product = handler.product
         if not signed.action:
             raise MissingParameter("Action")
-        if signed.action not in backend.actions:
+        if signed.action not in handler.actions:
             raise InvalidActionNotFound()
-        _authenticate(cloud, signed, backend.product, exchange.host)
-        params = apimeta.check_request(backend.product, exchange.action, signed.params)
+        region = signed.params.get("RegionId") or _region_from_host(signed.version or "", exchange.host)
+        cred = _authenticate(cloud, signed, handler.product, region)
+        params = apimeta.check_request(handler.product, exchange.action, signed.params)
     except OpenApiError as error:
         return exchange.refuse(error)
 
-    decision = cloud.faults.decide(backend.product, exchange.action)
+    decision = cloud.faults.decide(handler.product, exchange.action)
     if decision.latency_ms:
         await asyncio.sleep(decision.latency_ms / 1000)
     if decision.drop:
@@ -214,21 +229,21 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         return exchange.refuse(injected, decision.name)
 
     ctx = CallContext(
-        account_id=cloud.accounts.lookup(signed.access_key_id).account_id,
+        account_id=cred.account_id,
         access_key_id=signed.access_key_id,
         request_id=exchange.request_id,
-        region_id=signed.params.get("RegionId") or _region_from_host(exchange.host),
+        region_id=region,
         host=exchange.host,
     )
     try:
-        result = backend.call(exchange.action, params, ctx)
+        result = handler.call(exchange.action, params, ctx)
     except OpenApiError as error:
         if decision.lost_reply:
             return exchange.hang_up(error.status, error.code, "lost_reply")
         return exchange.refuse(error)
     except Exception:
-        log.exception("%s %s failed (request %s)", backend.product, exchange.action, exchange.request_id)
+        log.exception("%s %s failed (request %s)", handler.product, exchange.action, exchange.request_id)
         return exchange.refuse(InternalError())
     if decision.lost_reply:
         return exchange.hang_up(200, None, "lost_reply")
-    return exchange.reply(apimeta.shape_response(backend.product, exchange.action, result), decision.name)
+    return exchange.reply(apimeta.shape_response(handler.product, exchange.action, result), decision.name)

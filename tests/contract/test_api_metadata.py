@@ -21,12 +21,15 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 
 from localcloud import apimeta
 from localcloud.cloud import Cloud
-from localcloud.openapi.backend import CallContext
-from tests.conftest import ACCOUNT_ID, AK_ID, ROOT
+from localcloud.dds.responses import DdsResponse
+from localcloud.kvstore.responses import KvstoreResponse
+from localcloud.openapi.handler import CallContext
+from tests.conftest import ACCOUNT_ID, AK_ID, ROOT, TEST_ACCOUNT
 from tests.contract.helpers import call_api, openapi_config, refused
 
 DDS_VERSION = "2015-12-01"
 SEED: dict[str, Any] = {
+    "accounts": [TEST_ACCOUNT],  # the instances' owner: the models are called as this account below
     "redis": [
         {"InstanceId": "r-bp1meta000000005", "RegionId": "cn-hangzhou", "EngineVersion": "5.0",
          "InstanceStatus": "Normal", "Tags": {"env": "prod"}},
@@ -308,10 +311,11 @@ def test_every_response_keeps_each_key_through_the_sdk_response_model(kvstore, d
 
 
 def backend_calls() -> list[tuple[Any, str, dict[str, str]]]:
-    """Each implemented action on each seeded instance, straight to the models (no gateway)."""
+    """Each implemented action on each seeded instance, straight to the responses (no gateway)."""
     cloud = Cloud(SEED, root=ROOT)
-    return [(cloud.kvstore, action, query) for action, query, _ in KVSTORE_CALLS] + [
-        (cloud.dds, action, query) for action, query, _ in DDS_CALLS
+    kvstore, dds = KvstoreResponse(cloud), DdsResponse(cloud)
+    return [(kvstore, action, query) for action, query, _ in KVSTORE_CALLS] + [
+        (dds, action, query) for action, query, _ in DDS_CALLS
     ]
 
 
@@ -371,6 +375,6 @@ def test_the_models_render_each_field_with_the_metadata_type():
 
 def test_every_implemented_action_has_metadata():
     cloud = Cloud(SEED, root=ROOT)
-    for backend in (cloud.kvstore, cloud.dds):
+    for backend in (KvstoreResponse(cloud), DdsResponse(cloud)):
         for action in backend.actions:
             assert apimeta.spec(backend.product, action).action == action

@@ -24,7 +24,7 @@ from aliyunsdkcore.acs_exception.exceptions import ServerException as CoreServer
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 
-from tests.conftest import AK_ID, AK_SECRET
+from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
 from tests.contract.helpers import KVSTORE_VERSION as KVSTORE
 from tests.contract.helpers import call_api, openapi_config
 
@@ -41,7 +41,8 @@ EXPIRED_STS = {
     "expiration": "2020-01-01T00:00:00Z",
 }
 SEED: dict[str, Any] = {
-    "accounts": [{"account_id": "2222333344445555", "access_key_id": "LTAI5tOtherKey0000001",
+    # Another key of the test account (whose AK_ID make_localcloud adds): both see its instances.
+    "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": "LTAI5tOtherKey0000001",
                   "access_key_secret": "other-secret", "sts": [STS, EXPIRED_STS]}],
     "redis": [{"InstanceId": "r-bp1sign000000001", "RegionId": "cn-hangzhou", "EngineVersion": "5.0",
                "InstanceStatus": "Normal", "NodeType": "double", "Tags": {"env": "dev"}}],
