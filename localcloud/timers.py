@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from localcloud.fc import errors as fc_errors
+from localcloud.fc import exceptions as fc_exceptions
 
 MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -251,7 +251,7 @@ def _parse_timer(raw: dict[str, Any], cloud: Any, now: float) -> Timer:
         raise ValueError(f"timers[{raw['name']!r}]: function must be 'service/function'")
     try:
         cloud.fc.function(service, function)
-    except fc_errors.FcApiError:
+    except fc_exceptions.FcApiError:
         raise ValueError(f"timers[{raw['name']!r}]: no function {raw['function']!r} in the seed") from None
     try:
         schedule = CronSchedule.parse(str(raw["cron"]))
@@ -349,7 +349,7 @@ class Timers:
             self._wake.clear()  # before firing: a wake-up from now on is for the sleep below
             try:
                 self._fire_due()
-            except fc_errors.FcApiError:  # FC is closing: nothing left to invoke
+            except fc_exceptions.FcApiError:  # FC is closing: nothing left to invoke
                 return
             with self._lock:
                 due = [t.next_at for t in self.timers if t.enabled]
