@@ -46,9 +46,10 @@ class RedeliveryNeeded(RuntimeError):
     The messages that are done answer again from idempotency, under the same message ids."""
 
 
-# A message is started only with this much of the invocation left: one upgrade's calls and retries
-# fit in it, so FC never kills a message half-way (its lock would hold until the deadline). The
-# messages left are put back for later (#12.9).
+# A message after the first is started only with this much of the invocation left: one upgrade's
+# calls and retries fit in it, so FC never kills a message half-way (its lock would hold until the
+# deadline). The messages left are put back for later (#12.9). The first always runs: the platform
+# invoked the function for it, and its cloud calls and retries stop before the deadline themselves.
 MESSAGE_RESERVE_SECONDS = 30
 # How often a batch message is put back on the rollout topic before its delivery is failed instead
 # (the platform's redelivery backs off; a re-publish comes back at once).
@@ -149,7 +150,7 @@ def run_rollout(
     results: list[dict[str, Any]] = []
     failures: list[tuple[QueueMessage, str]] = []
     for index, message in enumerate(messages):
-        if context.remaining_seconds() < MESSAGE_RESERVE_SECONDS:
+        if index and context.remaining_seconds() < MESSAGE_RESERVE_SECONDS:
             failures.extend((left, "deadline") for left in messages[index:])
             logger.warning("batch out of time", extra={"left": len(messages) - index})
             break
