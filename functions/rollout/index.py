@@ -1,9 +1,12 @@
 """Rollout function: one upgrade per message, from the rollout topic, an EventBridge MNS-queue
 trigger or the scheduler's async fan-out (shapes in ``dbupgrade.triggers.queue``).
 
-A bad message gets its own rejected outcome and never fails its neighbours. When the store is
-down the invocation fails (``StoreUnavailable``) before any upgrade call, so FC / MNS redeliver;
-message ids key idempotency, so a redelivered message is never submitted twice.
+Every message of a batch runs; a bad one gets its own rejected outcome and never fails its
+neighbours. The reply lists per-message failures as ``batchItemFailures`` (in flight elsewhere,
+failed transiently, or left when the invocation's time ran short); those come back: put back on the
+rollout topic, or the invocation fails (``RedeliveryNeeded``) so FC / MNS / EventBridge redeliver.
+When the store is down the invocation fails (``StoreUnavailable``) before any upgrade call; message
+ids key idempotency, so a redelivered message is never submitted twice.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from dbupgrade.triggers.runs import MessageInFlight
+from dbupgrade.triggers.runs import RedeliveryNeeded
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.app import WebhookApp
 
@@ -119,7 +119,7 @@ def test_a_rollout_message_found_in_flight_fails_the_invocation_for_redelivery(w
     first.start()
     time.sleep(0.3)
 
-    with pytest.raises(MessageInFlight):  # MNS delivered the same message twice at once
+    with pytest.raises(RedeliveryNeeded):  # MNS delivered the same message twice at once
         rollout.handler(event, fc_context("rollout", 60))
     first.join()
     assert len(world.processed_upgrades()) == 1

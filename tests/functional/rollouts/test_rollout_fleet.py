@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from dbupgrade.cli.commands import cli
 from dbupgrade.context import adapt_context
 from dbupgrade.rollouts import RolloutSpec, advance_all, parse_waves, validate_targets
-from dbupgrade.rollouts.model import MAX_RELEASES
+from dbupgrade.rollouts.model import MAX_BUSY_RELEASES, MAX_RELEASES
 from dbupgrade.triggers import fanout_payload, parse_rollout_event
 from dbupgrade.triggers.runs import run_rollout
 from dbupgrade.usecase import Upgrader
@@ -308,6 +308,30 @@ def test_a_busy_instance_is_released_again_without_spending_the_budget(
     failed = [n for n in fleet.notifications() if n["event"] == "upgrade.failed"]
     assert sorted(n["instance_id"] for n in failed) == ids
     assert {n["reason"] for n in failed} == {"instance_busy"}
+
+
+def test_a_target_busy_on_every_release_is_deferred_and_the_rollout_completes(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    ids = [f"r-longtask{n:05d}" for n in range(2)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    busy = {"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "error_rate": 1.0,
+            "error_code": "OperationDenied.DBInstanceStatus", "error_status": 403}  # fmt: skip
+    fleet.post("/_localcloud/faults", {"rules": [busy]})
+    fleet.rollouts.start(spec("longtask", targets_for(ids), "100%", max_errors=0))
+
+    status = fleet.run_until_ended("longtask")
+
+    assert (status["status"], status["counts"], status["errors"]) == ("completed", {"deferred": 2}, 0)
+    assert status["reason"] == "completed with 2 deferred: re-run them"
+    assert status["failures"] == []
+    assert {(d["instance_id"], d["reason"]) for d in status["deferred"]} == {
+        (i, "instance_busy") for i in ids
+    }
+    assert all(f"after {MAX_BUSY_RELEASES} tries" in d["message"] for d in status["deferred"])
+    assert fleet.upgrade_calls() == {}
+    [summary] = [n for n in fleet.notifications() if n["event"] == "rollout.completed"]
+    assert summary["counts"] == {"deferred": 2} and summary["errors"] == 0
 
 
 def test_an_unknown_access_key_halts_the_rollout_at_once_without_spending_the_budget(

@@ -1,10 +1,12 @@
 """Every control-plane call, through tea-openapi's generic ``call_api`` (ACS3 signing, no product SDK).
 
 ``CloudApi.call`` makes one attempt and maps whatever went wrong to ``CloudError``;
-``CloudApi.call_with_retries`` retries what is safe to retry (throttling, 5xx, connection failures
-before the request was sent) with capped exponential backoff and full jitter, inside the
-invocation's remaining time. An ambiguous failure (the request may have been processed) is never
-retried here: the caller must look before it resubmits.
+``CloudApi.call_with_retries`` retries what is safe to retry (throttling, 5xx, connection failures)
+with capped exponential backoff and full jitter, inside the invocation's remaining time. An
+ambiguous failure (a lost reply, a read timeout: the request may have been processed) is retried
+only for a call that reads (``resendable``): describing twice changes nothing. The upgrade call is
+the one that writes; its ambiguous failure is raised at once and the caller looks before it
+resubmits.
 
 Retries live here rather than in ``Config.retry_options`` because tea-openapi 0.4.x would also
 retry an ambiguous upgrade call blindly and knows nothing of the FC deadline. A hand-written loop
@@ -97,6 +99,18 @@ NOT_SENT_MARKERS = (
 )
 DEFAULT_READ_TIMEOUT_MS = 10_000
 DEFAULT_CONNECT_TIMEOUT_MS = 5_000
+
+
+def resendable(engine: Engine, action: str) -> bool:
+    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
+    reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
+    harmless. The one place that tells reads from the write.
+
+    >>> from dbupgrade.engines import REDIS
+    >>> resendable(REDIS, "DescribeInstanceAttribute"), resendable(REDIS, "ModifyInstanceMajorVersion")
+    (True, False)
+    """
+    return action != engine.upgrade_action
 
 
 class CloudError(Exception):
@@ -384,14 +398,15 @@ class CloudApi:
     ) -> dict[str, Any]:
         """``call`` again after transient refusals until it answers, refuses for good or time runs out.
 
-        An ambiguous failure is raised at once: resending might do the thing twice.
+        An ambiguous failure of the upgrade call is raised at once: resending might upgrade twice.
+        A read's lost reply or timeout is retried like any transient failure.
         """
         attempt = 0
         while True:
             try:
                 return self.call(engine, region, action, params, credentials, deadline=deadline)
             except CloudError as error:
-                if error.ambiguous or not error.transient:
+                if (error.ambiguous and not resendable(engine, action)) or not error.transient:
                     raise
                 attempt += 1
                 limit = self.retry.busy_attempts if error.busy else self.retry.max_attempts

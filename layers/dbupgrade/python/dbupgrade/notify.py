@@ -6,7 +6,7 @@ names like ``upgrade.in_progress`` are longer, so the tag is the event name with
 ``event`` keeps the full name.
 
 A publish is tried a few times; when it still fails the message goes to the store's outbox and
-``Upgrader.drain_outbox`` delivers it later (every run starts by draining), so an outcome is never
+``Upgrader.drain_outbox`` delivers it later (the tracker drains it every tick), so an outcome is never
 lost and never notified twice by the same run.
 
 ``publish`` answers a ``Delivery``: ``DELIVERED``; ``RETRY`` (throttled, 5xx, the network, a

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +38,29 @@ OUTBOX = PREFIX + "outbox"
 # follows, kept with the latest outcome in the same transaction so it never has to scan the fleet.
 IN_FLIGHT = PREFIX + "in_flight"
 OUTBOX_LOCK = PREFIX + "outbox:lock"
-OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
+# The entry a drainer has taken off the outbox and is publishing: at most one at a time.
+OUTBOX_CLAIMED = PREFIX + "outbox:claimed"
+# Longer than one entry's publish takes (its attempts and their timeouts); renewed before each entry,
+# so a crashed drainer frees it this soon and a live one never loses it.
+OUTBOX_LOCK_SECONDS = 30
+# Take the oldest entry off the outbox onto the claimed list, atomically (any Redis >= 2.6; LMOVE
+# would need 6.2). Returns it, or nil when the outbox is empty.
+_CLAIM = """
+local entry = redis.call('LPOP', KEYS[1])
+if entry then redis.call('RPUSH', KEYS[2], entry) end
+return entry
+"""
+# Put claimed entries back at the head of the outbox, oldest first (a drain that failed or died).
+_UNCLAIM = """
+local entry = redis.call('RPOP', KEYS[2])
+local moved = 0
+while entry do
+  redis.call('LPUSH', KEYS[1], entry)
+  moved = moved + 1
+  entry = redis.call('RPOP', KEYS[2])
+end
+return moved
+"""
 # Notifications MNS refused for good (notify.Delivery.REFUSED), kept for an operator to read; the
 # newest SET_ASIDE_MAX only, so a flood of bad entries cannot grow the store without end.
 SET_ASIDE = PREFIX + "outbox:set_aside"
@@ -53,7 +75,7 @@ class Store(Protocol):
     def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]: ...
     def outbox_add(self, entry: dict[str, Any]) -> None: ...
     def outbox_size(self) -> int: ...
-    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int: ...
+    def drain(self, deliver: Callable[[dict[str, Any]], bool], *, deadline: float, limit: int) -> int: ...
     def set_aside(self, entry: dict[str, Any], reason: str) -> int: ...
     def set_aside_size(self) -> int: ...
 
@@ -101,33 +123,57 @@ class RedisStore:
             self.redis.rpush(OUTBOX, json.dumps(entry, sort_keys=True))
 
     def outbox_size(self) -> int:
+        """Entries waiting, the one being published included; one round trip (the store's probe)."""
         with redis_errors():
-            return int(self.redis.llen(OUTBOX))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(OUTBOX)
+            pipe.llen(OUTBOX_CLAIMED)
+            waiting, claimed = pipe.execute()
+        return int(waiting) + int(claimed)
 
-    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
-        """Deliver outbox entries oldest first; stops at the first failure. Returns how many left.
+    def drain(self, deliver: Callable[[dict[str, Any]], bool], *, deadline: float, limit: int) -> int:
+        """Deliver up to ``limit`` outbox entries, oldest first, until ``deadline`` (time.monotonic())
+        or the first failed delivery; returns how many were delivered.
 
-        A lock keeps concurrent drainers from publishing the same entry twice; an entry is removed
-        only after ``deliver`` succeeded, so a crash mid-drain re-delivers (at least once).
+        One drainer at a time (a redis-py ``Lock``, renewed before each entry). Each entry is claimed
+        (moved to a claimed list) before ``deliver`` and removed from it only after ``deliver``
+        succeeded, so no entry is published twice while drainers live; a failed delivery puts it
+        back at the head. A drainer that dies mid-publish leaves its one claimed entry behind: the
+        next drainer puts it back and publishes it again (at least once, never more than that
+        in-flight entry). Another drainer holding the lock: returns 0 at once.
         """
-        token = uuid.uuid4().hex
+        from redis.exceptions import LockError
+
         with redis_errors():
-            if not self.redis.set(OUTBOX_LOCK, token, nx=True, ex=OUTBOX_LOCK_SECONDS):
+            lock = self.redis.lock(OUTBOX_LOCK, timeout=OUTBOX_LOCK_SECONDS, blocking=False)
+            if not lock.acquire():
                 return 0
         delivered = 0
         try:
             with redis_errors():
-                raws = self.redis.lrange(OUTBOX, 0, -1)
-            for raw in raws:
-                if not deliver(json.loads(raw)):
+                # Whatever is claimed now was claimed by a drainer that died: back in line first.
+                self.redis.eval(_UNCLAIM, 2, OUTBOX, OUTBOX_CLAIMED)
+            while delivered < limit and time.monotonic() < deadline:
+                try:
+                    with redis_errors():
+                        lock.reacquire()
+                except LockError:  # held past its timeout (a publish hung): another drainer may own it
                     break
                 with redis_errors():
-                    self.redis.lrem(OUTBOX, 1, raw)
+                    raw = self.redis.eval(_CLAIM, 2, OUTBOX, OUTBOX_CLAIMED)
+                if raw is None:
+                    break
+                if not deliver(json.loads(raw)):
+                    with redis_errors():
+                        self.redis.eval(_UNCLAIM, 2, OUTBOX, OUTBOX_CLAIMED)
+                    break
+                with redis_errors():
+                    self.redis.lrem(OUTBOX_CLAIMED, 1, raw)
                 delivered += 1
         finally:
             with redis_errors():
-                if self.redis.get(OUTBOX_LOCK) in (token, token.encode()):
-                    self.redis.delete(OUTBOX_LOCK)
+                if lock.owned():
+                    lock.release()
         return delivered
 
     def set_aside(self, entry: dict[str, Any], reason: str) -> int:
@@ -185,10 +231,15 @@ class MemoryStore:
     def set_aside_size(self) -> int:
         return len(self._set_aside)
 
-    def drain(self, deliver: Callable[[dict[str, Any]], bool]) -> int:
+    def drain(self, deliver: Callable[[dict[str, Any]], bool], *, deadline: float, limit: int) -> int:
         delivered = 0
         with self._lock:
-            while self._outbox and deliver(self._outbox[0]):
+            while (
+                self._outbox
+                and delivered < limit
+                and time.monotonic() < deadline
+                and deliver(self._outbox[0])
+            ):
                 self._outbox.pop(0)
                 delivered += 1
         return delivered

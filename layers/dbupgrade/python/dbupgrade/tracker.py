@@ -21,8 +21,10 @@ or ``scheduled`` — and records and notifies the transition it finds:
 Each instance is checked under a short lock in the store and its latest outcome is re-read under
 that lock, so overlapping ticks (a slow tick, an FC retry) record and notify a transition once.
 
-A tick also delivers the notification outbox and advances every active rollout (releasing the next
-wave once the previous one is over).
+A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
+and advances every active rollout (releasing the next wave once the previous one is over). The drain
+goes first, in batches, and stops ``OUTBOX_RESERVE_SECONDS`` before the invocation's deadline so the
+checks and the rollouts keep their time; what it leaves waits for the next tick, in order.
 
 "Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
 ``dbupgrade local up`` the emulated clock that fires the timer.
@@ -30,7 +32,7 @@ wave once the previous one is over).
 Example::
 
     tracker = Tracker(Upgrader.from_env())
-    summary = tracker.tick(context)      # {"checked": 12, "transitions": [...], "drained": 0, ...}
+    summary = tracker.tick(context)   # {"checked": 12, "transitions": [...], "drained": 0, "outbox_left": 0, ...}
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ READ_BATCH = 500  # latest outcomes read per MGET
 LOCK_MARGIN_SECONDS = 30
 # Left of the invocation for advancing the rollouts: checks stop this long before the deadline.
 ROLLOUT_RESERVE_SECONDS = 60
+# Left of the invocation for the checks and the rollouts: the outbox drain stops this long before it.
+OUTBOX_RESERVE_SECONDS = ROLLOUT_RESERVE_SECONDS + 60
 HISTORY_SCAN = 20  # outcomes looked through for the submission behind an in-flight one
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -156,7 +160,7 @@ class Tracker:
         ctx = adapt_context(context)
         bind_invocation(ctx)
         now = now or clock.utcnow()
-        drained = self.upgrader.drain_outbox(ctx)
+        drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
         transitions: list[dict[str, Any]] = []
         watched = list(self.in_flight())
         # A tick cut short by its deadline leaves a different remainder to the next one.
@@ -178,6 +182,7 @@ class Tracker:
             "unchecked": len(watched) - checked,
             "transitions": transitions,
             "drained": drained,
+            "outbox_left": self.upgrader.store.outbox_size(),
             "notifications_set_aside": self.upgrader.store.set_aside_size(),
             "rollouts": rollouts,
         }

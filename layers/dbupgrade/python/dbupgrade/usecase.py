@@ -42,6 +42,7 @@ from dbupgrade.store import Store, open_store
 # (MessageRetentionPeriod max 604800 s), the longest a redelivery of the same request can arrive.
 IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 RECONCILE_ROUNDS = 3  # resubmissions after an ambiguous failure proved the first did not land
+OUTBOX_BATCH = 100  # outbox entries one claim-and-publish pass takes before looking at the clock again
 
 
 class _Unremembered(Exception):
@@ -136,7 +137,7 @@ class Upgrader:
         ctx = adapt_context(context)
         bind_invocation(ctx)
         bind_request(request.instance_id, request.ticket_id)
-        self._drain(ctx)  # also proves the store is up before any cloud call (fail closed)
+        self._probe_store()  # before any cloud call (fail closed)
         try:
             request = self._revalidate(request)
         except InvalidRequest as error:
@@ -198,7 +199,7 @@ class Upgrader:
         if given is not None and instance_id is None and error.field != "instance_id":
             message += f" (instance_id {shown(given)} is not a valid instance ID either)"
         bind_request(instance_id, _short_text(raw.get("ticket_id")))
-        self._drain(ctx)
+        self._probe_store()
         outcome = Outcome(
             status="rejected",
             instance_id=instance_id or "unknown",
@@ -226,10 +227,15 @@ class Upgrader:
         """Record and notify an outcome decided outside ``run`` (the tracker, rollouts)."""
         return self._finish(outcome, context=adapt_context(context))
 
-    def drain_outbox(self, context: Any = None) -> int:
-        """Publish notifications an earlier run could not; returns how many were delivered."""
+    def drain_outbox(self, context: Any = None, *, deadline: float | None = None) -> int:
+        """Publish notifications an earlier run could not, in batches of ``OUTBOX_BATCH``, until the
+        outbox is empty, a publish fails (MNS is still down: the next drain tries again) or
+        ``deadline`` (time.monotonic(); default: the invocation's) passes. Returns how many were
+        delivered; what is left stays in the outbox, in order. The tracker calls it once a tick.
+        """
         ctx = adapt_context(context)
         credentials = self._notify_credentials(ctx)
+        until = ctx.deadline if deadline is None else deadline
 
         def deliver(entry: dict[str, Any]) -> bool:
             result = self.notifier.publish(entry["message"], credentials=credentials, context=ctx)
@@ -243,7 +249,12 @@ class Upgrader:
                 return True
             return bool(result)
 
-        delivered = self.store.drain(deliver)
+        delivered = 0
+        while time.monotonic() < until:
+            batch = self.store.drain(deliver, deadline=until, limit=OUTBOX_BATCH)
+            delivered += batch
+            if batch < OUTBOX_BATCH:
+                break  # empty, a failed publish, another drainer or the deadline
         if delivered:
             logger.info("outbox drained", extra={"delivered": delivered})
         return delivered
@@ -677,17 +688,13 @@ class Upgrader:
         register_secret(found.security_token)
         return Credentials(found.access_key_id, found.access_key_secret, found.security_token)
 
-    def _drain(self, ctx: InvocationContext) -> None:
-        """Deliver parked notifications; a down store raises StoreUnavailable (its outbox length is
-        the one round trip that proves it up), the rest is best-effort."""
-        if self.store.outbox_size() == 0:
-            return
-        try:
-            self.drain_outbox(ctx)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # a drain must never cost the request its run
-            logger.warning("outbox drain failed", extra={"error": type(exc).__name__})
+    def _probe_store(self) -> None:
+        """One round trip that proves the store up (StoreUnavailable if not) before any cloud call.
+
+        Delivering the outbox is the tracker's job, off the request's path: a request never waits
+        for old notifications to be published.
+        """
+        self.store.outbox_size()
 
     def _list_instances(
         self,

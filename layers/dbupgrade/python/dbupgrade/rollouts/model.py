@@ -3,7 +3,9 @@
 Target states, in order of life::
 
     pending --release--> dispatched --outcome--> submitted --describe/tracker--> completed | failed | stuck
-    pending <-- failed for now (retries exhausted, instance busy), released fewer than MAX_RELEASES times --/
+    pending <-- failed for now (retries exhausted), released fewer than MAX_RELEASES times --/
+    pending <-- the instance busy with another task, released fewer than MAX_BUSY_RELEASES times --/
+    deferred <-- still busy after MAX_BUSY_RELEASES releases: not an error; an operator re-runs it --/
     pending <-- failed on configuration (a wrong key, a missing permission): the rollout halts --/
                                     \\--outcome--> noop | rejected | failed | deferred          (terminal)
     pending --halt/cancel--> halted                                                        (terminal)
@@ -27,9 +29,15 @@ from dbupgrade.model import InvalidRequest
 # A message whose upgrade kept failing transiently (throttling, 5xx, network) within its invocation
 # is released again on the next round - the tracker's minute is the back-off - this many times in all.
 MAX_RELEASES = 3
+# An instance busy with another task (a backup, a spec change) is "try again later", never an error:
+# it is released again on later rounds, this many times in all (about as many minutes), then ends
+# ``deferred`` so the rollout can still end. Such a task takes minutes (assumption: no source gives
+# the length of a backup or a spec change; ten tracker minutes cover the common ones).
+MAX_BUSY_RELEASES = 10
 TERMINAL_STATES = frozenset({"completed", "noop", "rejected", "failed", "stuck", "deferred", "halted"})
-# What spends the error budget: the target was meant to move and did not.
-ERROR_STATES = frozenset({"rejected", "failed", "stuck", "deferred"})
+# What spends the error budget: the target was meant to move and did not. ``deferred`` does not: the
+# target was not tried for good (busy past its releases, or outside DBUPGRADE_WINDOW) - re-run it.
+ERROR_STATES = frozenset({"rejected", "failed", "stuck"})
 IN_FLIGHT_STATES = frozenset({"dispatched", "submitted"})
 STATES = ("pending", "dispatched", "submitted", *sorted(TERMINAL_STATES))
 # The use case's (and the tracker's) outcome status -> the target's state in the rollout.

@@ -31,6 +31,7 @@ from dbupgrade.model import Outcome, Status
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
+    MAX_BUSY_RELEASES,
     MAX_RELEASES,
     OUTCOME_STATES,
     RolloutMeta,
@@ -44,7 +45,8 @@ from dbupgrade.triggers.fanout import fanout_payload
 from dbupgrade.usecase import Upgrader
 
 HALTED: Status = "halted"
-TRANSIENT_REASONS = frozenset({"retries_exhausted", "instance_busy"})
+BUSY_REASON = "instance_busy"
+TRANSIENT_REASONS = frozenset({"retries_exhausted", BUSY_REASON})
 DESCRIBE_CONCURRENCY = 8
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
@@ -109,6 +111,9 @@ class Rollouts:
                     changed += self._halt_pending(spec, states, "error_budget", meta.reason)
                 elif all(s.terminal for s in states.values()):
                     meta.status = "completed"
+                    deferred = sum(s.state == "deferred" for s in states.values())
+                    if deferred:
+                        meta.reason = f"completed with {deferred} deferred: re-run them"
                 else:
                     changed += self._release(spec, meta, states)
             self._end_if_settled(spec, meta, states)
@@ -194,12 +199,23 @@ class Rollouts:
                 misconfigured.append(outcome.message or outcome.code or "configuration error")
                 changed.append(state)
                 continue
-            if _transient(outcome) and state.releases < MAX_RELEASES:
+            if _transient(outcome) and state.releases < _release_limit(outcome):
                 state.state, state.code, state.reason = "pending", outcome.code, outcome.reason
                 state.message = (
                     f"release {state.releases} failed for now ({outcome.message or outcome.code}); "
                     "releasing again"
                 )
+                changed.append(state)
+                continue
+            if _busy(outcome):
+                # Still busy after every release: not this target's error, and not worth holding
+                # the rollout for. It ends deferred; the status lists it to be re-run.
+                state.state, state.code, state.reason = "deferred", outcome.code, outcome.reason
+                state.message = (
+                    f"still busy with another task after {state.releases} tries ({outcome.code}); "
+                    "re-run it once that task is over"
+                )
+                self._done(state, meta)
                 changed.append(state)
                 continue
             new_state = OUTCOME_STATES.get(outcome.status, "failed")
@@ -390,6 +406,15 @@ def _transient(outcome: Outcome) -> bool:
     """Failed for now, not for good: throttled / 5xx / network past the retries, or the instance busy
     with another task. Released again on a later round; not an error while releases remain."""
     return outcome.status == "failed" and outcome.reason in TRANSIENT_REASONS
+
+
+def _busy(outcome: Outcome) -> bool:
+    return outcome.status == "failed" and outcome.reason == BUSY_REASON
+
+
+def _release_limit(outcome: Outcome) -> int:
+    """How many releases a target failing this way gets: more while busy (never an error)."""
+    return MAX_BUSY_RELEASES if _busy(outcome) else MAX_RELEASES
 
 
 def _misconfigured(outcome: Outcome) -> bool:

@@ -83,6 +83,12 @@ def summarize(
             for s in ordered
             if s.state in ERROR_STATES
         ],
+        # Not errors: targets not tried for good (busy past their releases, outside the window).
+        "deferred": [
+            {"instance_id": s.instance_id, "code": s.code, "reason": s.reason, "message": s.message}
+            for s in ordered
+            if s.state == "deferred"
+        ],
     }
 
 

@@ -37,6 +37,7 @@ class QueueMessage:
     data: dict[str, Any] | None = None
     error: InvalidRequest | None = None
     rollout_id: str | None = None
+    requeued: int = 0  # times the rollout function put it back on the rollout topic
 
     @property
     def ok(self) -> bool:
@@ -123,7 +124,15 @@ def _fanout(envelope: dict[str, Any], text: str, shape: Shape = "async-fanout") 
     if not isinstance(upgrade, dict):
         error = InvalidRequest("upgrade", "must be an object")
         return QueueMessage(shape, delivery_id, excerpt(text), error=error, rollout_id=rollout_id)
-    return QueueMessage(shape, delivery_id, excerpt(text), data=dict(upgrade), rollout_id=rollout_id)
+    requeued = envelope.get("requeued")
+    return QueueMessage(
+        shape,
+        delivery_id,
+        excerpt(text),
+        data=dict(upgrade),
+        rollout_id=rollout_id,
+        requeued=requeued if isinstance(requeued, int) and not isinstance(requeued, bool) else 0,
+    )
 
 
 def _with_body(shape: Shape, message_id: str | None, body: Any, field: str) -> QueueMessage:

@@ -4,15 +4,17 @@ Kept in the layer (not in ``functions/``) so the handlers stay a few lines of de
 
 - ``run_timer``: resolve the plan's targets (explicit list and/or fleet selector), validate each,
   run them inline when few, else fan out one message per target to the rollout function.
-- ``run_rollout``: one outcome per message; a bad message is rejected alone; a down store raises
-  ``StoreUnavailable`` so the platform redelivers the whole delivery (already-done messages are
-  idempotent by their delivery id).
+- ``run_rollout``: every message of a delivery, one outcome each; a bad message is rejected alone; a
+  down store raises ``StoreUnavailable`` so the platform redelivers the whole delivery (already-done
+  messages are idempotent by their delivery id). Per-message failures are reported the way
+  Powertools' batch processor does (``batchItemFailures``) and made to come back (see
+  ``run_rollout``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,9 +40,22 @@ class FanOutIncomplete(RuntimeError):
     """
 
 
-class MessageInFlight(RuntimeError):
-    """A message's lock is held by another invocation, or by one that died with the outcome
-    unrecorded (the store went down mid-request): fail so MNS redelivers after the lock expires."""
+class RedeliveryNeeded(RuntimeError):
+    """Messages of this delivery must come back and could not be put back on the rollout topic: the
+    invocation fails so the platform redelivers (MNS push retry, EventBridge retry, FC async retry).
+    The messages that are done answer again from idempotency, under the same message ids."""
+
+
+# A message after the first is started only with this much of the invocation left: one upgrade's
+# calls and retries fit in it, so FC never kills a message half-way (its lock would hold until the
+# deadline). The messages left are put back for later (#12.9). The first always runs: the platform
+# invoked the function for it, and its cloud calls and retries stop before the deadline themselves.
+MESSAGE_RESERVE_SECONDS = 30
+# How often a batch message is put back on the rollout topic before its delivery is failed instead
+# (the platform's redelivery backs off; a re-publish comes back at once).
+MAX_REQUEUES = 3
+# Outcomes that say "not now" rather than anything about the request: the message comes back.
+TRANSIENT_REASONS = frozenset({"retries_exhausted", "instance_busy"})
 
 
 def outcome_summary(outcome: Outcome) -> dict[str, Any]:
@@ -118,20 +133,113 @@ def run_timer(plan: TimerPlan, upgrader: Upgrader, context: InvocationContext) -
 
 
 def run_rollout(
-    messages: Iterable[QueueMessage], upgrader: Upgrader, context: InvocationContext
+    messages: Sequence[QueueMessage], upgrader: Upgrader, context: InvocationContext
 ) -> dict[str, Any]:
-    """One outcome per message; returns the invocation's JSON summary."""
-    results = []
-    for message in messages:
+    """Every message of the delivery, one outcome each; returns the invocation's JSON summary.
+
+    One message never stops its neighbours. A message found in flight (another invocation holds it),
+    one that failed transiently (throttling, 5xx, network, a busy instance) and those left when the
+    invocation's time ran short are the delivery's failures, listed as Powertools' batch processor
+    lists them (``batchItemFailures``). No Function Compute trigger understands a partial reply, so
+    they are made to come back here: a delivery of one message fails (``RedeliveryNeeded``) and the
+    platform redelivers it; in a batch, each is put back on the rollout topic under its own delivery
+    id (idempotency stays keyed on it) so its done neighbours are not run again. A transient failure
+    of a message released by a rollout comes back through the rollout instead (it releases the target
+    again on the tracker's next round), so the two never run side by side.
+    """
+    results: list[dict[str, Any]] = []
+    failures: list[tuple[QueueMessage, str]] = []
+    for index, message in enumerate(messages):
+        if index and context.remaining_seconds() < MESSAGE_RESERVE_SECONDS:
+            failures.extend((left, "deadline") for left in messages[index:])
+            logger.warning("batch out of time", extra={"left": len(messages) - index})
+            break
         outcome = _run_message(message, upgrader, context)
         results.append({"message_id": message.message_id, **outcome_summary(outcome)})
-    summary = {
-        "messages": len(results),
+        reason = _comes_back(message, outcome, upgrader)
+        if reason is not None:
+            failures.append((message, reason))
+    summary: dict[str, Any] = {
+        "messages": len(messages),
         "counts": dict(Counter(result["status"] for result in results)),
         "outcomes": results,
+        "batchItemFailures": [
+            {"itemIdentifier": message.message_id, "reason": reason} for message, reason in failures
+        ],
     }
-    logger.info("rollout done", extra={"counts": summary["counts"], "messages": len(results)})
+    logger.info(
+        "rollout done",
+        extra={"counts": summary["counts"], "messages": len(messages), "failures": len(failures)},
+    )
+    if failures:
+        summary["requeued"] = _put_back(messages, failures, upgrader, context)
     return summary
+
+
+def _comes_back(message: QueueMessage, outcome: Outcome, upgrader: Upgrader) -> str | None:
+    """Why the message must be run again later, or None when its outcome is its last word."""
+    if outcome.reason == "duplicate_in_flight":
+        return "in_flight"
+    if outcome.status != "failed" or outcome.reason not in TRANSIENT_REASONS:
+        return None
+    if message.rollout_id is not None and upgrader.store.redis is not None:
+        from dbupgrade.rollouts.state import RolloutRepository  # only rollout messages pay for it
+
+        if RolloutRepository(upgrader.store.redis).spec(message.rollout_id) is not None:
+            return None  # the rollout releases it again on its next round
+    return "transient"
+
+
+def _put_back(
+    messages: Sequence[QueueMessage],
+    failures: list[tuple[QueueMessage, str]],
+    upgrader: Upgrader,
+    context: InvocationContext,
+) -> list[str]:
+    """Put the failed messages of a batch back on the rollout topic; the delivery fails (and the
+    platform redelivers it) when they cannot all be put back. Returns the ids put back."""
+    ids = ", ".join(str(message.message_id) for message, _ in failures)
+    if len(messages) == 1:
+        raise RedeliveryNeeded(f"message {ids} must come back ({failures[0][1]}); redeliver it")
+    credentials = upgrader.cloud.credentials(context.credentials)
+    unsendable = [
+        message
+        for message, _ in failures
+        if message.data is None or message.message_id is None or message.requeued >= MAX_REQUEUES
+    ]
+    if unsendable or credentials is None or not upgrader.config.rollout_queue:
+        raise RedeliveryNeeded(
+            f"{len(failures)} of {len(messages)} messages must come back ({ids}) and cannot be put back "
+            "on DBUPGRADE_ROLLOUT_QUEUE; redeliver the delivery"
+        )
+    payloads = [
+        (
+            str(message.message_id),
+            str(message.data.get("instance_id")) if message.data else "",
+            fanout_payload(
+                message.data or {},
+                rollout_id=message.rollout_id,
+                delivery_id=str(message.message_id),
+                requeued=message.requeued + 1,
+            ),
+        )
+        for message, _ in failures
+    ]
+    sent = dispatch.send_to_topic(
+        payloads,
+        config=upgrader.config,
+        context=context,
+        credentials=credentials,
+        mns_endpoint=upgrader.notifier.endpoint(context),
+    )
+    unsent = [result for result in sent if not result.sent]
+    if unsent:
+        raise RedeliveryNeeded(
+            f"{len(unsent)} of {len(failures)} messages that must come back were not put back "
+            f"(first: {unsent[0].error}); redeliver the delivery"
+        )
+    logger.info("messages put back on the rollout topic", extra={"requeued": len(sent)})
+    return [result.delivery_id for result in sent]
 
 
 def _run_message(message: QueueMessage, upgrader: Upgrader, context: InvocationContext) -> Outcome:
@@ -149,10 +257,7 @@ def _run_message(message: QueueMessage, upgrader: Upgrader, context: InvocationC
         return upgrader.reject(
             error, message.data, source="queue", context=context, correlation_id=message.message_id
         )
-    outcome = upgrader.run(request, context, stop=_rollout_stop(upgrader, request.rollout_id))
-    if outcome.reason == "duplicate_in_flight":
-        raise MessageInFlight(f"message {message.message_id} is in flight; redeliver later")
-    return outcome
+    return upgrader.run(request, context, stop=_rollout_stop(upgrader, request.rollout_id))
 
 
 def _rollout_stop(upgrader: Upgrader, rollout_id: str | None) -> Callable[[], tuple[str, str] | None] | None:
