@@ -368,27 +368,97 @@ def list_command(as_json: bool) -> None:
 
 @rollout.command("status")
 @click.argument("rollout_id")
-@click.option("--watch", is_flag=True, help="Redraw until the rollout ends (Ctrl-C stops watching).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw in place until the rollout completes, halts or is cancelled (Ctrl-C stops watching).",
+)
 @click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
 @click.option(
-    "--json", "as_json", is_flag=True, help="Machine-readable output (with --watch: one line each)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable output, with a `rows` list per target (with --watch: one line each).",
 )
 def status_command(rollout_id: str, watch: bool, interval: float, as_json: bool) -> None:
-    """Progress, counts per state, failures with their codes, wave and ETA (the summary once ended)."""
+    """Progress, the headline, wave, ETA and one row per target (state, from -> to, RequestId, when, why).
+
+    `done` counts targets that reached their end (completed, noop, or an error state); halted
+    targets were stopped before they ran and are not done. The ETA follows the waves (each starts
+    once the one before it ended), --max-in-flight and the release window (a rollout waiting for
+    its window says when it resumes).
+
+    \b
+    Exit status (the same with and without --watch):
+      0  running, or completed with every target upgraded (or already there)
+      3  completed with failed / stuck / rejected / deferred targets
+      4  halted (error budget or configuration: `rollout resume` after the fix)
+      5  cancelled
+    """
     from dbupgrade.rollouts import Rollouts
 
     with _operator_errors():
         rollouts = Rollouts(_upgrader())
+        if watch and not as_json:
+            status = _watch(lambda: rollouts.status(rollout_id), interval)
+        else:
+            while True:
+                status = rollouts.status(rollout_id)
+                if as_json:
+                    click.echo(json.dumps(status, indent=None if watch else 2))
+                else:
+                    click.echo(render_status(status))
+                if not watch or status["status"] != "running":
+                    break
+                time.sleep(interval)
+    sys.exit(exit_code(status))
+
+
+EXIT_COMPLETED_WITH_ERRORS = 3
+EXIT_HALTED = 4
+EXIT_CANCELLED = 5
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """What `status` exits with (its --help lists them)."""
+    if status["status"] == "halted":
+        return EXIT_HALTED
+    if status["status"] == "cancelled":
+        return EXIT_CANCELLED
+    if status["status"] == "completed" and status["errors"]:
+        return EXIT_COMPLETED_WITH_ERRORS
+    return 0
+
+
+def _watch(read: Callable[[], dict[str, Any]], interval: float) -> dict[str, Any]:
+    """Redraw the status until the rollout leaves ``running``; its last status.
+
+    In a terminal, rich's Live display rewrites the same lines (the table cut to the screen's
+    height); piped, each frame is printed after the last, as without --watch.
+    """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    if not console.is_terminal:
         while True:
-            status = rollouts.status(rollout_id)
-            if as_json:
-                click.echo(json.dumps(status, indent=None if watch else 2))
-            else:
-                click.echo(render_status(status))
-            if not watch or status["ended"]:
-                break
+            status = read()
+            click.echo(render_status(status))
+            if status["status"] != "running":
+                return status
             time.sleep(interval)
-    sys.exit(1 if status["status"] in ("halted", "cancelled") else 0)
+    try:
+        with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
+            while True:
+                status = read()
+                frame = render_status(status, max_lines=console.size.height - 1)
+                live.update(Text(frame, no_wrap=True, overflow="ellipsis"), refresh=True)
+                if status["status"] != "running":
+                    return status
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped watching; the rollout goes on") from None
 
 
 @rollout.command("resume")
@@ -402,35 +472,104 @@ def resume_command(rollout_id: str) -> None:
     click.echo(_line(status))
 
 
+# docs/deploy.md section 8, in short: what an operator can and cannot take back.
+ROLLBACK = (
+    "Rollback: a major-version upgrade cannot be undone in place (neither R-kvstore nor Dds offers a "
+    "downgrade). To go back, restore a backup taken before the upgrade into a new instance at the old "
+    "version, switch the application to it, then release the upgraded one. An upgrade booked for the "
+    "maintenance window may still be cancelled in the console's pending events. See docs/deploy.md "
+    "section 8."
+)
+
+
 @rollout.command("cancel")
 @click.argument("rollout_id")
 def cancel_command(rollout_id: str) -> None:
-    """Stop for good: nothing more is released; unreleased targets get a `halted` outcome (cancelled)."""
+    """Stop for good: nothing more is released; unreleased targets get a `halted` outcome (cancelled).
+
+    Messages already released but not yet run end `halted` without an upgrade call. Upgrades already
+    submitted to the cloud cannot be recalled: the command lists them, and what rollback means.
+    """
     from dbupgrade.rollouts import Rollouts
 
     with _operator_errors():
         status = Rollouts(_upgrader()).cancel(rollout_id)
     click.echo(_line(status))
+    rows = status["rows"]
+    groups = (
+        ("submitted", "already submitted to the cloud, cannot be recalled (upgrading or booked)"),
+        ("completed", "already upgraded"),
+        ("dispatched", "released, not yet run: each ends halted without an upgrade call"),
+    )
+    sent = False
+    for state, title in groups:
+        chosen = [row for row in rows if row["state"] == state]
+        if not chosen:
+            continue
+        sent = sent or state != "dispatched"
+        click.echo(f"{title} ({len(chosen)}):")
+        for row in chosen:
+            click.echo(
+                f"  {row['instance_id']} {row['from_version'] or '?'} -> {row['to_version']}"
+                + (f" RequestId {row['request_id']}" if row["request_id"] else "")
+            )
+    if sent:
+        click.echo(ROLLBACK)
+    else:
+        click.echo("nothing was submitted to the cloud: no instance was upgraded by this rollout")
 
 
 def _line(status: dict[str, Any]) -> str:
     return (
-        f"{status['rollout_id']}: {status['status']}, wave {status['wave']}/{len(status['waves'])}, "
-        f"{status['done']}/{status['targets']} done, {status['errors']} errors"
-        + (f" ({status['reason']})" if status["reason"] else "")
+        f"{status['rollout_id']}: {status['headline']}, wave {status['wave']}/{len(status['waves'])}, "
+        f"{status['done']}/{status['targets']} done"
+        + (f", {status['halted']} halted" if status["halted"] else "")
+        + f", {status['errors']} errors"
     )
 
 
-def render_status(status: dict[str, Any]) -> str:
-    """The human view: a progress bar, counts, wave, ETA, why it stopped, and the failures."""
+def _eta_text(status: dict[str, Any]) -> str:
+    if status["status"] != "running":
+        return ""
+    parts = []
+    if status["resumes_at"]:
+        parts.append(f"waiting for its window {status['window']}: resumes at {status['resumes_at']}")
+    if status["eta_seconds"] is not None:
+        parts.append(f"ETA {_duration(status['eta_seconds'])}")
+    elif status["done"] < status["targets"]:
+        parts.append("ETA once the first upgrade finishes")
+    return "  " + "; ".join(parts) if parts else ""
+
+
+# Watching, the rows that need an eye come first when the screen cannot hold them all.
+ROW_ORDER = {"dispatched": 0, "submitted": 0, "failed": 1, "stuck": 1, "rejected": 1, "deferred": 1}
+ROW_HEADER = (
+    f"{'INSTANCE':<24} {'WAVE':>4} {'STATE':<10} {'FROM -> TO':<14} {'REQUEST ID':<36} {'WHEN':<20} WHY"
+)
+
+
+def _row_line(row: dict[str, Any], resumes_at: str | None) -> str:
+    when = row["finished_at"] or row["released_at"] or (resumes_at if row["state"] == "pending" else None)
+    versions = f"{row['from_version'] or '?'} -> {row['to_version']}"
+    why = " - ".join(str(part) for part in (row["code"] or row["reason"], row["message"]) if part)
+    return (
+        f"{row['instance_id']:<24} {row['wave']:>4} {row['state']:<10} {versions:<14} "
+        f"{row['request_id'] or '-':<36} {when or '-':<20} {why}"
+    ).rstrip()
+
+
+def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:
+    """The human view: headline, progress bar and ETA, wave, counts, then one row per target.
+
+    ``max_lines`` (a terminal's height, watching) cuts the table, in-flight and failed rows first.
+    """
     total, done = status["targets"], status["done"]
     filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
-    eta = status["eta_seconds"]
     lines = [
-        f"rollout {status['rollout_id']}: {status['status'].upper()}"
-        + (f" - {status['reason']}" if status["reason"] else ""),
-        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
-        + (f"  ETA {_duration(eta)}" if eta is not None else ""),
+        f"rollout {status['rollout_id']}: {_loud(status['headline'])}",
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} done"
+        + (f", {status['halted']} halted" if status["halted"] else "")
+        + _eta_text(status),
         f"wave {status['wave']} of {len(status['waves'])} (cumulative sizes {status['waves']}), "
         f"in flight {status['in_flight']}"
         + (f" (max {status['max_in_flight']})" if status["max_in_flight"] else "")
@@ -439,13 +578,24 @@ def render_status(status: dict[str, Any]) -> str:
         f"errors: {status['errors']}"
         + (f" (budget {status['max_errors']})" if status["max_errors"] is not None else "")
         + f"; elapsed {_duration(status['duration_seconds'])}",
+        ROW_HEADER,
     ]
-    for failure in status["failures"]:
-        lines.append(
-            f"  {failure['instance_id']}: {failure['state']} {failure['code'] or failure['reason'] or ''}"
-            f" - {failure['message'] or ''}"
-        )
+    rows = status["rows"]
+    if max_lines is not None and len(lines) + len(rows) > max_lines:
+        room = max(0, max_lines - len(lines) - 1)
+        rows = sorted(rows, key=lambda row: ROW_ORDER.get(row["state"], 2))
+        shown = rows[:room]
+        lines += [_row_line(row, status["resumes_at"]) for row in shown]
+        lines.append(f"... {len(rows) - len(shown)} more (`rollout status {status['rollout_id']}` lists all)")
+        return "\n".join(lines)
+    lines += [_row_line(row, status["resumes_at"]) for row in rows]
     return "\n".join(lines)
+
+
+def _loud(headline: str) -> str:
+    """The state word in capitals, the rest as written: ``COMPLETED with 1 failed``."""
+    word, _, rest = headline.partition(" ")
+    return word.upper() + (" " + rest if rest else "")
 
 
 def _duration(seconds: float) -> str:
