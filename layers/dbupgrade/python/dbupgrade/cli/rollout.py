@@ -59,12 +59,23 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@click.group()
+# The manifest format, shown under `rollout --help`, `plan --help` and `start --help`.
+MANIFEST_HELP = """\b
+MANIFEST: a file of targets, its format by its suffix:
+  CSV   a header line, then one row per target:
+          instance_id,target_version[,engine,region,effective,ticket_id]
+          r-bp1abc,7.0
+        UTF-8, with or without the BOM Excel writes; an empty cell means "not set"
+  JSON  [{"instance_id": "r-bp1abc", "target_version": "7.0"}, ...] or {"targets": [...]}
+  YAML  the same list: - {instance_id: r-bp1abc, target_version: '7.0'}
+engine is inferred from the id prefix (r-: redis, dds-: mongodb); region defaults to
+DBUPGRADE_REGION; effective is immediate or maintenance_window; ticket_id is free text.
+"""
+
+
+@click.group(epilog=MANIFEST_HELP)
 def rollout() -> None:
     """Fleet rollouts: a read-only plan, canary waves, an error budget, halt / resume / cancel."""
-    from dbupgrade.logging import logger
-
-    logger.registered_handler.setStream(sys.stderr)  # stdout carries the command's output alone
 
 
 @contextmanager
@@ -91,10 +102,23 @@ def _operator_errors() -> Iterator[None]:
         raise click.ClickException(f"cloud API call failed: {error.explain()}") from None
 
 
-def _upgrader() -> Any:
+def _upgrader(*, reads_store: bool = True) -> Any:
+    """The Upgrader from the environment; refuses an embedded store for a deployed stack's state."""
+    from dbupgrade.cli.safety import require_shared_store
     from dbupgrade.usecase import Upgrader
 
+    if reads_store:
+        require_shared_store()
     return Upgrader.from_env()
+
+
+def _cloud_upgrader(*, reads_store: bool = True) -> Any:
+    """The Upgrader, for commands that call the cloud: credentials checked first (one line)."""
+    from dbupgrade.cli.safety import require_credentials
+
+    upgrader = _upgrader(reads_store=reads_store)
+    require_credentials(upgrader)
+    return upgrader
 
 
 def _resolve_targets(
@@ -117,6 +141,12 @@ def _resolve_targets(
         return validate_targets(load_manifest(manifest), effective=effective)
     if not selecting:
         raise InvalidRequest("manifest", "give a MANIFEST file or a selector (--engine/--tag/... --target)")
+    scanned = list(regions) or [upgrader.config.region or "the default region (none set)"]
+    click.echo(
+        f"scanning {engine or 'redis and mongodb'} in {', '.join(map(str, scanned))}"
+        + ("" if regions else " (DBUPGRADE_REGION; --region to scan others)"),
+        err=True,
+    )
     selector = {
         "engine": engine,
         "tags": dict(_pair(tag, "--tag") for tag in tags),
@@ -144,7 +174,7 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-@rollout.command("plan")
+@rollout.command("plan", epilog=MANIFEST_HELP)
 @target_options
 @click.option(
     "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Describes at once."
@@ -177,7 +207,7 @@ def plan_command(
     from dbupgrade.rollouts import plan
 
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader(reads_store=False)
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
         result = plan(upgrader, found, concurrency=concurrency)
     misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
@@ -216,7 +246,7 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
     return lines
 
 
-@rollout.command("start")
+@rollout.command("start", epilog=MANIFEST_HELP)
 @target_options
 @click.option("--id", "rollout_id", help="Rollout id (default: ro-<UTC time>); used by status/resume/cancel.")
 @click.option("--waves", default="1,10%,100%", show_default=True, help="Cumulative wave sizes: counts or %.")
@@ -271,7 +301,7 @@ def start_command(
         except ConfigError as error:
             raise click.BadParameter(str(error), param_hint="--window") from None
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader()
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
         if max_errors is not None:
             found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors)
@@ -281,24 +311,28 @@ def start_command(
             raise click.BadParameter(str(error), param_hint="--waves") from None
         spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
         if not yes:
-            _confirm_start(spec)
+            _confirm_start(upgrader, spec)
         status = Rollouts(upgrader).start(spec)
     click.echo(rollout_id)
     click.echo(_line(status), err=True)
 
 
-def _confirm_start(spec: Any) -> None:
+def _confirm_start(upgrader: Any, spec: Any) -> None:
     """What is about to happen, on stderr, and a yes/no (no by default; no input is a no)."""
+    from dbupgrade.cli.safety import confirm, count_prod_like, prod_text, when_text
+
     regions = sorted({str(t.get("region") or "default region") for t in spec.targets})
-    click.echo(
-        f"rollout {spec.rollout_id}: {len(spec.targets)} instances in {', '.join(regions)}, "
+    total = len(spec.targets)
+    confirm(
+        f"rollout {spec.rollout_id}: {total} instances in {', '.join(regions)}, "
+        f"{prod_text(count_prod_like(upgrader, spec.targets), total)}, "
         f"waves {list(spec.waves)} (cumulative), "
         + (f"released only inside {spec.window}" if spec.window else "released from now on")
-        + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget"),
-        err=True,
+        + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget")
+        + f"; when: {when_text(upgrader, [t.get('effective') for t in spec.targets])}",
+        "Start it?",
+        "not started: nothing was recorded or released",
     )
-    if not click.confirm("Start it?", default=False, err=True):
-        raise click.ClickException("not started: nothing was recorded or released")
 
 
 def _within_budget(
@@ -335,7 +369,7 @@ def advance_command(rollout_id: str | None) -> None:
     from dbupgrade.rollouts import Rollouts, advance_all
 
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader()
         statuses = (
             [Rollouts(upgrader).advance(rollout_id, wait=True)] if rollout_id else advance_all(upgrader)
         )
