@@ -46,12 +46,12 @@ def test_upgrade_submits_once_and_prints_the_outcome_json(
     make_localcloud: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     lc = make_localcloud()
-    first = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", "--ticket", "CHG-7")
+    first = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", "--ticket", "CHG-7", "--yes")
     assert first.returncode == 0, first.stderr
-    outcome = json.loads(first.stdout)  # stdout is the outcome alone; logs are on stderr
+    outcome = json.loads(first.stdout)  # stdout is the outcome alone
     assert (outcome["status"], outcome["from_version"], outcome["to_version"]) == ("submitted", "4.4", "5.0")
     assert outcome["request_id"]
-    again = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", "--ticket", "CHG-7")
+    again = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", "--ticket", "CHG-7", "--yes")
     assert json.loads(again.stdout)["request_id"] == outcome["request_id"]
     assert len(upgrade_calls(lc)) == 1
 
@@ -68,14 +68,14 @@ def test_a_bad_target_names_the_field_and_exits_non_zero(
     make_localcloud: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     lc = make_localcloud()
-    result = run_cli(lc, tmp_path, "dds-bp1demo000000001", "9.9")
+    result = run_cli(lc, tmp_path, "dds-bp1demo000000001", "9.9", "--yes")
     assert result.returncode != 0
     assert "target_version" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def last_line(stderr: str) -> str:
-    """The CLI's own message: the last stderr line (the JSON log lines come before it)."""
+    """The CLI's own message: the last stderr line."""
     return stderr.strip().splitlines()[-1]
 
 
@@ -83,7 +83,7 @@ def test_an_unknown_access_key_is_one_line_saying_what_to_fix(
     make_localcloud: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
     lc = make_localcloud()
-    result = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", **UNKNOWN_KEY)
+    result = run_cli(lc, tmp_path, "dds-bp1demo000000001", "5.0", "--yes", **UNKNOWN_KEY)
 
     assert result.returncode == 1
     assert last_line(result.stderr) == UNKNOWN_KEY_LINE
@@ -96,7 +96,7 @@ def test_rollout_plan_and_start_by_selector_with_an_unknown_key_say_so_in_one_li
 ) -> None:
     lc = make_localcloud()
     selector = ("--engine", "redis", "--tag", "env=prod", "--target", "7.0")
-    for command in ("rollout plan", "rollout start"):
+    for command in ("rollout plan", "rollout start --yes"):
         result = run_cli(lc, tmp_path, *selector, command=command, **UNKNOWN_KEY)
         assert result.returncode == 1, result.stdout
         assert last_line(result.stderr) == (

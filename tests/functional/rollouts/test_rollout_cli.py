@@ -179,7 +179,8 @@ def test_start_asks_before_it_records_anything_and_no_answer_is_a_no(
 
     declined = CliRunner().invoke(cli, ["rollout", "start", fleet_yaml, "--id", "asked"], input="\n")
     assert declined.exit_code == 1 and declined.stdout == ""
-    assert "rollout asked: 3 instances in default region, waves [1, 3]" in declined.stderr
+    assert "rollout asked: 3 instances in default region, 3 of 3 tagged prod-like" in declined.stderr
+    assert "waves [1, 3] (cumulative)" in declined.stderr and "when: immediate" in declined.stderr
     assert "not started" in declined.stderr
     assert fleet.rollouts.repo.spec("asked") is None and fleet.calls(action="PublishMessage") == []
 

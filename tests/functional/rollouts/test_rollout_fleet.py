@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from dbupgrade.cli.commands import cli
+from dbupgrade.cli.rollout import EXIT_HALTED
 from dbupgrade.context import adapt_context
 from dbupgrade.rollouts import RolloutSpec, advance_all, parse_waves, validate_targets
 from dbupgrade.rollouts.model import MAX_BUSY_RELEASES, MAX_RELEASES
@@ -132,9 +133,10 @@ def test_error_budget_halts_the_rollout_and_resume_continues_it(
     for key, value in fleet.env.items():
         monkeypatch.setenv(key, value)
     shown = CliRunner().invoke(cli, ["rollout", "status", "budget"])
-    assert shown.exit_code == 1
+    assert shown.exit_code == EXIT_HALTED
     assert "HALTED - error budget spent: 10 errors, more than the 3 allowed" in shown.output
-    assert "r-halt00001: rejected" in shown.output
+    rejected_row = next(line for line in shown.output.splitlines() if line.startswith("r-halt00001 "))
+    assert rejected_row.split()[2] == "rejected" and "not_ready" in rejected_row
 
     resumed = CliRunner().invoke(cli, ["rollout", "resume", "budget"])
     assert resumed.exit_code == 0, resumed.output

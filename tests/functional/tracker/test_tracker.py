@@ -187,3 +187,15 @@ def test_a_tick_short_of_time_leaves_the_checks_to_the_next_one(track: TrackBenc
     assert (summary["checked"], summary["unchecked"]) == (0, 1)
     assert track.events("r-bp1trackdone0001") == ["upgrade.submitted"]
     assert track.tick()["transitions"][0]["status"] == "completed"
+
+
+def test_a_booking_survives_the_emulated_clock_advanced_a_day_and_is_never_stuck(track: TrackBench) -> None:
+    instance = "r-bp1trackwindow01"
+    track.upgrade(instance, "7.0", effective="maintenance_window")
+    track.tick()  # scheduled: its window opens in 3 h
+
+    track.advance(24 * 3600)  # a day in one jump: the window opened and the upgrade ran meanwhile
+    track.tick()
+
+    assert track.events(instance) == ["upgrade.submitted", "upgrade.scheduled", "upgrade.completed"]
+    assert "upgrade.stuck" not in track.events(instance)

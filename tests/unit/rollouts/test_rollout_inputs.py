@@ -116,6 +116,11 @@ def test_status_shows_progress_failures_and_why_it_stopped() -> None:
     assert status["ended"] and status["counts"] == {"completed": 1, "failed": 1, "halted": 2}
     assert status["upgrade_seconds"] == {"count": 1, "mean": 120.0, "max": 120.0}
     assert "HALTED - error budget spent" in text
-    assert "4/4" in text and "wave 2 of 2" in text
-    assert "r-bp1abcdef01: failed UpgradeFailed - ended Error" in text
+    # Halted targets never ran: they are not done.
+    assert (status["done"], status["halted"]) == (2, 2)
+    assert "2/4 done, 2 halted" in text and "wave 2 of 2" in text
+    failed_row = next(line for line in text.splitlines() if line.startswith("r-bp1abcdef01"))
+    assert failed_row.split()[1:4] == ["2", "failed", "?"] and failed_row.endswith(
+        "UpgradeFailed - ended Error"
+    )
     assert summary_message(status)["event"] == "rollout.halted"

@@ -135,6 +135,31 @@ def window_opening(moment: datetime, start: str, end: str) -> datetime:
     return opening if opening >= moment else opening + timedelta(days=1)
 
 
+# Assumption: a maintenance window is daily, so without its bounds in the describe a booking is
+# expected to start within a day of being made (no doc states the bounds are always returned).
+UNKNOWN_WINDOW_GRACE = timedelta(days=1)
+
+
+def awaited_opening(submitted: datetime, now: datetime, attributes: Mapping[str, Any]) -> datetime:
+    """When a booked, not yet started upgrade is due: the first window opening after the booking
+    while that is still ahead; then the opening of the window open now, or the next one when it is
+    closed (a booking whose window has not opened again is waiting, not stuck)."""
+    start, end = attributes.get("MaintainStartTime"), attributes.get("MaintainEndTime")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return submitted + UNKNOWN_WINDOW_GRACE
+    try:
+        first = window_opening(submitted, start, end)
+        if now < first:
+            return first
+        upcoming = window_opening(now, start, end)
+        if upcoming > now:
+            return upcoming
+        opening = datetime.combine(now.date(), datetime.strptime(start, "%H:%MZ").time(), tzinfo=timezone.utc)
+        return max(first, opening if opening <= now else opening - timedelta(days=1))
+    except ValueError:
+        return submitted
+
+
 @dataclass
 class _Watch:
     """One in-flight upgrade: its latest outcome and the submission it follows."""
@@ -286,7 +311,12 @@ class Tracker:
             return self._outcome(
                 watch, now, "failed", "rolled_back", "UpgradeFailed", f"upgrade rolled back: {at}"
             )
-        elif status in engine.ready_statuses and now < started:
+        elif status in engine.ready_statuses and latest.effective == "maintenance_window":
+            # Booked and not started: it waits for the window's next opening, however far the
+            # clock jumped; only a window that opened and stayed quiet past the limit is stuck.
+            started = awaited_opening(watch.submitted_at, now, attributes)
+            overdue = now - started > timedelta(seconds=self.settings.stuck_after[engine.name])
+        if status in engine.ready_statuses and now < started:
             if latest.status == "scheduled":
                 return None
             return self._outcome(

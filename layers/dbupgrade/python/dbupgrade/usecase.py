@@ -296,6 +296,7 @@ class Upgrader:
                         "region": item.get("RegionId") or region,
                         "version": version,
                         "status": item.get(engine.status_key),
+                        "tags": tag_dict(item.get("Tags")),
                     }
                 )
         return found
@@ -759,16 +760,19 @@ def _not_offered(engine: Engine, current: str, target: str, offered: list[str]) 
     return f"{target} is not offered; offered: {', '.join(offered)}"
 
 
-def _tags_match(raw: Any, wanted: Mapping[str, Any]) -> bool:
+def tag_dict(raw: Any) -> dict[str, str]:
     """Tags as the APIs render them ({"Tag": [{"Key", "Value"}]}, a list, or a plain object)."""
     if isinstance(raw, Mapping) and "Tag" in raw:
         raw = raw["Tag"]
     if isinstance(raw, list):
-        have = {str(t.get("Key")): str(t.get("Value")) for t in raw if isinstance(t, Mapping)}
-    elif isinstance(raw, Mapping):
-        have = {str(k): str(v) for k, v in raw.items()}
-    else:
-        have = {}
+        return {str(t.get("Key")): str(t.get("Value")) for t in raw if isinstance(t, Mapping)}
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    return {}
+
+
+def _tags_match(raw: Any, wanted: Mapping[str, Any]) -> bool:
+    have = tag_dict(raw)
     return all(have.get(str(k)) == str(v) for k, v in wanted.items())
 
 

@@ -16,13 +16,24 @@ from dbupgrade.cli.up import local_up
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dbupgrade")
-def cli() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="The JSON log lines on stderr (never on stdout).")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Append the JSON log lines to this file instead.",
+)
+def cli(verbose: bool, log_file: str | None) -> None:
     """Major-version upgrades of ApsaraDB for Redis and MongoDB (Function Compute package + tools).
 
     Set DBUPGRADE_LOCAL=http://127.0.0.1:PORT to point every command at a running `local cloud`.
+    stdout carries each command's output alone; the JSON logs appear only with --verbose (stderr)
+    or --log-file.
     """
     import os
 
+    from dbupgrade.cli.safety import configure_logs
+
+    configure_logs(verbose, log_file)
     if os.environ.get("DBUPGRADE_LOCAL"):
         from dbupgrade.cli.local import point_at_localcloud
 
@@ -38,6 +49,7 @@ def cli() -> None:
 @click.option("--region", help="Region of the instance (default: DBUPGRADE_REGION).")
 @click.option("--ticket", "ticket_id", help="Change ticket this upgrade belongs to.")
 @click.option("--dry-run", is_flag=True, help="Pre-check only: nothing is submitted, recorded or notified.")
+@click.option("--yes", "-y", is_flag=True, help="Submit without the confirmation prompt (scripts, CI).")
 def upgrade(
     instance_id: str,
     target_version: str,
@@ -45,19 +57,28 @@ def upgrade(
     region: str | None,
     ticket_id: str | None,
     dry_run: bool,
+    yes: bool,
 ) -> None:
-    """Upgrade INSTANCE_ID to TARGET_VERSION now, with the same checks as the functions.
+    """Upgrade INSTANCE_ID to TARGET_VERSION, with the same checks as the functions.
 
     Configuration comes from the same DBUPGRADE_* / ALIBABA_CLOUD_* variables the functions read.
+    Unless --yes (or --dry-run), it first shows what is about to happen - the instance, whether it
+    is tagged prod-like (env/environment/stage = prod/production/prd), when the switchover happens -
+    and asks; no answer is a no.
     Exit status 0 when the instance is, or will be, at the target; 1 otherwise.
     """
+    from dbupgrade.cli.safety import (
+        confirm,
+        count_prod_like,
+        prod_text,
+        require_credentials,
+        require_shared_store,
+        when_text,
+    )
     from dbupgrade.errors import ConfigError, StoreUnavailable
-    from dbupgrade.logging import logger
     from dbupgrade.model import InvalidRequest
     from dbupgrade.request import parse_request
     from dbupgrade.usecase import Upgrader
-
-    logger.registered_handler.setStream(sys.stderr)  # stdout carries the outcome JSON alone
 
     data: dict[str, Any] = {"instance_id": instance_id, "target_version": target_version, "dry_run": dry_run}
     data.update(
@@ -65,7 +86,21 @@ def upgrade(
     )
     try:
         request = parse_request(data, source="cli")
-        outcome = Upgrader.from_env().run(request)
+        if not dry_run:
+            require_shared_store()
+        upgrader = Upgrader.from_env()
+        require_credentials(upgrader)
+        if not (yes or dry_run):
+            target = {"instance_id": request.instance_id, "engine": request.engine, "region": request.region}
+            confirm(
+                f"upgrade {request.instance_id} ({request.engine or 'engine from its id'}, "
+                f"{request.region or upgrader.config.region or 'default region'}) to {target_version}: "
+                f"1 instance, {prod_text(count_prod_like(upgrader, [target]), 1)}; "
+                f"when: {when_text(upgrader, [request.effective])}",
+                "Submit it?",
+                "not submitted: nothing was sent, recorded or notified",
+            )
+        outcome = upgrader.run(request)
     except InvalidRequest as error:
         raise click.BadParameter(str(error), param_hint=error.field) from None
     except ConfigError as error:

@@ -59,12 +59,23 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@click.group()
+# The manifest format, shown under `rollout --help`, `plan --help` and `start --help`.
+MANIFEST_HELP = """\b
+MANIFEST: a file of targets, its format by its suffix:
+  CSV   a header line, then one row per target:
+          instance_id,target_version[,engine,region,effective,ticket_id]
+          r-bp1abc,7.0
+        UTF-8, with or without the BOM Excel writes; an empty cell means "not set"
+  JSON  [{"instance_id": "r-bp1abc", "target_version": "7.0"}, ...] or {"targets": [...]}
+  YAML  the same list: - {instance_id: r-bp1abc, target_version: '7.0'}
+engine is inferred from the id prefix (r-: redis, dds-: mongodb); region defaults to
+DBUPGRADE_REGION; effective is immediate or maintenance_window; ticket_id is free text.
+"""
+
+
+@click.group(epilog=MANIFEST_HELP)
 def rollout() -> None:
     """Fleet rollouts: a read-only plan, canary waves, an error budget, halt / resume / cancel."""
-    from dbupgrade.logging import logger
-
-    logger.registered_handler.setStream(sys.stderr)  # stdout carries the command's output alone
 
 
 @contextmanager
@@ -91,10 +102,23 @@ def _operator_errors() -> Iterator[None]:
         raise click.ClickException(f"cloud API call failed: {error.explain()}") from None
 
 
-def _upgrader() -> Any:
+def _upgrader(*, reads_store: bool = True) -> Any:
+    """The Upgrader from the environment; refuses an embedded store for a deployed stack's state."""
+    from dbupgrade.cli.safety import require_shared_store
     from dbupgrade.usecase import Upgrader
 
+    if reads_store:
+        require_shared_store()
     return Upgrader.from_env()
+
+
+def _cloud_upgrader(*, reads_store: bool = True) -> Any:
+    """The Upgrader, for commands that call the cloud: credentials checked first (one line)."""
+    from dbupgrade.cli.safety import require_credentials
+
+    upgrader = _upgrader(reads_store=reads_store)
+    require_credentials(upgrader)
+    return upgrader
 
 
 def _resolve_targets(
@@ -117,6 +141,12 @@ def _resolve_targets(
         return validate_targets(load_manifest(manifest), effective=effective)
     if not selecting:
         raise InvalidRequest("manifest", "give a MANIFEST file or a selector (--engine/--tag/... --target)")
+    scanned = list(regions) or [upgrader.config.region or "the default region (none set)"]
+    click.echo(
+        f"scanning {engine or 'redis and mongodb'} in {', '.join(map(str, scanned))}"
+        + ("" if regions else " (DBUPGRADE_REGION; --region to scan others)"),
+        err=True,
+    )
     selector = {
         "engine": engine,
         "tags": dict(_pair(tag, "--tag") for tag in tags),
@@ -144,7 +174,7 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-@rollout.command("plan")
+@rollout.command("plan", epilog=MANIFEST_HELP)
 @target_options
 @click.option(
     "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Describes at once."
@@ -177,7 +207,7 @@ def plan_command(
     from dbupgrade.rollouts import plan
 
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader(reads_store=False)
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
         result = plan(upgrader, found, concurrency=concurrency)
     misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
@@ -216,7 +246,7 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
     return lines
 
 
-@rollout.command("start")
+@rollout.command("start", epilog=MANIFEST_HELP)
 @target_options
 @click.option("--id", "rollout_id", help="Rollout id (default: ro-<UTC time>); used by status/resume/cancel.")
 @click.option("--waves", default="1,10%,100%", show_default=True, help="Cumulative wave sizes: counts or %.")
@@ -271,7 +301,7 @@ def start_command(
         except ConfigError as error:
             raise click.BadParameter(str(error), param_hint="--window") from None
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader()
         found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
         if max_errors is not None:
             found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors)
@@ -281,24 +311,28 @@ def start_command(
             raise click.BadParameter(str(error), param_hint="--waves") from None
         spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
         if not yes:
-            _confirm_start(spec)
+            _confirm_start(upgrader, spec)
         status = Rollouts(upgrader).start(spec)
     click.echo(rollout_id)
     click.echo(_line(status), err=True)
 
 
-def _confirm_start(spec: Any) -> None:
+def _confirm_start(upgrader: Any, spec: Any) -> None:
     """What is about to happen, on stderr, and a yes/no (no by default; no input is a no)."""
+    from dbupgrade.cli.safety import confirm, count_prod_like, prod_text, when_text
+
     regions = sorted({str(t.get("region") or "default region") for t in spec.targets})
-    click.echo(
-        f"rollout {spec.rollout_id}: {len(spec.targets)} instances in {', '.join(regions)}, "
+    total = len(spec.targets)
+    confirm(
+        f"rollout {spec.rollout_id}: {total} instances in {', '.join(regions)}, "
+        f"{prod_text(count_prod_like(upgrader, spec.targets), total)}, "
         f"waves {list(spec.waves)} (cumulative), "
         + (f"released only inside {spec.window}" if spec.window else "released from now on")
-        + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget"),
-        err=True,
+        + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget")
+        + f"; when: {when_text(upgrader, [t.get('effective') for t in spec.targets])}",
+        "Start it?",
+        "not started: nothing was recorded or released",
     )
-    if not click.confirm("Start it?", default=False, err=True):
-        raise click.ClickException("not started: nothing was recorded or released")
 
 
 def _within_budget(
@@ -335,7 +369,7 @@ def advance_command(rollout_id: str | None) -> None:
     from dbupgrade.rollouts import Rollouts, advance_all
 
     with _operator_errors():
-        upgrader = _upgrader()
+        upgrader = _cloud_upgrader()
         statuses = (
             [Rollouts(upgrader).advance(rollout_id, wait=True)] if rollout_id else advance_all(upgrader)
         )
@@ -368,27 +402,97 @@ def list_command(as_json: bool) -> None:
 
 @rollout.command("status")
 @click.argument("rollout_id")
-@click.option("--watch", is_flag=True, help="Redraw until the rollout ends (Ctrl-C stops watching).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Redraw in place until the rollout completes, halts or is cancelled (Ctrl-C stops watching).",
+)
 @click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
 @click.option(
-    "--json", "as_json", is_flag=True, help="Machine-readable output (with --watch: one line each)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable output, with a `rows` list per target (with --watch: one line each).",
 )
 def status_command(rollout_id: str, watch: bool, interval: float, as_json: bool) -> None:
-    """Progress, counts per state, failures with their codes, wave and ETA (the summary once ended)."""
+    """Progress, the headline, wave, ETA and one row per target (state, from -> to, RequestId, when, why).
+
+    `done` counts targets that reached their end (completed, noop, or an error state); halted
+    targets were stopped before they ran and are not done. The ETA follows the waves (each starts
+    once the one before it ended), --max-in-flight and the release window (a rollout waiting for
+    its window says when it resumes).
+
+    \b
+    Exit status (the same with and without --watch):
+      0  running, or completed with every target upgraded (or already there)
+      3  completed with failed / stuck / rejected / deferred targets
+      4  halted (error budget or configuration: `rollout resume` after the fix)
+      5  cancelled
+    """
     from dbupgrade.rollouts import Rollouts
 
     with _operator_errors():
         rollouts = Rollouts(_upgrader())
+        if watch and not as_json:
+            status = _watch(lambda: rollouts.status(rollout_id), interval)
+        else:
+            while True:
+                status = rollouts.status(rollout_id)
+                if as_json:
+                    click.echo(json.dumps(status, indent=None if watch else 2))
+                else:
+                    click.echo(render_status(status))
+                if not watch or status["status"] != "running":
+                    break
+                time.sleep(interval)
+    sys.exit(exit_code(status))
+
+
+EXIT_COMPLETED_WITH_ERRORS = 3
+EXIT_HALTED = 4
+EXIT_CANCELLED = 5
+
+
+def exit_code(status: dict[str, Any]) -> int:
+    """What `status` exits with (its --help lists them)."""
+    if status["status"] == "halted":
+        return EXIT_HALTED
+    if status["status"] == "cancelled":
+        return EXIT_CANCELLED
+    if status["status"] == "completed" and (status["errors"] or status.get("deferred")):
+        return EXIT_COMPLETED_WITH_ERRORS
+    return 0
+
+
+def _watch(read: Callable[[], dict[str, Any]], interval: float) -> dict[str, Any]:
+    """Redraw the status until the rollout leaves ``running``; its last status.
+
+    In a terminal, rich's Live display rewrites the same lines (the table cut to the screen's
+    height); piped, each frame is printed after the last, as without --watch.
+    """
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    if not console.is_terminal:
         while True:
-            status = rollouts.status(rollout_id)
-            if as_json:
-                click.echo(json.dumps(status, indent=None if watch else 2))
-            else:
-                click.echo(render_status(status))
-            if not watch or status["ended"]:
-                break
+            status = read()
+            click.echo(render_status(status))
+            if status["status"] != "running":
+                return status
             time.sleep(interval)
-    sys.exit(1 if status["status"] in ("halted", "cancelled") else 0)
+    try:
+        with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
+            while True:
+                status = read()
+                frame = render_status(status, max_lines=console.size.height - 1)
+                live.update(Text(frame, no_wrap=True, overflow="ellipsis"), refresh=True)
+                if status["status"] != "running":
+                    return status
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped watching; the rollout goes on") from None
 
 
 @rollout.command("resume")
@@ -402,35 +506,104 @@ def resume_command(rollout_id: str) -> None:
     click.echo(_line(status))
 
 
+# docs/deploy.md section 8, in short: what an operator can and cannot take back.
+ROLLBACK = (
+    "Rollback: a major-version upgrade cannot be undone in place (neither R-kvstore nor Dds offers a "
+    "downgrade). To go back, restore a backup taken before the upgrade into a new instance at the old "
+    "version, switch the application to it, then release the upgraded one. An upgrade booked for the "
+    "maintenance window may still be cancelled in the console's pending events. See docs/deploy.md "
+    "section 8."
+)
+
+
 @rollout.command("cancel")
 @click.argument("rollout_id")
 def cancel_command(rollout_id: str) -> None:
-    """Stop for good: nothing more is released; unreleased targets get a `halted` outcome (cancelled)."""
+    """Stop for good: nothing more is released; unreleased targets get a `halted` outcome (cancelled).
+
+    Messages already released but not yet run end `halted` without an upgrade call. Upgrades already
+    submitted to the cloud cannot be recalled: the command lists them, and what rollback means.
+    """
     from dbupgrade.rollouts import Rollouts
 
     with _operator_errors():
         status = Rollouts(_upgrader()).cancel(rollout_id)
     click.echo(_line(status))
+    rows = status["rows"]
+    groups = (
+        ("submitted", "already submitted to the cloud, cannot be recalled (upgrading or booked)"),
+        ("completed", "already upgraded"),
+        ("dispatched", "released, not yet run: each ends halted without an upgrade call"),
+    )
+    sent = False
+    for state, title in groups:
+        chosen = [row for row in rows if row["state"] == state]
+        if not chosen:
+            continue
+        sent = sent or state != "dispatched"
+        click.echo(f"{title} ({len(chosen)}):")
+        for row in chosen:
+            click.echo(
+                f"  {row['instance_id']} {row['from_version'] or '?'} -> {row['to_version']}"
+                + (f" RequestId {row['request_id']}" if row["request_id"] else "")
+            )
+    if sent:
+        click.echo(ROLLBACK)
+    else:
+        click.echo("nothing was submitted to the cloud: no instance was upgraded by this rollout")
 
 
 def _line(status: dict[str, Any]) -> str:
     return (
-        f"{status['rollout_id']}: {status['status']}, wave {status['wave']}/{len(status['waves'])}, "
-        f"{status['done']}/{status['targets']} done, {status['errors']} errors"
-        + (f" ({status['reason']})" if status["reason"] else "")
+        f"{status['rollout_id']}: {status['headline']}, wave {status['wave']}/{len(status['waves'])}, "
+        f"{status['done']}/{status['targets']} done"
+        + (f", {status['halted']} halted" if status["halted"] else "")
+        + f", {status['errors']} errors"
     )
 
 
-def render_status(status: dict[str, Any]) -> str:
-    """The human view: a progress bar, counts, wave, ETA, why it stopped, and the failures."""
+def _eta_text(status: dict[str, Any]) -> str:
+    if status["status"] != "running":
+        return ""
+    parts = []
+    if status["resumes_at"]:
+        parts.append(f"waiting for its window {status['window']}: resumes at {status['resumes_at']}")
+    if status["eta_seconds"] is not None:
+        parts.append(f"ETA {_duration(status['eta_seconds'])}")
+    elif status["done"] < status["targets"]:
+        parts.append("ETA once the first upgrade finishes")
+    return "  " + "; ".join(parts) if parts else ""
+
+
+# Watching, the rows that need an eye come first when the screen cannot hold them all.
+ROW_ORDER = {"dispatched": 0, "submitted": 0, "failed": 1, "stuck": 1, "rejected": 1, "deferred": 1}
+ROW_HEADER = (
+    f"{'INSTANCE':<24} {'WAVE':>4} {'STATE':<10} {'FROM -> TO':<14} {'REQUEST ID':<36} {'WHEN':<20} WHY"
+)
+
+
+def _row_line(row: dict[str, Any], resumes_at: str | None) -> str:
+    when = row["finished_at"] or row["released_at"] or (resumes_at if row["state"] == "pending" else None)
+    versions = f"{row['from_version'] or '?'} -> {row['to_version']}"
+    why = " - ".join(str(part) for part in (row["code"] or row["reason"], row["message"]) if part)
+    return (
+        f"{row['instance_id']:<24} {row['wave']:>4} {row['state']:<10} {versions:<14} "
+        f"{row['request_id'] or '-':<36} {when or '-':<20} {why}"
+    ).rstrip()
+
+
+def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:
+    """The human view: headline, progress bar and ETA, wave, counts, then one row per target.
+
+    ``max_lines`` (a terminal's height, watching) cuts the table, in-flight and failed rows first.
+    """
     total, done = status["targets"], status["done"]
     filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
-    eta = status["eta_seconds"]
     lines = [
-        f"rollout {status['rollout_id']}: {status['status'].upper()}"
-        + (f" - {status['reason']}" if status["reason"] else ""),
-        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
-        + (f"  ETA {_duration(eta)}" if eta is not None else ""),
+        f"rollout {status['rollout_id']}: {_loud(status['headline'])}",
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} done"
+        + (f", {status['halted']} halted" if status["halted"] else "")
+        + _eta_text(status),
         f"wave {status['wave']} of {len(status['waves'])} (cumulative sizes {status['waves']}), "
         f"in flight {status['in_flight']}"
         + (f" (max {status['max_in_flight']})" if status["max_in_flight"] else "")
@@ -439,13 +612,24 @@ def render_status(status: dict[str, Any]) -> str:
         f"errors: {status['errors']}"
         + (f" (budget {status['max_errors']})" if status["max_errors"] is not None else "")
         + f"; elapsed {_duration(status['duration_seconds'])}",
+        ROW_HEADER,
     ]
-    for failure in status["failures"]:
-        lines.append(
-            f"  {failure['instance_id']}: {failure['state']} {failure['code'] or failure['reason'] or ''}"
-            f" - {failure['message'] or ''}"
-        )
+    rows = status["rows"]
+    if max_lines is not None and len(lines) + len(rows) > max_lines:
+        room = max(0, max_lines - len(lines) - 1)
+        rows = sorted(rows, key=lambda row: ROW_ORDER.get(row["state"], 2))
+        shown = rows[:room]
+        lines += [_row_line(row, status["resumes_at"]) for row in shown]
+        lines.append(f"... {len(rows) - len(shown)} more (`rollout status {status['rollout_id']}` lists all)")
+        return "\n".join(lines)
+    lines += [_row_line(row, status["resumes_at"]) for row in rows]
     return "\n".join(lines)
+
+
+def _loud(headline: str) -> str:
+    """The state word in capitals, the rest as written: ``COMPLETED with 1 failed``."""
+    word, _, rest = headline.partition(" ")
+    return word.upper() + (" " + rest if rest else "")
 
 
 def _duration(seconds: float) -> str:

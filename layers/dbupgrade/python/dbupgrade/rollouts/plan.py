@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from dbupgrade import clock
 from dbupgrade.config import Window
 from dbupgrade.request import parse_request
+from dbupgrade.rollouts.summary import next_opening
 from dbupgrade.store import MemoryStore
 from dbupgrade.usecase import Upgrader
 
@@ -38,15 +39,6 @@ ACTIONS = {
 }
 # Actions whose target ends in a state that spends the error budget (rollouts.model.ERROR_STATES).
 BUDGET_ACTIONS = frozenset({"reject", "defer", "error"})
-
-
-def next_opening(window: Window, moment: datetime) -> datetime:
-    """The first moment at or after ``moment`` inside ``window``."""
-    local = moment.astimezone(window.zone)
-    if window.contains(moment):
-        return local
-    opening = local.replace(hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0)
-    return opening if opening >= local else opening + timedelta(days=1)
 
 
 def _when(outcome: Any, window: Window | None, now: datetime) -> str:

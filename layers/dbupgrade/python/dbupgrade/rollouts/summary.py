@@ -3,15 +3,21 @@
 The summary notification (one per ending) is ``rollout.completed`` or ``rollout.halted`` (a cancel
 is a halt with its reason). Its MessageTag is the event cut to MNS's 16 characters
 (``rollout.complete``, ``rollout.halted``): subscriptions filter on that.
+
+``done`` counts targets that reached their end on their own (completed, noop and the error states);
+``halted`` targets were stopped before they ran and are not done. ``headline`` says it in words:
+``completed with 2 failed / 1 stuck`` is not a clean completion. ``rows`` is the per-target view.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from dbupgrade import clock
+from dbupgrade.config import Window
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
@@ -21,6 +27,8 @@ from dbupgrade.rollouts.model import (
     TargetState,
 )
 
+DAY_SECONDS = 86400.0
+
 
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
@@ -28,20 +36,105 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def next_opening(window: Window, moment: datetime) -> datetime:
+    """The first moment at or after ``moment`` inside ``window`` (in the window's zone)."""
+    local = moment.astimezone(window.zone)
+    if window.contains(moment):
+        return local
+    opening = local.replace(hour=window.start.hour, minute=window.start.minute, second=0, microsecond=0)
+    return opening if opening >= local else opening + timedelta(days=1)
+
+
+def _open_seconds(window: Window) -> float:
+    """How long the window stays open each day."""
+    start = window.start.hour * 3600 + window.start.minute * 60
+    end = window.end.hour * 3600 + window.end.minute * 60
+    return float((end - start) % DAY_SECONDS)
+
+
+def _headline(status: str, counts: Counter[str], in_flight: int, reason: str | None) -> str:
+    # Deferred targets are not errors (they spend no budget) but were not upgraded: say so too.
+    unfinished = (*sorted(ERROR_STATES), "deferred")
+    errors = " / ".join(f"{counts[state]} {state}" for state in unfinished if counts[state])
+    if status == "completed":
+        return f"completed with {errors}" if errors else "completed"
+    line = status + (f" - {reason}" if reason and status != "running" else "")
+    if status != "running" and in_flight:
+        line += f"; {in_flight} upgrades already sent are still in flight and finish on their own"
+    return line
+
+
+def _eta(
+    spec: RolloutSpec, ordered: list[TargetState], now: float
+) -> tuple[float | None, float | None, float | None]:
+    """(seconds to the end, seconds one upgrade takes, epoch the closed window opens next).
+
+    One upgrade's time is the mean of the completed ones (None before the first). What is left runs
+    wave by wave - a wave starts once the one before it ended - each in batches of
+    ``max_in_flight``; with a release window, the wait until it opens is added, and work longer than
+    one night's window spills over to the next nights.
+    """
+    left = [s for s in ordered if not s.terminal]
+    durations = [
+        s.finished_at - s.dispatched_at
+        for s in ordered
+        if s.state == "completed" and s.finished_at is not None and s.dispatched_at is not None
+    ]
+    per_upgrade = sum(durations) / len(durations) if durations else None
+    resumes_at = None
+    wait = 0.0
+    window = Window.parse(spec.window, "window") if spec.window else None
+    if window is not None and left:
+        moment = datetime.fromtimestamp(now, tz=timezone.utc)
+        if not window.contains(moment):
+            resumes_at = next_opening(window, moment).timestamp()
+            wait = resumes_at - now
+    if not left:
+        return 0.0, per_upgrade, None
+    if per_upgrade is None:
+        return None, None, resumes_at
+    by_wave = Counter(s.wave for s in left)
+    rounds = sum(math.ceil(n / spec.max_in_flight) if spec.max_in_flight else 1 for n in by_wave.values())
+    work = rounds * per_upgrade
+    if window is not None:
+        open_seconds = _open_seconds(window)
+        work += math.floor(work / open_seconds) * (DAY_SECONDS - open_seconds)
+    return wait + work, per_upgrade, resumes_at
+
+
+def _row(target: dict[str, Any], state: TargetState) -> dict[str, Any]:
+    return {
+        "instance_id": state.instance_id,
+        "engine": target.get("engine"),
+        "region": target.get("region"),
+        "wave": state.wave,
+        "state": state.state,
+        "from_version": state.from_version,
+        "to_version": target["target_version"],
+        "request_id": state.request_id,
+        "released_at": _iso(state.dispatched_at),
+        "finished_at": _iso(state.finished_at),
+        "code": state.code,
+        "reason": state.reason,
+        "message": state.message,
+    }
+
+
 def summarize(
     spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], now: float | None = None
 ) -> dict[str, Any]:
-    """Counts per state, failures with their codes, wave, ETA and durations."""
+    """Counts per state, the headline, failures with their codes, wave, ETA, durations and rows."""
     now = clock.now() if now is None else now
     ordered = [states[t["instance_id"]] for t in spec.targets]
     counts = Counter(s.state for s in ordered)
-    total, done = len(ordered), sum(s.terminal for s in ordered)
+    total = len(ordered)
+    done = sum(s.terminal and s.state != "halted" for s in ordered)
     in_flight = sum(counts[state] for state in IN_FLIGHT_STATES)
     ended = meta.status != "running" and in_flight == 0
     elapsed = (meta.finished_at or now) - meta.started_at
-    eta = None
-    if meta.status == "running" and 0 < done < total:
-        eta = round(elapsed / done * (total - done), 1)
+    eta, per_upgrade, resumes_at = (
+        _eta(spec, ordered, now) if meta.status == "running" else (None, None, None)
+    )
     upgrades = [
         s.finished_at - s.dispatched_at
         for s in ordered
@@ -50,10 +143,12 @@ def summarize(
     return {
         "rollout_id": spec.rollout_id,
         "status": meta.status,
+        "headline": _headline(meta.status, counts, in_flight, meta.reason),
         "ended": ended,
         "reason": meta.reason,
         "targets": total,
         "done": done,
+        "halted": counts["halted"],
         "in_flight": in_flight,
         "counts": {state: counts[state] for state in STATES if counts[state]},
         "errors": sum(counts[state] for state in ERROR_STATES),
@@ -66,7 +161,8 @@ def summarize(
         "started_at": _iso(meta.started_at),
         "finished_at": _iso(meta.finished_at),
         "duration_seconds": round(elapsed, 1),
-        "eta_seconds": eta,
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "resumes_at": _iso(resumes_at),
         "upgrade_seconds": {
             "count": len(upgrades),
             "mean": round(sum(upgrades) / len(upgrades), 1) if upgrades else None,
@@ -89,11 +185,17 @@ def summarize(
             for s in ordered
             if s.state == "deferred"
         ],
+        "rows": [_row(target, states[target["instance_id"]]) for target in spec.targets],
     }
+
+
+# Left out of the notification: live-only fields, and the per-target rows (a large fleet's rows
+# would pass MNS's 64 KB message limit; ``failures`` names the targets that need a look).
+NOT_NOTIFIED = ("ended", "eta_seconds", "resumes_at", "in_flight", "rows")
 
 
 def summary_message(summary: dict[str, Any]) -> dict[str, Any]:
     """The ``rollout.completed`` / ``rollout.halted`` notification body (version 1)."""
     event = "rollout.completed" if summary["status"] == "completed" else "rollout.halted"
-    fields = {k: v for k, v in summary.items() if k not in ("ended", "eta_seconds", "in_flight")}
+    fields = {k: v for k, v in summary.items() if k not in NOT_NOTIFIED}
     return {"version": 1, "event": event, **fields, "at": _iso(clock.now())}

@@ -25,10 +25,18 @@ from dbupgrade.usecase import Upgrader
 
 def load_manifest(path: Path) -> list[dict[str, Any]]:
     """The rows of a manifest file, validated; the format follows the file's suffix."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        rows: Any = [dict(row) for row in csv.DictReader(io.StringIO(text))]
+        reader = csv.DictReader(io.StringIO(text))
+        header = [name.strip() for name in reader.fieldnames or []]
+        if header and not {"instance_id", "target_version"} <= set(header):
+            raise InvalidRequest(
+                "manifest",
+                f"the CSV's first line must be its header, e.g. 'instance_id,target_version' (columns: "
+                f"{','.join(TARGET_FIELDS)}); it is {','.join(header)!r}: add the header line",
+            )
+        rows: Any = [dict(row) for row in reader]
     elif suffix == ".json":
         try:
             rows = json.loads(text)
