@@ -23,15 +23,19 @@ TEMPLATE_FUNCTIONS = {
     if name not in ("Type", "Properties")
 }
 FROM_ENVIRONMENT = re.compile(r"^\$\{env\('[A-Z_]+'\)\}$")
+FROM_VARS = re.compile(r"^\$\{vars\.(\w+)\}$")
 
 
 def load(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def template_value_matches(template_value: Any, s_value: str) -> bool:
-    """A literal must be equal; a parameter must be its default, or come from the environment when it has
-    none (secrets); an Fn::Sub must name the same host with s's own variables."""
+def template_value_matches(template_value: Any, s_value: str, variables: dict[str, Any]) -> bool:
+    """A literal must be equal; a parameter must be its default (written out or as one of s's own
+    ``vars``), or come from the environment when it has none (secrets); an Fn::Sub must name the same
+    host with s's own variables."""
+    if (named := FROM_VARS.match(s_value)) and named.group(1) in variables:
+        s_value = str(variables[named.group(1)])
     if isinstance(template_value, str):
         return template_value == s_value
     if "Ref" in template_value:
@@ -74,7 +78,7 @@ def s_yaml_problems(path: Path) -> list[str]:
         if set(env) != set(template_env):
             problems.append(f"{name}: environment {sorted(env)} != template.yml's {sorted(template_env)}")
         for key in set(env) & set(template_env):
-            if not template_value_matches(template_env[key], str(env[key])):
+            if not template_value_matches(template_env[key], str(env[key]), document.get("vars", {})):
                 problems.append(f"{name}: {key}={env[key]!r} disagrees with template.yml")
     return problems
 
