@@ -109,9 +109,17 @@ def test_the_cli_prints_no_password_when_the_store_is_down_or_misconfigured(tmp_
                 "7.0",
                 "--region",
                 "cn-hangzhou",
+                "--yes",
             ],
             cwd=ROOT,
-            env={**env, "TMPDIR": str(tmp_path), "DBUPGRADE_REDIS_URL": url},
+            env={
+                **env,
+                "TMPDIR": str(tmp_path),
+                "DBUPGRADE_REDIS_URL": url,
+                # Keys, so the CLI gets as far as the store (it checks credentials first).
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tStorePasswordTest",
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "store-password-test-key-secret",
+            },
             capture_output=True,
             text=True,
             timeout=60,
