@@ -56,6 +56,7 @@ from __future__ import annotations
 from typing import Any
 
 from localcloud.dds.exceptions import (
+    BackupJobExists,
     DBInstanceBusy,
     DBInstanceNotFound,
     EngineVersionError,
@@ -179,6 +180,9 @@ class DdsBackend(InstanceBackend):
     upgrading_status = UPGRADING
     failed_status = FAILED
     not_found = DBInstanceNotFound
+    busy = DBInstanceBusy
+    not_ready = IncorrectDBInstanceState
+    backup_exists = BackupJobExists
     defaults = staticmethod(_defaults)
 
     def upgrade(self, instance_id: str, engine_version: str, switch_mode: str | None) -> None:
