@@ -5,6 +5,8 @@ what routes here ``urls.py``. One ``DdsBackend`` holds one account's instances i
 
 Actions: DescribeDBInstances, DescribeDBInstanceAttribute, DescribeAvailableEngineVersion,
 UpgradeDBInstanceEngineVersion (research/alibaba-apis.md §4; facts: research/real-cloud-facts.md #4, #5).
+Also CreateBackup, DescribeBackupTasks, DescribeBackups, DescribeHistoryTasks and the O&M-event
+actions (openapi/task_responses.py; seed keys AutomaticBackup, Backups, BackupSeconds, FailBackup).
 
 What an instance is, from its real attributes (metadata 2024 DescribeDBInstances/DescribeDBInstanceAttribute):
 

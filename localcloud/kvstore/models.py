@@ -5,6 +5,8 @@ what routes here ``urls.py``. One ``KvstoreBackend`` holds one account's instanc
 
 Actions: DescribeInstances, DescribeInstanceAttribute, DescribeEngineVersion,
 ModifyInstanceMajorVersion (research/alibaba-apis.md §3; facts: research/real-cloud-facts.md #1, #2).
+Also CreateBackup, DescribeBackupTasks, DescribeBackups, DescribeHistoryTasks and the O&M-event
+actions (openapi/task_responses.py; seed keys AutomaticBackup, Backups, BackupSeconds, FailBackup).
 
 Deployment mode. The API has no field naming it; it shows in two real attributes, which a seed
 must not contradict (a ValueError naming the instance):
