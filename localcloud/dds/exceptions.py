@@ -42,3 +42,11 @@ class EngineVersionError(OpenApiError):
     status = 400
     code = "EngineVersion.ERROR"
     default_message = "Target  engineVersion must be greater than the current one."
+
+
+class BackupJobExists(OpenApiError):
+    """CreateBackup while a backup job runs (metadata CreateBackup: 403, verbatim message)."""
+
+    status = 403
+    code = "OperationDenied.BackupJobExists"
+    default_message = "The operation is not permitted due to backup job exist."

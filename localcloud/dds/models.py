@@ -5,6 +5,8 @@ what routes here ``urls.py``. One ``DdsBackend`` holds one account's instances i
 
 Actions: DescribeDBInstances, DescribeDBInstanceAttribute, DescribeAvailableEngineVersion,
 UpgradeDBInstanceEngineVersion (research/alibaba-apis.md §4; facts: research/real-cloud-facts.md #4, #5).
+Also CreateBackup, DescribeBackupTasks, DescribeBackups, DescribeHistoryTasks and the O&M-event
+actions (openapi/task_responses.py; seed keys AutomaticBackup, Backups, BackupSeconds, FailBackup).
 
 What an instance is, from its real attributes (metadata 2024 DescribeDBInstances/DescribeDBInstanceAttribute):
 
@@ -56,6 +58,7 @@ from __future__ import annotations
 from typing import Any
 
 from localcloud.dds.exceptions import (
+    BackupJobExists,
     DBInstanceBusy,
     DBInstanceNotFound,
     EngineVersionError,
@@ -179,6 +182,9 @@ class DdsBackend(InstanceBackend):
     upgrading_status = UPGRADING
     failed_status = FAILED
     not_found = DBInstanceNotFound
+    busy = DBInstanceBusy
+    not_ready = IncorrectDBInstanceState
+    backup_exists = BackupJobExists
     defaults = staticmethod(_defaults)
 
     def upgrade(self, instance_id: str, engine_version: str, switch_mode: str | None) -> None:

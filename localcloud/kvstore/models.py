@@ -5,6 +5,8 @@ what routes here ``urls.py``. One ``KvstoreBackend`` holds one account's instanc
 
 Actions: DescribeInstances, DescribeInstanceAttribute, DescribeEngineVersion,
 ModifyInstanceMajorVersion (research/alibaba-apis.md §3; facts: research/real-cloud-facts.md #1, #2).
+Also CreateBackup, DescribeBackupTasks, DescribeBackups, DescribeHistoryTasks and the O&M-event
+actions (openapi/task_responses.py; seed keys AutomaticBackup, Backups, BackupSeconds, FailBackup).
 
 Deployment mode. The API has no field naming it; it shows in two real attributes, which a seed
 must not contradict (a ValueError naming the instance):
@@ -249,6 +251,11 @@ class KvstoreBackend(InstanceBackend):
     upgrading_status = UPGRADING
     failed_status = FAILED
     not_found = InstanceNotFound
+    busy = TaskConflict
+    not_ready = InstanceStatusNotSupport
+    # Assumption: R-kvstore documents no error for CreateBackup (metadata: none); a second backup while
+    # one runs answers the busy code Terraform retries for kvstore changes (Dds has its own code).
+    backup_exists = TaskConflict
     local_only_seed_keys = (*LOCAL_ONLY_SEED_KEYS, "IsLatestVersion")
 
     defaults = staticmethod(_defaults)
@@ -261,6 +268,7 @@ class KvstoreBackend(InstanceBackend):
         clock: Clock,
         upgrade_seconds: float,
         seeded_at: float,
+        backup_seconds: float = 5.0,
     ) -> None:
         # The major version whose minor version a seed marks as not the newest (``IsLatestVersion``).
         self.stale_minor = {
@@ -268,7 +276,7 @@ class KvstoreBackend(InstanceBackend):
             for e in entries
             if e.get("IsLatestVersion") is False
         }
-        super().__init__(account_id, region, entries, clock, upgrade_seconds, seeded_at)
+        super().__init__(account_id, region, entries, clock, upgrade_seconds, seeded_at, backup_seconds)
 
     def major_upgrades(self, inst: Instance) -> list[str]:
         """The newer majors of the instance's own deployment mode; none for Memcache."""

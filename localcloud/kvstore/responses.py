@@ -10,8 +10,9 @@ from typing import Any
 
 from localcloud.kvstore.models import MEMCACHE, KvstoreBackend
 from localcloud.openapi.errors import require
-from localcloud.openapi.instance_responses import InstanceActions, InstanceResponse
-from localcloud.openapi.lifecycle import Instance
+from localcloud.openapi.instance_responses import InstanceActions
+from localcloud.openapi.lifecycle import BackupJob, BackupSet, Instance, iso
+from localcloud.openapi.task_responses import TASK_ACTIONS, TaskResponse
 
 # Rendered by DescribeInstances (the KVStoreInstance keys of the SDK model), seed values win.
 LIST_KEYS = (
@@ -23,7 +24,11 @@ LIST_KEYS = (
 )  # fmt: skip
 
 
-class KvstoreResponse(InstanceResponse[KvstoreBackend]):
+# assumption: the backup set size and download hosts are plausible values; no rule reads them.
+BACKUP_SIZE = 1024 * 1024
+
+
+class KvstoreResponse(TaskResponse[KvstoreBackend]):
     """The R-kvstore actions of one localcloud (``cloud.kvstore``'s backends)."""
 
     product = KvstoreBackend.product
@@ -33,7 +38,12 @@ class KvstoreResponse(InstanceResponse[KvstoreBackend]):
         versions="DescribeEngineVersion",
         upgrade="ModifyInstanceMajorVersion",
     )
-    actions = action_names.names()
+    actions = action_names.names() | TASK_ACTIONS
+    db_type = "redis"  # "fixed: redis" (metadata DescribeHistoryTasks DbType)
+    history_product = "kvstore"  # "fixed: kvstore" (metadata DescribeHistoryTasks Product)
+    # assumption: the history TaskType of a major upgrade; the documented types (metadata: ModifyInsSpec,
+    # DeleteInsNode, AddInsNode, HaSwitch, RestartIns, CreateIns, ModifyInsConfig) name none.
+    history_task_type = "ModifyInsConfig"
     list_ids_param = "InstanceIds"
     max_page_size = 50
     list_keys = LIST_KEYS
@@ -75,3 +85,49 @@ class KvstoreResponse(InstanceResponse[KvstoreBackend]):
     def upgrade(self, backend: KvstoreBackend, params: dict[str, str]) -> dict[str, Any]:
         backend.upgrade(params["InstanceId"], require(params, "MajorVersion"), params.get("EffectiveTime"))
         return {}
+
+    # --- backups (field names: metadata CreateBackup / DescribeBackupTasks / DescribeBackups) ----
+
+    def render_created(self, job: BackupJob) -> dict[str, Any]:
+        return {"BackupJobID": str(job.job_id)}
+
+    def render_jobs(self, inst: Instance, jobs: list[BackupJob], now: float) -> dict[str, Any]:
+        return {
+            "InstanceId": inst.instance_id,
+            "BackupJobs": [
+                {
+                    "BackupJobID": job.job_id,
+                    # NoStart/Preparing/Waiting/Uploading/Checking/Finished (metadata); assumption:
+                    # a running job shows Uploading throughout.
+                    "BackupProgressStatus": "Uploading" if job.running(now) else "Finished",
+                    "Process": str(job.percent(now)),
+                    "JobMode": "Manual",
+                    "StartTime": iso(job.started_at),
+                    "TaskAction": "TempBackupTask",  # "a manual backup" (metadata)
+                    "NodeId": inst.instance_id,
+                }
+                for job in jobs
+            ],
+        }
+
+    def render_set(self, inst: Instance, backup: BackupSet) -> dict[str, Any]:
+        return {
+            "BackupId": backup.backup_id,
+            "BackupJobID": backup.job_id,
+            "BackupStatus": "Success" if backup.ok else "Failed",
+            "BackupStartTime": iso(backup.started_at),
+            "BackupEndTime": iso(backup.ended_at),
+            "BackupType": "FullBackup",
+            "BackupMode": backup.mode,
+            "BackupMethod": "Physical",
+            "BackupDBNames": "all",  # "default all" (metadata)
+            "BackupSize": BACKUP_SIZE if backup.ok else 0,
+            "EngineVersion": inst.version,
+            "NodeInstanceId": inst.instance_id,  # "the instance ID for a standard instance" (metadata)
+            "BackupDownloadURL": "",
+            "BackupIntranetDownloadURL": "",
+            "RecoverConfigMode": "",
+        }
+
+    def backups_extra(self, inst: Instance, sets: list[BackupSet]) -> dict[str, Any]:
+        return {"FullStorageSize": BACKUP_SIZE * sum(s.ok for s in sets), "LogStorageSize": 0, "FreeSize": 0}

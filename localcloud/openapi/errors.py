@@ -220,3 +220,69 @@ class ForbiddenRam(OpenApiError):
     def body(self, request_id: str, host_id: str, product: str) -> bytes:
         document = json.loads(super().body(request_id, host_id, product))
         return json.dumps({**document, "AccessDeniedDetail": self.detail}).encode()
+
+
+# --- tasks, backups and O&M events (both products) -------------------------------------------------
+
+
+class ParamInvalid(OpenApiError):
+    """DescribeHistoryTasks: a malformed parameter (metadata, both products: 400, verbatim message)."""
+
+    code = "Param.Invalid"
+    default_message = "Param invalid"
+
+
+class TimeEndBeforeStart(OpenApiError):
+    """DescribeHistoryTasks: ToStartTime before FromStartTime (metadata, both products: 400, verbatim)."""
+
+    code = "Param.Invalid.TimeEndBeforeStart"
+    default_message = "Param invalid. End time before start time"
+
+
+class InvalidStartTime(OpenApiError):
+    """DescribeBackups: StartTime not ``yyyy-MM-ddTHH:mmZ`` (metadata, both products: 400, verbatim)."""
+
+    code = "InvalidStartTime.Malformed"
+    default_message = "The Specified parameter StartTime is not valid."
+
+
+class InvalidEndTime(OpenApiError):
+    """DescribeBackups: EndTime not ``yyyy-MM-ddTHH:mmZ`` (metadata, both products: 400, verbatim)."""
+
+    code = "InvalidEndTime.Malformed"
+    default_message = "The Specified parameter EndTime is not valid."
+
+
+class InvalidStartTimeAndEndTime(OpenApiError):
+    """DescribeBackups: EndTime not after StartTime (metadata: 400; R-kvstore's message, Dds words it
+    "The Specified parameter StartTime or EndTime is not valid.")."""
+
+    code = "InvalidStartTimeAndEndTime.Malformed"
+    default_message = "The end time must be greater than the start time."
+
+
+# ModifyActiveOperationTasks / CancelActiveOperationTasks: neither product's metadata documents an
+# error. Assumption: they answer what the same O&M-event service documents for PolarDB's
+# ModifyPendingMaintenanceAction and ModifyActiveOperationTasks (help.aliyun.com/document_detail/187805.htm;
+# help.aliyun.com/zh/polardb/api-polardb-2017-08-01-modifyactiveoperationtasks): codes, statuses, messages.
+
+
+class SwitchTimeAfterDeadline(OpenApiError):
+    code = "SwitchTimeAfterDeadline"
+    default_message = "The switch time should be earlier than deadline."
+
+
+class StartTimeBeforeNow(OpenApiError):
+    code = "StartTimeBeforeNow"
+    default_message = "The start time should not be earlier than the current time."
+
+
+class IncorrectTaskStatus(OpenApiError):
+    """An O&M event that is no longer pending, or (cancel) whose start time has passed: "O&M events
+    cannot be cancelled when allowCancel is 0, the current time is after the start time, or the status
+    is not 3" (alibabacloud.com/help/en/redis/developer-reference/api-r-kvstore-2015-01-01-
+    cancelactiveoperationtasks-redis)."""
+
+    status = 403
+    code = "IncorrectTaskStatus"
+    default_message = "Certain task's status does not support this operation."

@@ -44,6 +44,10 @@ SEED: dict[str, Any] = {
     ],
     "upgrade_seconds": 2,
 }  # fmt: skip
+# Every seeded instance has a fresh automatic backup, and one of each books an upgrade for its window,
+# so the backup, history and O&M-event actions below render non-empty bodies.
+for _entry in (*SEED["redis"], *SEED["mongodb"]):
+    _entry["AutomaticBackup"] = "00:00Z"
 REDIS_IDS = [i["InstanceId"] for i in SEED["redis"]]
 MONGO_IDS = [i["DBInstanceId"] for i in SEED["mongodb"]]
 
@@ -67,6 +71,9 @@ NOT_IN_METADATA: dict[tuple[str, str], set[str]] = {
 }
 # Leaves whose JSON type differs from the metadata's, same rule as above.
 WRONG_TYPE: dict[tuple[str, str], set[str]] = {
+    # "integer" in the metadata, yet its values are Succeed/Running/... and the SDK models say str.
+    ("r-kvstore", "DescribeHistoryTasks"): {"Items[].Status"},
+    ("dds", "DescribeHistoryTasks"): {"Items[].Status"},
     # boolean in DescribeInstances, string in DescribeInstanceAttribute: one attribute renders both.
     ("r-kvstore", "DescribeInstances"): {"Instances.KVStoreInstance[].HasRenewChangeOrder"},
 }
@@ -284,9 +291,22 @@ KVSTORE_CALLS = [
     *[("DescribeEngineVersion", {"InstanceId": i}, km.DescribeEngineVersionResponseBody) for i in REDIS_IDS],
     (
         "ModifyInstanceMajorVersion",
-        {"InstanceId": REDIS_IDS[1], "MajorVersion": "7.0"},
+        {"InstanceId": REDIS_IDS[1], "MajorVersion": "7.0", "EffectiveTime": "MaintainTime"},
         km.ModifyInstanceMajorVersionResponseBody,
     ),
+    ("CreateBackup", {"InstanceId": REDIS_IDS[0]}, km.CreateBackupResponseBody),
+    ("DescribeBackupTasks", {"InstanceId": REDIS_IDS[0]}, km.DescribeBackupTasksResponseBody),
+    (
+        "DescribeBackups",
+        {"InstanceId": REDIS_IDS[0], "StartTime": "2000-01-01T00:00Z", "EndTime": "2100-01-01T00:00Z"},
+        km.DescribeBackupsResponseBody,
+    ),
+    (
+        "DescribeHistoryTasks",
+        {"FromStartTime": "2000-01-01T00:00:00Z", "ToStartTime": "2100-01-01T00:00:00Z"},
+        km.DescribeHistoryTasksResponseBody,
+    ),
+    ("DescribeActiveOperationTasks", {"Region": "all"}, km.DescribeActiveOperationTasksResponseBody),
 ]  # fmt: skip
 DDS_CALLS = [
     ("DescribeDBInstances", {}, dm.DescribeDBInstancesResponseBody),
@@ -295,9 +315,18 @@ DDS_CALLS = [
     *[("DescribeAvailableEngineVersion", {"DBInstanceId": i}, dm.DescribeAvailableEngineVersionResponseBody) for i in MONGO_IDS],
     (
         "UpgradeDBInstanceEngineVersion",
-        {"DBInstanceId": MONGO_IDS[0], "EngineVersion": "5.0"},
+        {"DBInstanceId": MONGO_IDS[0], "EngineVersion": "5.0", "SwitchMode": "1"},
         dm.UpgradeDBInstanceEngineVersionResponseBody,
     ),
+    ("CreateBackup", {"DBInstanceId": MONGO_IDS[1]}, dm.CreateBackupResponseBody),
+    ("DescribeBackupTasks", {"DBInstanceId": MONGO_IDS[1]}, dm.DescribeBackupTasksResponseBody),
+    ("DescribeBackups", {"DBInstanceId": MONGO_IDS[1]}, dm.DescribeBackupsResponseBody),
+    (
+        "DescribeHistoryTasks",
+        {"FromStartTime": "2000-01-01T00:00:00Z", "ToStartTime": "2100-01-01T00:00:00Z"},
+        dm.DescribeHistoryTasksResponseBody,
+    ),
+    ("DescribeActiveOperationTasks", {"Region": "all"}, dm.DescribeActiveOperationTasksResponseBody),
 ]  # fmt: skip
 
 
@@ -366,7 +395,8 @@ def test_the_models_render_each_field_with_the_metadata_type():
     for backend, action, query in backend_calls():
         params = apimeta.check_request(backend.product, action, query)
         spec = apimeta.spec(backend.product, action)
-        assert spec.response is not None
+        if spec.response is None:  # R-kvstore DescribeActiveOperationTasks: the metadata has no response
+            continue
         found = wrong_types(backend.call(action, params, CTX), spec.response)
         if found:
             mismatched.setdefault((backend.product, action), set()).update(found)
