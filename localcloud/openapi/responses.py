@@ -4,7 +4,8 @@ One request, in order (each refusal is rendered as the gateway's JSON error and 
 
 1. parse the signature (ACS3-HMAC-SHA256 headers, or HMAC-SHA1 ``Signature`` query/form params);
 2. route by API version to a product's responses (each product's ``urls.py``: ``2015-01-01``
-   R-kvstore, ``2015-12-01`` Dds) and check the action exists;
+   R-kvstore, ``2015-12-01`` Dds, ``2015-04-01`` STS, ``2020-03-31`` Resource Manager) and check
+   the action exists;
 3. authenticate: known key, ±15 min timestamp (real wall clock), signature, STS token, fresh nonce;
 4. check the parameters against the official API metadata (``localcloud.apimeta.check_request``):
    required, type, enum, range; documented defaults filled in for the backend;
@@ -52,14 +53,21 @@ from localcloud.openapi.errors import (
 from localcloud.openapi.handler import ActionHandler, CallContext
 from localcloud.ram import resources
 from localcloud.ram.policy import ALLOW
+from localcloud.resourcemanager import urls as resourcemanager_urls
+from localcloud.sts import urls as sts_urls
 
 log = logging.getLogger("localcloud.openapi")
 
 JSON_TYPE = "application/json;charset=utf-8"
 # Product names as the Recommend link of the real gateway spells them.
-RECOMMEND_PRODUCT = {"r-kvstore": "R-kvstore", "dds": "Dds"}
+RECOMMEND_PRODUCT = {
+    "r-kvstore": "R-kvstore",
+    "dds": "Dds",
+    "sts": "Sts",
+    "resourcemanager": "ResourceManager",
+}
 # What routes where: each product's urls.py, by its API version.
-URLS = {urls.api_version: urls for urls in (kvstore_urls, dds_urls)}
+URLS = {urls.api_version: urls for urls in (kvstore_urls, dds_urls, sts_urls, resourcemanager_urls)}
 _nonces: weakref.WeakKeyDictionary[Any, NonceLedger] = weakref.WeakKeyDictionary()
 _handlers: weakref.WeakKeyDictionary[Any, dict[str, ActionHandler]] = weakref.WeakKeyDictionary()
 
@@ -174,7 +182,8 @@ def _authenticate(cloud: Any, signed: SignedRequest, product: str, region: str |
         ledger = _nonces[cloud] = NonceLedger()
     # After the signature: a forged request must not be able to burn someone's nonce.
     ledger.use(signed.access_key_id, signed.nonce, now)
-    if cred.role is not None:
+    # STS decides sts:AssumeRole itself: it answers its own NoPermission (localcloud/sts/models.py).
+    if cred.role is not None and product != "sts":
         action, resource = resources.openapi(
             product, signed.action or "", signed.params, region or resources.DEFAULT_REGION, cred.account_id
         )

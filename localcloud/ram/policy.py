@@ -105,10 +105,28 @@ class Policy:
 
 @dataclass(frozen=True)
 class Role:
-    """A RAM role: its name (the STS principal ``AssumedRoleUser``) and its compiled policies."""
+    """A RAM role: its name (the STS principal ``AssumedRoleUser``) and its compiled policies.
+
+    ``session_policy`` is the ``Policy`` an STS ``AssumeRole`` call passed: the credential may do only
+    what both the role's policies and it allow ("the final permission of the STS token is the
+    intersection of the RAM role's policy and this policy": STS AssumeRole metadata, parameter
+    ``Policy``, dew-serverless/acs-sdk-php data/sts/2015-04-01/api-docs.json). An explicit Deny in
+    either wins.
+    """
 
     name: str
     policy: Policy
+    session_policy: Policy | None = None
+
+    def decide(self, action: str, resource: str) -> str:
+        """ALLOW only if the role's policies, and the session policy if any, both allow."""
+        decision = self.policy.decide(action, resource)
+        if self.session_policy is None or decision == EXPLICIT_DENY:
+            return decision
+        narrowed = self.session_policy.decide(action, resource)
+        if narrowed == EXPLICIT_DENY:
+            return EXPLICIT_DENY
+        return decision if narrowed == ALLOW else IMPLICIT_DENY
 
     @classmethod
     def from_seed(cls, raw: dict[str, Any]) -> Role:

@@ -12,6 +12,12 @@
   ``acs:mns:{region}:{account}:/queues/{queue}/messages``; Get*Attributes on ``/queues/{q}`` and
   ``/topics/{t}``. The same table gives Unsubscribe as ``/topics/{t}/subscriptions/{s}``
   (help.aliyun.com/document_detail/140721.htm): the resource is the request path.
+- STS: ``sts:AssumeRole`` on the role's ARN ``acs:ram::{account}:role/{name}``, the RoleArn the call
+  names (the RAM FAQ "can I specify which RAM role a RAM user may assume",
+  help.aliyun.com/document_detail/39744.html, grants ``sts:AssumeRole`` on ``acs:ram:*:{account}:role/{name}``;
+  ``*`` there also matches the empty region of a RoleArn).
+- Resource Manager: ``resourcemanager:ListAccounts`` on ``acs:resourcemanager::{account}:*`` (assumption
+  below).
 - FC 2.0: ``fc:InvokeFunction`` on ``acs:fc:{region}:{account}:services/{service}/functions/{function}``
   (the ARN a real denial names, Serverless-Devs/Serverless-Devs#350: "... on resource
   'acs:fc:cn-shanghai:1156167965211746:services/*'"; the async destination record's functionArn).
@@ -26,6 +32,10 @@ DEFAULT_REGION = "cn-hangzhou"
 OPENAPI_NAMESPACE = {"r-kvstore": "kvstore", "dds": "dds"}
 # The instance resource type of each namespace and the request parameter naming the instance.
 INSTANCE_RESOURCE = {"kvstore": ("instance", "InstanceId"), "dds": ("dbinstance", "DBInstanceId")}
+# assumption: the resource a Resource Manager call is checked against is ``acs:resourcemanager::{account}:*``
+# (a global service: no region, as RAM's own ARNs); no public page shows the string RAM checks for
+# ListAccounts, so only a policy Resource of ``*`` or ``acs:resourcemanager:*:*:*``-like grants it.
+RESOURCE_MANAGER_RESOURCE = "acs:resourcemanager::{account}:*"
 # Listing APIs act on no single instance ("All Resources" in the products' RAM tables: the API pages
 # of DescribeInstances / DescribeDBInstances). Assumption: the resource such a call is checked against
 # is ``acs:{ns}:{region}:{account}:*``, so only a policy Resource of ``*`` (or one that covers that
@@ -56,13 +66,20 @@ MNS_ACTIONS = {
 def openapi(
     product: str, action: str, params: dict[str, str], region: str, account_id: str
 ) -> tuple[str, str]:
-    """(RAM action, resource ARN) of an R-kvstore or Dds RPC call."""
+    """(RAM action, resource ARN) of an R-kvstore, Dds or Resource Manager RPC call."""
+    if product == "resourcemanager":
+        return f"resourcemanager:{action}", RESOURCE_MANAGER_RESOURCE.format(account=account_id)
     namespace = OPENAPI_NAMESPACE[product]
     resource_type, id_param = INSTANCE_RESOURCE[namespace]
     instance_id = params.get(id_param)
     if action in LIST_ACTIONS or not instance_id:
         return f"{namespace}:{action}", f"acs:{namespace}:{region}:{account_id}:*"
     return f"{namespace}:{action}", f"acs:{namespace}:{region}:{account_id}:{resource_type}/{instance_id}"
+
+
+def sts_assume_role(role_arn: str) -> tuple[str, str]:
+    """What a RAM user or role needs to assume the role ``role_arn`` names (STS checks it itself)."""
+    return "sts:AssumeRole", role_arn
 
 
 def mns(action: str, kind: str, name: str, region: str, account_id: str) -> tuple[str, str] | None:

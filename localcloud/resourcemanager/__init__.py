@@ -1,0 +1,1 @@
+"""localcloud: Resource Manager (Resource Directory ListAccounts)."""
