@@ -77,13 +77,26 @@ def _operator_errors() -> Iterator[None]:
     from dbupgrade.cloudapi import CloudError
     from dbupgrade.errors import ConfigError, StoreUnavailable
     from dbupgrade.model import InvalidRequest
-    from dbupgrade.rollouts import RolloutExists, RolloutFinished, RolloutLocked, RolloutNotFound
+    from dbupgrade.rollouts import (
+        RolloutExists,
+        RolloutFinished,
+        RolloutLocked,
+        RolloutNotFound,
+        TargetsOwned,
+    )
 
     try:
         yield
     except InvalidRequest as error:
         raise click.BadParameter(str(error), param_hint=error.field) from None
-    except (ConfigError, RolloutExists, RolloutFinished, RolloutLocked, RolloutNotFound) as error:
+    except (
+        ConfigError,
+        RolloutExists,
+        RolloutFinished,
+        RolloutLocked,
+        RolloutNotFound,
+        TargetsOwned,
+    ) as error:
         raise click.ClickException(str(error)) from None
     except StoreUnavailable:
         raise click.ClickException("the state store is unreachable; nothing was changed") from None
@@ -195,6 +208,14 @@ def plan_command(
 )
 @click.option("--max-errors", type=click.IntRange(min=0), help="Halt once more targets than this failed.")
 @click.option("--window", help="Release waves only inside it, e.g. '02:00-05:00 Asia/Shanghai'.")
+@click.option(
+    "--exclude-owned",
+    is_flag=True,
+    help=(
+        "Leave out targets another active rollout still has to upgrade (listed on stderr) instead "
+        "of refusing to start."
+    ),
+)
 def start_command(
     manifest: Path | None,
     engine: str | None,
@@ -208,10 +229,12 @@ def start_command(
     max_in_flight: int | None,
     max_errors: int | None,
     window: str | None,
+    exclude_owned: bool,
 ) -> None:
     """Record a rollout and release its first wave; prints the rollout id.
 
-    Later waves are released by `rollout advance` or the tracker function (every minute), each only
+    A target another active rollout still has to upgrade belongs to that rollout: start refuses,
+    listing them, unless --exclude-owned leaves them out. Later waves are released by `rollout advance` or the tracker function (every minute), each only
     once every target of the waves before it has finished, while the error budget holds.
     """
     from dbupgrade.config import Window
@@ -236,7 +259,9 @@ def start_command(
         except InvalidRequest as error:
             raise click.BadParameter(str(error), param_hint="--waves") from None
         spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
-        status = Rollouts(upgrader).start(spec)
+        status = Rollouts(upgrader).start(spec, exclude_owned=exclude_owned)
+    for instance, owner in status.get("excluded", {}).items():
+        click.echo(f"excluded {instance}: rollout {owner} has it", err=True)
     click.echo(rollout_id)
     click.echo(_line(status), err=True)
 
