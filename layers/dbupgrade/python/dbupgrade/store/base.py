@@ -12,10 +12,12 @@ from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome
 from dbupgrade.store.claims import Claim, ClaimChange
 from dbupgrade.store.keys import HISTORY_LENGTH
 
-# An entry added with an outcome waits this long for its own publisher before a drain may take it:
-# longer than one publish with its retries (notify.PUBLISH_ATTEMPTS x a 5 s connection timeout),
-# so a drain never publishes an entry its writer is publishing right now.
-OUTBOX_GRACE_SECONDS = 60
+# An entry written with an outcome waits this long for its own writer's publish before a drain may
+# take it, so a drain never publishes an entry its writer is publishing right now: twice one publish
+# with its retries (notify: 3 attempts, a 5 s connection timeout, 0.1-0.3 s pauses). The writer
+# makes it due at once when its publish fails; only a writer that died (or lost the store) right
+# after the write leaves it this long.
+OUTBOX_GRACE_SECONDS = 30
 
 
 class Locked(RuntimeError):
