@@ -51,11 +51,13 @@ def test_already_at_target_is_a_noop_without_an_upgrade_call(bench: Bench) -> No
     assert [n["event"] for n in bench.published()] == ["upgrade.noop"]
 
 
-def test_an_instance_already_upgrading_is_in_progress(bench: Bench) -> None:
+def test_an_instance_already_upgrading_is_in_progress_pointing_at_that_upgrade(bench: Bench) -> None:
     upgrader = bench.upgrader()
-    upgrader.run(request("dds-bp1ready000002", "5.0", ticket_id="CHG-A"))
+    first = upgrader.run(request("dds-bp1ready000002", "5.0", ticket_id="CHG-A"))
     second = upgrader.run(request("dds-bp1ready000002", "5.0", ticket_id="CHG-B"))
-    assert (second.status, second.reason) == ("in_progress", "already_upgrading")
+    assert (second.status, second.reason) == ("in_progress", "upgrade_in_flight")
+    assert second.request_id == first.request_id and second.ticket_id == "CHG-B"
+    assert second.upgrade is not None and second.upgrade["ticket_id"] == "CHG-A"
     assert len(bench.upgrade_calls("dds-bp1ready000002")) == 1
 
 

@@ -12,7 +12,7 @@ Example::
 
     persistence = redis_persistence(redis_client)
     run_once = make_idempotent(work, persistence, context, expires_after_seconds=7 * 24 * 3600)
-    run_once(payload={"key": "r-bp1abc|7.0|msg-1"})
+    run_once(payload={"key": "webhook|delivery:msg-1|r-bp1abc", "request": {"target_version": "7.0"}})
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
+
+from dbupgrade.store.keys import IDEMPOTENCY_PREFIX
 
 PACKAGE = "aws_lambda_powertools.utilities.idempotency"
 
@@ -49,14 +51,38 @@ def _powertools_idempotency() -> Any:
 
 
 def redis_persistence(client: Any) -> Any:
-    """A Powertools ``RedisCachePersistenceLayer`` on an existing redis-py client."""
+    """A Powertools ``RedisCachePersistenceLayer`` on an existing redis-py client, whose completed
+    records keep their payload validation hash.
+
+    Powertools 3.37's Redis layer rewrites the whole record on completion (``_update_record``:
+    status, expiry, data) and drops the ``validation`` hash its in-progress write stored, so every
+    identical repeat of a completed request fails validation (``IdempotencyValidationError``) -
+    the bug fixed in the TypeScript port (aws-powertools/powertools-lambda-typescript#5705, PR
+    #5706), still in the Python layer (persistence/redis.py ``_update_record``). The completion
+    write here keeps it.
+    """
     _powertools_idempotency()
     from aws_lambda_powertools.utilities.idempotency.persistence.redis import RedisCachePersistenceLayer
 
     with warnings.catch_warnings():
-        # Deprecated in favour of CachePersistenceLayer, which in 3.x is an alias of this same class.
+        # Deprecated in favour of CachePersistenceLayer, which in 3.x is an alias of this same class
+        # (subclassing it warns too).
         warnings.simplefilter("ignore", DeprecationWarning)
-        return RedisCachePersistenceLayer(client=client)
+
+        class Persistence(RedisCachePersistenceLayer):
+            def _update_record(self, data_record: Any) -> None:
+                mapping = {
+                    self.data_attr: data_record.response_data,
+                    self.status_attr: data_record.status,
+                    self.expiry_attr: data_record.expiry_timestamp,
+                }
+                if self.payload_validation_enabled:
+                    mapping[self.validation_key_attr] = data_record.payload_hash
+                ttl = self._get_expiry_second(data_record.expiry_timestamp)
+                encoded = self._json_serializer(mapping)
+                self.client.set(name=data_record.idempotency_key, value=encoded, ex=ttl)
+
+        return Persistence(client=client)
 
 
 def errors() -> Any:
@@ -76,7 +102,9 @@ def make_idempotent(
 ) -> Callable[..., dict[str, Any]]:
     """``function(payload=...)`` run at most once per payload "key" within ``expires_after_seconds``.
 
-    A repeat returns the first call's result. The in-progress lock lasts until the invocation's
+    A repeat returns the first call's result; a repeat whose payload "request" differs from the
+    first one's raises ``IdempotencyValidationError`` (Powertools payload validation): one key,
+    one request. A call that raises leaves nothing remembered (Powertools deletes its record). The in-progress lock lasts until the invocation's
     deadline (``context.get_remaining_time_in_millis``): a duplicate arriving while the first
     is still submitting is refused instead of submitting twice, and a lock left by an invocation FC
     killed at its timeout frees itself right then, so the redelivery can proceed.
@@ -87,16 +115,17 @@ def make_idempotent(
 
     config = IdempotencyConfig(
         event_key_jmespath="key",
+        payload_validation_jmespath="request",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=expires_after_seconds,
         lambda_context=context,
     )
-    # key_prefix: every function (timer, webhook, queue, CLI) shares one key space, so a ticket
-    # retried through another trigger still finds the first outcome.
+    # key_prefix: every function shares one key space; the key itself names its source (the caller
+    # builds it), and one accepted upgrade per instance holds across sources (the store's claims).
     return idempotent_function(
         function,
         data_keyword_argument="payload",
         persistence_store=persistence,
         config=config,
-        key_prefix="dbupgrade:idempotency",
+        key_prefix=IDEMPOTENCY_PREFIX,
     )

@@ -39,10 +39,10 @@ from typing import Any
 
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import logger
+from dbupgrade.store import keys, scripts
 
 RATE_LIMITS_VARIABLE = "DBUPGRADE_RATE_LIMITS"
 DEFAULT_CALLS_PER_SECOND = 10.0
-KEY_PREFIX = "dbupgrade:ratelimit:"
 # An idle bucket expires: the next caller starts with a full bucket at the ceiling.
 KEY_TTL_SECONDS = 600
 DECREASE_FACTOR = 0.5
@@ -52,59 +52,6 @@ INCREASE_FRACTION = 1 / 50  # of the ceiling, per successful call
 # what the account allows, AIMD only trims bursts over what the cloud accepts right now, and
 # CloudApi's backoff still handles refusals below it.
 FLOOR_FRACTION = 1 / 4
-
-# KEYS[1]: the bucket hash; ARGV: ceiling, max_wait, ttl.
-# Returns {granted (1|0), wait seconds, current rate}; floats travel as strings (Lua numbers
-# returned to Redis are truncated to integers).
-_TAKE = """
-local ceiling = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'rate')
-local rate = math.min(tonumber(state[3]) or ceiling, ceiling)
-local capacity = math.max(1, rate)
-local tokens = tonumber(state[1]) or capacity
-local stamp = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
-local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate end
-local granted = 0
-if wait <= max_wait then
-  tokens = tokens - 1
-  granted = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now), 'rate', tostring(rate))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {granted, tostring(wait), tostring(rate)}
-"""
-
-# KEYS[1]: the bucket hash; ARGV: ceiling, "decrease" | "increase", ttl, decrease interval,
-# floor, decrease factor, increase step. Returns the new rate.
-_ADJUST = """
-local ceiling = tonumber(ARGV[1])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'rate', 'decreased_at')
-local rate = math.min(tonumber(state[3]) or ceiling, ceiling)
-if ARGV[2] == 'decrease' then
-  if now - (tonumber(state[4]) or 0) >= tonumber(ARGV[4]) then
-    local tokens = tonumber(state[1]) or math.max(1, rate)
-    local stamp = tonumber(state[2]) or now
-    tokens = tokens + math.max(0, now - stamp) * rate
-    rate = math.max(tonumber(ARGV[5]), rate * tonumber(ARGV[6]))
-    -- the burst shrinks with the rate (reserved tokens, a negative count, stay owed)
-    tokens = math.min(math.max(1, rate), tokens)
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now),
-               'rate', tostring(rate), 'decreased_at', tostring(now))
-  end
-else
-  rate = math.min(ceiling, rate + tonumber(ARGV[7]))
-  redis.call('HSET', KEYS[1], 'rate', tostring(rate))
-end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return tostring(rate)
-"""
 
 
 class RateLimited(Exception):
@@ -161,8 +108,8 @@ class RateLimiter:
         self.redis = redis
         self.limits = limits or RateLimits()
         self.account = account or "default"
-        self._take = redis.register_script(_TAKE)
-        self._adjust = redis.register_script(_ADJUST)
+        self._take = redis.register_script(scripts.RATE_TAKE)
+        self._adjust = redis.register_script(scripts.RATE_ADJUST)
         # Buckets last seen below their ceiling: only those need a round trip after a success.
         self._recovering: set[str] = set()
         self._lock = threading.Lock()
@@ -176,7 +123,7 @@ class RateLimiter:
         return cls(redis, RateLimits.from_env(env), env.get("FC_ACCOUNT_ID") or None)
 
     def key(self, product: str, action: str) -> str:
-        return f"{KEY_PREFIX}{self.account}:{product}:{action}"
+        return keys.ratelimit(self.account, product, action)
 
     def rate(self, product: str, action: str) -> float:
         """The shared rate now (calls/s): the ceiling unless throttling has lowered it."""

@@ -18,8 +18,14 @@ or ``scheduled`` — and records and notifies the transition it finds:
                 keeps following it to ``completed``)
 ==============  =====================================================================================
 
-Each instance is checked under a short lock in the store and its latest outcome is re-read under
-that lock, so overlapping ticks (a slow tick, an FC retry) record and notify a transition once.
+The tracker follows each instance's followed in-flight outcome (``Store.following``: the latest
+submission, or its ``scheduled``), not its latest outcome: a refusal or a deferral recorded for the
+instance later (another request) never stops it following the running upgrade. Each instance is
+checked under a lock in the store (held no longer than the invocation's deadline) and its followed
+outcome is re-read under that lock; the transition is written compare-and-set against it, so
+overlapping ticks record and notify a transition once, and a tick racing a new submission keeps
+the newer one (and follows it). A transition that ends the upgrade releases the instance's claim in
+the same write.
 
 A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
 and advances every active rollout (releasing the next wave once the previous one is over). The drain
@@ -40,7 +46,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,23 +58,19 @@ from dbupgrade.engines import ENGINES, Engine, dig
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
-from dbupgrade.store import IN_FLIGHT, PREFIX
+from dbupgrade.store import Locked, keys
 from dbupgrade.usecase import Upgrader
 
 STUCK_AFTER_VARIABLE = "DBUPGRADE_STUCK_AFTER"
 DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {
     name: engine.stuck_after_seconds for name, engine in ENGINES.items()
 }
-LOCK_PREFIX = f"{PREFIX}tracker:lock:"
-SEEN_UPGRADING_PREFIX = f"{PREFIX}tracker:upgrading:"
 SEEN_UPGRADING_SECONDS = 7 * 24 * 3600
-READ_BATCH = 500  # latest outcomes read per MGET
 LOCK_MARGIN_SECONDS = 30
 # Left of the invocation for advancing the rollouts: checks stop this long before the deadline.
 ROLLOUT_RESERVE_SECONDS = 60
 # Left of the invocation for the checks and the rollouts: the outbox drain stops this long before it.
 OUTBOX_RESERVE_SECONDS = ROLLOUT_RESERVE_SECONDS + 60
-HISTORY_SCAN = 20  # outcomes looked through for the submission behind an in-flight one
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -215,51 +216,49 @@ class Tracker:
         return summary
 
     def in_flight(self) -> Iterator[Outcome]:
-        """Latest outcomes still in flight, read from the store (none without a shared store)."""
-        redis = self.upgrader.store.redis
-        if redis is None:
+        """The followed in-flight outcomes, read from the store (none without a shared store)."""
+        if self.upgrader.store.redis is None:
             logger.warning("no shared store: upgrades cannot be tracked across invocations")
             return
-        instance_ids = sorted(
-            v.decode() if isinstance(v, bytes) else str(v) for v in redis.smembers(IN_FLIGHT)
-        )
-        for start in range(0, len(instance_ids), READ_BATCH):
-            keys = [f"{PREFIX}latest:{i}" for i in instance_ids[start : start + READ_BATCH]]
-            for raw in redis.mget(keys):
-                outcome = Outcome.from_dict(json.loads(raw)) if raw is not None else None
-                if outcome and outcome.status in IN_FLIGHT_STATUSES and outcome.engine in ENGINES:
-                    yield outcome
+        for outcome in self.upgrader.store.followed():
+            if outcome.status in IN_FLIGHT_STATUSES and outcome.engine in ENGINES:
+                yield outcome
 
     # -- one instance ---------------------------------------------------------------------------
 
     def _check(self, seen: Outcome, ctx: InvocationContext, now: datetime) -> Outcome | None:
-        redis = self.upgrader.store.redis
-        lock, token = f"{LOCK_PREFIX}{seen.instance_id}", uuid.uuid4().hex
-        seconds = int(ctx.remaining_seconds()) + LOCK_MARGIN_SECONDS
-        if not redis.set(lock, token, nx=True, ex=seconds):
-            return None  # another tick is checking it right now
+        store = self.upgrader.store
+        seconds = ctx.remaining_seconds() + LOCK_MARGIN_SECONDS
         try:
-            latest = self.upgrader.store.latest(seen.instance_id)
-            if latest is None or latest.to_dict() != seen.to_dict():
-                return None  # changed since it was read (another tick, a new request): next tick looks again
-            watch = _Watch(latest, self._submission(latest), ENGINES[str(latest.engine)])
-            verdict = self._verdict(watch, ctx, now)
-            if verdict is None:
-                return None
-            outcome = self.upgrader.finish(verdict, ctx)
-            if outcome.status != "scheduled":
-                redis.delete(self._seen_key(latest))
-            return outcome
-        finally:
-            if redis.get(lock) in (token, token.encode()):
-                redis.delete(lock)
+            with store.lock(keys.tracker_lock(seen.instance_id), seconds):
+                followed = store.following(seen.instance_id)
+                if followed is None or followed.to_dict() != seen.to_dict():
+                    return (
+                        None  # changed since it was read (another tick, a new request): next tick looks again
+                    )
+                watch = _Watch(followed, self._submission(followed), ENGINES[str(followed.engine)])
+                verdict = self._verdict(watch, ctx, now)
+                if verdict is None:
+                    return None
+                outcome = self.upgrader.finish(verdict, ctx, follows=followed)
+                if outcome is not None and outcome.status != "scheduled":
+                    store.forget_upgrading(followed.instance_id, followed.to_version)
+                return outcome
+        except Locked:
+            return None  # another tick is checking it right now
 
     def _submission(self, latest: Outcome) -> Outcome:
         """The ``submitted`` outcome this in-flight one follows (its start time and RequestId)."""
-        for outcome in self.upgrader.store.history(latest.instance_id, HISTORY_SCAN):
-            if outcome.status not in IN_FLIGHT_STATUSES or outcome.to_version != latest.to_version:
-                break
-            if outcome.status == "submitted":
+        if latest.status == "submitted":
+            return latest
+        # Its ``scheduled`` carries the submission's RequestId; other requests' outcomes may sit
+        # in between, so the whole kept history is looked through.
+        for outcome in self.upgrader.store.history(latest.instance_id):
+            if (outcome.status, outcome.request_id, outcome.to_version) == (
+                "submitted",
+                latest.request_id,
+                latest.to_version,
+            ):
                 return outcome
         return latest
 
@@ -305,9 +304,10 @@ class Tracker:
                 f"upgraded from {watch.submission.from_version} to {version} (EngineVersion verified)",
                 duration_seconds=round(duration, 1),
             )
+        store = self.upgrader.store
         if status in engine.upgrading_statuses:
-            self.upgrader.store.redis.set(self._seen_key(latest), "1", ex=SEEN_UPGRADING_SECONDS)
-        elif status in engine.ready_statuses and self.upgrader.store.redis.exists(self._seen_key(latest)):
+            store.mark_upgrading(latest.instance_id, latest.to_version, SEEN_UPGRADING_SECONDS)
+        elif status in engine.ready_statuses and store.seen_upgrading(latest.instance_id, latest.to_version):
             return self._outcome(
                 watch, now, "failed", "rolled_back", "UpgradeFailed", f"upgrade rolled back: {at}"
             )
@@ -393,10 +393,6 @@ class Tracker:
             duration_seconds=duration_seconds,
             at=now.strftime(TIME_FORMAT),
         )
-
-    @staticmethod
-    def _seen_key(outcome: Outcome) -> str:
-        return f"{SEEN_UPGRADING_PREFIX}{outcome.instance_id}:{outcome.to_version}"
 
     # -- rollouts -------------------------------------------------------------------------------
 

@@ -1,7 +1,20 @@
 """The one use case every trigger shares: request in, exactly one recorded and notified outcome out.
 
-    request --validate--> scope / window guard --idempotency key--> pre-check (describe)
-            --> submit (upgrade API, retried) --> record (store) --> notify (MNS) --> Outcome
+A straight pipeline: each step returns a verdict (or passes), and one exit (``_conclude``) records
+and notifies it - in one store write with the outbox entry and the instance's claim::
+
+    request --validate--> region, window --> scope --idempotency key--> claim read
+            --> pre-check (describe) --> claim (atomic) --> submit (upgrade API, retried)
+            --> _conclude: record + outbox + claim (one transaction), publish --> Outcome
+
+One upgrade per instance, whatever asked for it: an instance with an accepted upgrade not finished
+yet (submitted and running, or booked for the maintenance window) answers ``in_progress`` pointing
+at that upgrade (or refuses another target) with no upgrade call (``dbupgrade.store.claims``).
+
+Idempotency replays only final verdicts (``Outcome.final``: submitted, noop, in_progress) for
+``IDEMPOTENCY_SECONDS``; refusals and failures are re-evaluated on the next delivery. The key is
+the source, the delivery identity and the instance; the target, region and effective are the
+validated payload, so a delivery id reused for a different request is refused.
 
 ``run`` never raises for bad input or cloud errors (they become ``rejected`` / ``failed``
 outcomes); it raises ``StoreUnavailable`` only when the store is down, before any cloud call.
@@ -15,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +41,7 @@ from dbupgrade.context import Credentials, InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine, api_bool, dig, engine_for_instance, version_key
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
-from dbupgrade.model import InvalidRequest, Outcome, UpgradeRequest
+from dbupgrade.model import IN_FLIGHT_STATUSES, InvalidRequest, Outcome, UpgradeRequest, utc_now
 from dbupgrade.notify import Delivery, Notifier
 from dbupgrade.ratelimit import RateLimiter
 from dbupgrade.request import (
@@ -37,9 +51,9 @@ from dbupgrade.request import (
     parse_request,
     shown,
 )
-from dbupgrade.store import Store, open_store
+from dbupgrade.store import Claim, ClaimChange, Store, claim_seconds, open_store
 
-# How long a finished request is remembered. MNS keeps an unconsumed message up to 7 days
+# How long a final verdict is remembered. MNS keeps an unconsumed message up to 7 days
 # (MessageRetentionPeriod max 604800 s), the longest a redelivery of the same request can arrive.
 IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 RECONCILE_ROUNDS = 3  # resubmissions after an ambiguous failure proved the first did not land
@@ -47,27 +61,26 @@ OUTBOX_BATCH = 100  # outbox entries one claim-and-publish pass takes before loo
 
 
 class _Unremembered(Exception):
-    """Carries an outcome out of the idempotent section so its record is dropped, not cached.
-
-    A ``failed`` outcome caused by throttling, 5xx, the network, an instance busy with another task
-    or a configuration error (a wrong key, a missing RAM permission) says nothing final about the
-    request: a redelivery (queue) or retried webhook should try again, not replay the failure for
-    ``IDEMPOTENCY_SECONDS``.
-    """
+    """Carries a non-final outcome (``Outcome.final``) out of the idempotent section, so its
+    record is dropped, not cached: the next delivery of the request is evaluated afresh (the sender
+    may have fixed the region, the instance may be free now, the throttling over)."""
 
     def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.code)
+        super().__init__(outcome.status)
         self.outcome = outcome
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
+    """One request, resolved: what every step reads and none changes."""
+
     request: UpgradeRequest
     engine: Engine
     region: str
     effective: str
     context: InvocationContext
     credentials: Credentials | None
+    owner: str  # who holds the instance's claim for this request: its idempotency key, or a token
     stop: Callable[[], tuple[str, str] | None] | None = None
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
@@ -87,6 +100,44 @@ class _Job:
         }
         values.update(fields)
         return Outcome(**values)
+
+    def claim(self, at: str) -> Claim:
+        request = self.request
+        return Claim(
+            instance_id=request.instance_id,
+            to_version=request.target_version,
+            owner=self.owner,
+            source=request.source,
+            ticket_id=request.ticket_id,
+            rollout_id=request.rollout_id,
+            effective=self.effective,
+            at=at,
+        )
+
+
+# A verdict and what it does to the instance's claim when it is recorded.
+_Verdict = tuple[Outcome, ClaimChange | None]
+
+
+def idempotency_key(request: UpgradeRequest) -> str | None:
+    """The request's identity within its source, or None when it carries none.
+
+    Namespaced by source: a webhook delivery id can never take the key of a timer's (or a queue
+    message's) delivery, whatever its text. The instance is part of it (one webhook delivery may
+    carry a batch of instances); target, region and effective are validated instead.
+
+    >>> idempotency_key(UpgradeRequest("r-bp1x", "7.0", source="webhook", delivery_id="msg_1"))
+    'webhook|delivery:msg_1|r-bp1x'
+    """
+    for kind, value in (
+        ("delivery", request.delivery_id),
+        ("ticket", request.ticket_id),
+        ("rollout", request.rollout_id),
+        ("correlation", request.correlation_id),
+    ):
+        if value:
+            return f"{request.source}|{kind}:{value}|{request.instance_id}"
+    return None
 
 
 class Upgrader:
@@ -129,7 +180,7 @@ class Upgrader:
         *,
         stop: Callable[[], tuple[str, str] | None] | None = None,
     ) -> Outcome:
-        """One request to one recorded, notified outcome.
+        """One request to one recorded, notified outcome (a replay: the first one's, marked).
 
         ``stop`` is asked right before each upgrade call, as late as it can be (after the pre-check,
         inside the idempotent section): a ``(reason, why)`` answer (its rollout was halted) ends the
@@ -142,41 +193,35 @@ class Upgrader:
         try:
             request = self._revalidate(request)
         except InvalidRequest as error:
-            return self._conclude(
-                self._rejected_input(error, request.instance_id, request.target_version, request)
-            )
-        engine = ENGINES[str(request.engine)]
+            return self._conclude(self._rejected_input(error, request))
         region = request.region or self.config.region or ctx.region
         if not region:
             missing = InvalidRequest(
                 "region", "no region: set it in the request, DBUPGRADE_REGION or run in FC"
             )
-            return self._conclude(
-                self._rejected_input(missing, request.instance_id, request.target_version, request)
-            )
+            return self._conclude(self._rejected_input(missing, request))
+        key = idempotency_key(request) if self.config.idempotency and self.store.redis is not None else None
+        effective, outside_window = self._effective(request)
         job = _Job(
             request,
-            engine,
+            ENGINES[str(request.engine)],
             region,
-            request.effective or "immediate",
+            effective,
             ctx,
             self.cloud.credentials(ctx.credentials),
+            key or uuid.uuid4().hex,
             stop,
         )
-
-        guarded = self._guard(job)
-        if guarded is not None:
-            return self._conclude(guarded, job)
+        refused = self._scope(job) or (self._deferred(job) if outside_window else None)
+        if refused is not None:
+            return self._conclude(refused, job)
         if request.dry_run:
-            return self._precheck_or_submit(job, submit=False)
-
-        identity = request.delivery_id or request.ticket_id or request.rollout_id or request.correlation_id
-        if not (self.config.idempotency and self.store.redis is not None and identity):
-            try:
-                return self._execute(job)
-            except _Unremembered as transient:
-                return transient.outcome
-        return self._run_once(job, f"{request.instance_id}|{request.target_version}|{identity}")
+            verdict, _ = self._verdict(job, submit=False)
+            return verdict  # a preview: neither recorded nor notified
+        if key is None:
+            verdict, claim = self._verdict(job)
+            return self._conclude(verdict, job, claim=claim)
+        return self._run_once(job, key)
 
     def reject(
         self,
@@ -215,7 +260,7 @@ class Upgrader:
             message=message,
             field=error.field,
         )
-        return self._finish(outcome, context=ctx)
+        return self._conclude(outcome, context=ctx)
 
     def status(self, instance_id: str) -> Outcome | None:
         """The latest recorded outcome for ``instance_id``."""
@@ -224,9 +269,28 @@ class Upgrader:
     def history(self, instance_id: str, limit: int = 20) -> list[Outcome]:
         return self.store.history(instance_id, limit)
 
-    def finish(self, outcome: Outcome, context: Any = None) -> Outcome:
-        """Record and notify an outcome decided outside ``run`` (the tracker, rollouts)."""
-        return self._finish(outcome, context=adapt_context(context))
+    def finish(
+        self, outcome: Outcome, context: Any = None, *, follows: Outcome | None = None
+    ) -> Outcome | None:
+        """Record and notify an outcome decided outside ``run`` (the tracker, rollouts).
+
+        ``follows``: the in-flight outcome this one concludes (the tracker). When another outcome
+        replaced it meanwhile (a new submission) nothing is written and None is returned: the
+        newer one is kept and followed. A final verdict on the upgrade (not in flight) releases
+        the instance's claim on that target in the same write.
+        """
+        claim = None
+        if follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
+            claim = ClaimChange("release_version", outcome.to_version)
+        return self._record(outcome, adapt_context(context), claim=claim, follows=follows)
+
+    def publish(self, message: dict[str, Any], context: Any = None) -> None:
+        """Publish a message no outcome carries (a rollout summary), or park it in the outbox."""
+        ctx = adapt_context(context)
+        if not self.notifier.enabled:
+            return
+        if not self.notifier.publish(message, credentials=self._notify_credentials(ctx), context=ctx):
+            self.store.outbox_add({"message": message})
 
     def drain_outbox(self, context: Any = None, *, deadline: float | None = None) -> int:
         """Publish notifications an earlier run could not, in batches of ``OUTBOX_BATCH``, until the
@@ -301,7 +365,7 @@ class Upgrader:
                 )
         return found
 
-    # -- steps ----------------------------------------------------------------------------------
+    # -- steps: each returns a verdict (or None to pass), none records or changes the job ---------
 
     def _revalidate(self, request: UpgradeRequest) -> UpgradeRequest:
         """Requests built by hand (not via parse_request) get the same checks and engine inference."""
@@ -322,8 +386,26 @@ class Upgrader:
             delivery_id=request.delivery_id,
         )
 
-    def _guard(self, job: _Job) -> Outcome | None:
-        """Scope and window: refusals here make no cloud call at all."""
+    def _effective(self, request: UpgradeRequest) -> tuple[str, bool]:
+        """When the upgrade takes effect, and whether the request is outside the upgrade window and
+        the policy refuses it. An upgrade asked for the maintenance window is scheduled by the
+        cloud: no window applies; outside the window, policy ``maintenance_window`` books it."""
+        asked = request.effective or "immediate"
+        window = self.config.window
+        if window is None or asked == "maintenance_window" or window.contains(self._now()):
+            return asked, False
+        policy = self.config.window_policy
+        if policy == "maintenance_window":
+            return "maintenance_window", False
+        return asked, policy == "reject"
+
+    def _deferred(self, job: _Job) -> Outcome:
+        window = self.config.window
+        text = window.text if window is not None else ""
+        return job.outcome("deferred", reason="outside_window", message=f"outside the upgrade window {text}")
+
+    def _scope(self, job: _Job) -> Outcome | None:
+        """Scope: refusals here make no cloud call at all."""
         allowed = self.config.allowed_instances
         if allowed is not None and job.request.instance_id not in allowed:
             return job.outcome(
@@ -342,17 +424,6 @@ class Upgrader:
                 field="region",
                 message=f"region {job.region} is not in DBUPGRADE_ALLOWED_REGIONS",
             )
-        window = self.config.window
-        # An upgrade asked for the maintenance window is scheduled by the cloud: no window applies.
-        if window is None or job.effective == "maintenance_window" or window.contains(self._now()):
-            return None
-        policy = self.config.window_policy
-        if policy == "reject":
-            return job.outcome(
-                "deferred", reason="outside_window", message=f"outside the upgrade window {window.text}"
-            )
-        if policy == "maintenance_window":
-            job.effective = "maintenance_window"
         return None
 
     def _run_once(self, job: _Job, key: str) -> Outcome:
@@ -361,9 +432,15 @@ class Upgrader:
         errors = idempotency.errors()
         if self._persistence is None:
             self._persistence = idempotency.redis_persistence(self.store.redis)
+        ran: list[Outcome] = []
 
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
-            return self._execute(job).to_dict()
+            verdict, claim = self._verdict(job)
+            outcome = self._conclude(verdict, job, claim=claim)
+            ran.append(outcome)
+            if not outcome.final:
+                raise _Unremembered(outcome)
+            return outcome.to_dict()
 
         # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
         by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
@@ -373,8 +450,14 @@ class Upgrader:
             job.context,
             expires_after_seconds=BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS,
         )
+        meaning = {
+            "target_version": job.request.target_version,
+            "region": job.region,
+            "effective": job.request.effective or "immediate",
+            "engine": job.engine.name,
+        }
         try:
-            return Outcome.from_dict(run(payload={"key": key}))
+            result = run(payload={"key": key, "request": meaning})
         except _Unremembered as transient:
             return transient.outcome
         except errors.IdempotencyAlreadyInProgressError:
@@ -383,18 +466,36 @@ class Upgrader:
             return job.outcome(
                 "in_progress", reason="duplicate_in_flight", message="the same request is being processed"
             )
+        except errors.IdempotencyValidationError:
+            refused = job.outcome(
+                "rejected",
+                reason="delivery_reused",
+                field="delivery_id",
+                message=(
+                    "this delivery id (or ticket) already carried a different request for this instance "
+                    "(target, region or effective); send a new request under a new id"
+                ),
+            )
+            return self._conclude(refused, job)
         except errors.IdempotencyPersistenceLayerError:
             raise StoreUnavailable("state store unavailable (idempotency)") from None
+        if ran:
+            return ran[0]
+        original = Outcome.from_dict(result)
+        original.replay_of, original.at = original.at, utc_now()
+        return original  # a replay: neither recorded nor notified again
 
-    def _execute(self, job: _Job) -> Outcome:
-        return self._precheck_or_submit(job, submit=True)
-
-    def _precheck_or_submit(self, job: _Job, *, submit: bool) -> Outcome:
+    def _verdict(self, job: _Job, *, submit: bool = True) -> _Verdict:
+        """Claim read, pre-check, claim, submit: the request's verdict and its claim change."""
+        if submit:
+            held = self.store.claim_of(job.request.instance_id)
+            if held is not None and held.owner != job.owner:
+                return self._claimed(job, held), None
         try:
             attributes, describe_id = self._describe(job)
             verdict = self._precheck(job, attributes, describe_id) if attributes is not None else None
         except CloudError as error:
-            return self._cloud_failure(job, error, submit=submit)
+            return self._cloud_failure(job, error), None
         if attributes is None:
             outcome = job.outcome(
                 "rejected",
@@ -404,15 +505,59 @@ class Upgrader:
                 field="instance_id",
                 message=f"{job.engine.name} instance {job.request.instance_id} not found in {job.region}",
             )
-            return self._finish(outcome, job) if submit else outcome
+            return outcome, None
         if verdict is not None:
-            return self._finish(verdict, job) if submit else verdict
+            return verdict, None
         from_version = str(attributes.get(job.engine.version_key))
         if not submit:
             return job.outcome(
                 "submitted", from_version=from_version, reason="dry_run", message="would submit"
+            ), None
+        seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
+        claim = job.claim(utc_now())
+        held = self.store.claim(claim, seconds)
+        if held is not None:
+            return self._claimed(job, held), None
+        outcome = self._submit(job, from_version)
+        if outcome.status == "submitted":
+            accepted = claim.accepted(outcome.request_id)
+            return outcome, ClaimChange("accept", job.owner, accepted, seconds)
+        if outcome.reason == "unknown_result":
+            return outcome, None  # the upgrade may have landed: the claim stays until it expires
+        return outcome, ClaimChange("release", job.owner)
+
+    def _claimed(self, job: _Job, held: Claim) -> Outcome:
+        """The instance has an accepted upgrade not finished yet: point at it, make no call."""
+        by = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("ticket", held.ticket_id),
+                ("rollout", held.rollout_id),
+                ("source", held.source),
+                ("RequestId", held.request_id),
             )
-        return self._submit(job, from_version)
+            if value
+        )
+        what = "being submitted since" if held.state == "submitting" else "accepted at"
+        upgrade = f"an upgrade to {held.to_version} ({held.effective}) {what} {held.at} ({by})"
+        if held.to_version == job.request.target_version:
+            return job.outcome(
+                "in_progress",
+                reason="upgrade_in_flight",
+                request_id=held.request_id,
+                upgrade=held.pointer(),
+                message=f"{upgrade} is not finished; not submitted again",
+            )
+        return job.outcome(
+            "rejected",
+            reason="upgrade_in_flight",
+            field="target_version",
+            upgrade=held.pointer(),
+            message=(
+                f"{upgrade} is not finished; an upgrade to {job.request.target_version} is refused "
+                "until it is"
+            ),
+        )
 
     def _call(self, job: _Job, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """One of the job's cloud calls: its engine, region and credentials, retried until its deadline."""
@@ -521,28 +666,26 @@ class Upgrader:
             stopped = job.stop() if job.stop is not None else None
             if stopped is not None:
                 reason, why = stopped
-                halted = job.outcome(
+                return job.outcome(
                     "halted", reason=reason, from_version=from_version, message=f"not upgraded: {why}"
                 )
-                return self._finish(halted, job)
             try:
                 body = self._call(job, engine.upgrade_action, params)
             except CloudError as error:
                 if not error.ambiguous:
-                    return self._cloud_failure(job, error, submit=True, from_version=from_version)
+                    return self._cloud_failure(job, error, from_version=from_version)
                 reconciled = self._reconcile(job, from_version, error)
                 if reconciled is not None:
-                    return self._finish(reconciled, job)
+                    return reconciled
                 continue  # the describe proves the call did not land: resubmitting is safe
-            outcome = job.outcome(
+            return job.outcome(
                 "submitted",
                 from_version=from_version,
                 request_id=body.get("RequestId"),
                 message=f"upgrade to {job.request.target_version} submitted ({job.effective})",
             )
-            return self._finish(outcome, job)
         unsent = CloudError("ConnectionError", "the upgrade call kept failing before it was processed")
-        return self._cloud_failure(job, unsent, submit=True, from_version=from_version)
+        return self._cloud_failure(job, unsent, from_version=from_version)
 
     def _reconcile(self, job: _Job, from_version: str, error: CloudError) -> Outcome | None:
         """After a lost reply: look before resubmitting. None means "it did not land"."""
@@ -589,13 +732,10 @@ class Upgrader:
             message=f"the upgrade reply was lost and the instance is {status} at {current}",
         )
 
-    def _cloud_failure(
-        self, job: _Job, error: CloudError, *, submit: bool, from_version: str | None = None
-    ) -> Outcome:
+    def _cloud_failure(self, job: _Job, error: CloudError, *, from_version: str | None = None) -> Outcome:
         """The outcome of a call that failed for good (``CloudError`` names the classes).
 
-        Remembered by idempotency only when it is a verdict on the request (not found, an API
-        refusal); throttling, 5xx, the network, a busy instance and a configuration error are not.
+        None of them is final (``Outcome.final``): the next delivery of the request tries again.
         """
         common: dict[str, Any] = {
             "code": error.code,
@@ -603,60 +743,83 @@ class Upgrader:
             "from_version": from_version,
         }
         if error.instance_not_found:
-            outcome = job.outcome(
+            return job.outcome(
                 "rejected",
                 reason="not_found",
                 field="instance_id",
                 message=f"{job.engine.name} instance {job.request.instance_id} not found in {job.region}",
                 **common,
             )
-            return self._finish(outcome, job) if submit else outcome
         if error.configuration:
-            outcome = job.outcome(
+            return job.outcome(
                 "failed", reason="configuration", message=error.explain(job.request.instance_id), **common
             )
-        elif error.busy:
-            outcome = job.outcome(
+        if error.busy:
+            return job.outcome(
                 "failed",
                 reason="instance_busy",
                 message=f"instance busy with another task; try again later ({error.code})",
                 **common,
             )
-        elif error.transient:
-            outcome = job.outcome("failed", reason="retries_exhausted", message=error.message, **common)
-        else:
-            outcome = job.outcome("failed", reason="api_error", message=error.message, **common)
-        if not submit:
+        if error.transient:
+            return job.outcome("failed", reason="retries_exhausted", message=error.message, **common)
+        return job.outcome("failed", reason="api_error", message=error.message, **common)
+
+    # -- the one exit: record and notify --------------------------------------------------------
+
+    def _conclude(
+        self,
+        outcome: Outcome,
+        job: _Job | None = None,
+        context: InvocationContext | None = None,
+        *,
+        claim: ClaimChange | None = None,
+    ) -> Outcome:
+        """Record and notify a real request's verdict; a dry run is a preview, neither recorded nor
+        notified (nothing happened), whatever its verdict."""
+        if outcome.dry_run:
             return outcome
-        self._finish(outcome, job)
-        if outcome.reason != "api_error":
-            raise _Unremembered(outcome)
+        self._record(outcome, job.context if job is not None else context, claim=claim)
         return outcome
 
-    # -- record and notify ----------------------------------------------------------------------
-
-    def _finish(
-        self, outcome: Outcome, job: _Job | None = None, context: InvocationContext | None = None
-    ) -> Outcome:
-        """Record, then notify (or park in the outbox): exactly once per outcome."""
-        ctx = job.context if job is not None else context
-        self.store.record(outcome)
-        logger.info("outcome", extra={"outcome": outcome.notification()})
+    def _record(
+        self,
+        outcome: Outcome,
+        ctx: InvocationContext | None,
+        *,
+        claim: ClaimChange | None = None,
+        follows: Outcome | None = None,
+    ) -> Outcome | None:
+        """One store write (record, followed upgrade, in-flight index, outbox entry, claim), then
+        the publish: the entry leaves the outbox once MNS accepted it, else it is due for a drain.
+        Exactly one notification per outcome, even if this instance dies right after the write."""
         message = outcome.notification()
-        credentials = self._notify_credentials(ctx) if self.notifier.enabled else None
-        if not self.notifier.publish(message, credentials=credentials, context=ctx):
-            self.store.outbox_add({"message": message, "added_at": clock.now()})
-            logger.warning("notification kept in the outbox", extra={"event": outcome.event})
+        finished = self.store.finish(
+            outcome, message=message if self.notifier.enabled else None, claim=claim, follows=follows
+        )
+        if not finished.written:
+            logger.info("outcome superseded by a newer one; not recorded", extra={"event": outcome.event})
+            return None
+        logger.info("outcome", extra={"outcome": message})
+        if finished.entry is not None:
+            credentials = self._notify_credentials(ctx)
+            delivery = self.notifier.publish(message, credentials=credentials, context=ctx)
+            if delivery is Delivery.RETRY:
+                self.store.outbox_due(finished.entry)
+                logger.warning("notification kept in the outbox", extra={"event": outcome.event})
+            else:
+                self.store.outbox_done(finished.entry)
+            if delivery is Delivery.REFUSED:
+                # Resending cannot help: keep it apart for an operator (the tracker's drain does the same).
+                kept = self.store.set_aside({"message": message}, "refused by MNS")
+                logger.error(
+                    "notification set aside: MNS refused it for good",
+                    extra={"event": outcome.event, "set_aside": kept},
+                )
         return outcome
 
-    def _conclude(self, outcome: Outcome, job: _Job | None = None) -> Outcome:
-        """``_finish`` a real request; a dry run is a preview, neither recorded nor notified
-        (nothing happened), whatever its verdict."""
-        return outcome if outcome.dry_run else self._finish(outcome, job)
-
-    def _rejected_input(
-        self, error: InvalidRequest, instance_id: str, target: str, request: UpgradeRequest
-    ) -> Outcome:
+    def _rejected_input(self, error: InvalidRequest, request: UpgradeRequest) -> Outcome:
+        instance_id, target = request.instance_id, request.target_version
         engine = engine_for_instance(instance_id)
         return Outcome(
             status="rejected",

@@ -88,13 +88,26 @@ def _operator_errors() -> Iterator[None]:
     from dbupgrade.cloudapi import CloudError
     from dbupgrade.errors import ConfigError, StoreUnavailable
     from dbupgrade.model import InvalidRequest
-    from dbupgrade.rollouts import RolloutExists, RolloutFinished, RolloutLocked, RolloutNotFound
+    from dbupgrade.rollouts import (
+        RolloutExists,
+        RolloutFinished,
+        RolloutLocked,
+        RolloutNotFound,
+        TargetsOwned,
+    )
 
     try:
         yield
     except InvalidRequest as error:
         raise click.BadParameter(str(error), param_hint=error.field) from None
-    except (ConfigError, RolloutExists, RolloutFinished, RolloutLocked, RolloutNotFound) as error:
+    except (
+        ConfigError,
+        RolloutExists,
+        RolloutFinished,
+        RolloutLocked,
+        RolloutNotFound,
+        TargetsOwned,
+    ) as error:
         raise click.ClickException(str(error)) from None
     except StoreUnavailable:
         raise click.ClickException("the state store is unreachable; nothing was changed") from None
@@ -260,6 +273,14 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
     is_flag=True,
     help="With --max-errors: leave out the targets the plan predicts would be rejected, deferred or fail.",
 )
+@click.option(
+    "--exclude-owned",
+    is_flag=True,
+    help=(
+        "Leave out targets another active rollout still has to upgrade (listed on stderr) instead "
+        "of refusing to start."
+    ),
+)
 @click.option("--yes", "-y", is_flag=True, help="Start without the confirmation prompt (scripts, CI).")
 def start_command(
     manifest: Path | None,
@@ -275,6 +296,7 @@ def start_command(
     max_errors: int | None,
     window: str | None,
     exclude_predicted_errors: bool,
+    exclude_owned: bool,
     yes: bool,
 ) -> None:
     """Record a rollout and release its first wave; prints the rollout id.
@@ -282,6 +304,9 @@ def start_command(
     With --max-errors it plans first (describe only): when the targets already predicted to be
     rejected, deferred or to fail would spend the budget, it refuses, naming them, unless
     --exclude-predicted-errors leaves them out.
+
+    A target another active rollout still has to upgrade belongs to that rollout: start refuses,
+    listing them, unless --exclude-owned leaves them out.
 
     Later waves are released by `rollout advance` or the tracker function (every minute), each only
     once every target of the waves before it has finished, while the error budget holds.
@@ -312,7 +337,9 @@ def start_command(
         spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
         if not yes:
             _confirm_start(upgrader, spec)
-        status = Rollouts(upgrader).start(spec)
+        status = Rollouts(upgrader).start(spec, exclude_owned=exclude_owned)
+    for instance, owner in status.get("excluded", {}).items():
+        click.echo(f"excluded {instance}: rollout {owner} has it", err=True)
     click.echo(rollout_id)
     click.echo(_line(status), err=True)
 

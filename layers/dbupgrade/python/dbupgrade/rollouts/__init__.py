@@ -16,7 +16,7 @@ Example::
 
 from dbupgrade.rollouts.model import RolloutSpec, parse_waves
 from dbupgrade.rollouts.plan import plan
-from dbupgrade.rollouts.service import RolloutFinished, RolloutNotFound, Rollouts, advance_all
+from dbupgrade.rollouts.service import RolloutFinished, RolloutNotFound, Rollouts, TargetsOwned, advance_all
 from dbupgrade.rollouts.state import RolloutExists, RolloutLocked
 from dbupgrade.rollouts.targets import load_manifest, select_targets, validate_targets
 
@@ -27,6 +27,7 @@ __all__ = [
     "RolloutNotFound",
     "RolloutSpec",
     "Rollouts",
+    "TargetsOwned",
     "advance_all",
     "load_manifest",
     "parse_waves",

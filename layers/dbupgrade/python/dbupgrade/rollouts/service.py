@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from dbupgrade import clock
@@ -37,6 +38,7 @@ from dbupgrade.rollouts.model import (
     RolloutMeta,
     RolloutSpec,
     TargetState,
+    parse_waves,
 )
 from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
 from dbupgrade.rollouts.summary import summarize, summary_message
@@ -60,6 +62,19 @@ class RolloutFinished(ValueError):
     """``resume`` of a completed or cancelled rollout."""
 
 
+class TargetsOwned(ValueError):
+    """``start`` with targets another active rollout still has to upgrade (``owned``: instance ->
+    rollout). Exclude them (``start(..., exclude_owned=True)``, ``--exclude-owned``) or wait."""
+
+    def __init__(self, owned: dict[str, str]) -> None:
+        self.owned = dict(sorted(owned.items()))
+        listed = ", ".join(f"{instance} (rollout {rollout})" for instance, rollout in self.owned.items())
+        super().__init__(
+            f"{len(self.owned)} target(s) belong to another active rollout: {listed}; "
+            "exclude them with --exclude-owned, or wait for that rollout to end"
+        )
+
+
 class Rollouts:
     """Rollout operations over the Upgrader's store, cloud clients and notifier."""
 
@@ -70,20 +85,35 @@ class Rollouts:
         self.context = adapt_context(context)
         bind_invocation(self.context)
         self.source = source
-        self.repo = RolloutRepository(upgrader.store.redis)
+        self.repo = RolloutRepository(upgrader.store)
 
     # -- operations -----------------------------------------------------------------------------
 
-    def start(self, spec: RolloutSpec) -> dict[str, Any]:
-        """Record the rollout and release its first wave; returns its status."""
+    def start(self, spec: RolloutSpec, *, exclude_owned: bool = False) -> dict[str, Any]:
+        """Record the rollout and release its first wave; returns its status.
+
+        Targets another active rollout still has to upgrade are refused (``TargetsOwned`` lists
+        them) unless ``exclude_owned``: then they are left out of this rollout (the status's
+        ``excluded`` names them) and the waves are recounted over the rest.
+        """
         if not self.upgrader.config.rollout_queue:
             raise ConfigError("DBUPGRADE_ROLLOUT_QUEUE", "is required: rollouts publish their waves to it")
         if self._credentials() is None:
             raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
-        states = [TargetState(t["instance_id"], spec.wave_of(i)) for i, t in enumerate(spec.targets)]
-        self.repo.create(spec, RolloutMeta(), states)
+        with self.repo.start_lock():
+            wanted = {t["instance_id"] for t in spec.targets}
+            owned = self.repo.owners(wanted, other_than=spec.rollout_id)
+            if owned and not exclude_owned:
+                raise TargetsOwned(owned)
+            if owned:
+                spec = _without(spec, owned)
+            states = [TargetState(t["instance_id"], spec.wave_of(i)) for i, t in enumerate(spec.targets)]
+            self.repo.create(spec, RolloutMeta(), states)
         logger.info("rollout started", extra={"rollout_id": spec.rollout_id, "targets": len(states)})
-        return self.advance(spec.rollout_id, wait=True)
+        status = self.advance(spec.rollout_id, wait=True)
+        if owned:
+            status["excluded"] = dict(sorted(owned.items()))
+        return status
 
     def advance(self, rollout_id: str, *, wait: bool = False) -> dict[str, Any]:
         """One round: observe, halt or complete, release. Returns the status (``summarize``)."""
@@ -363,8 +393,7 @@ class Rollouts:
                 reason=reason,
                 message=f"not upgraded: {why}",
             )
-            self.upgrader.store.record(outcome)
-            self._publish(outcome.notification())
+            self.upgrader.finish(outcome, self.context)
             state.state, state.reason, state.message = "halted", reason, outcome.message
             state.finished_at = clock.now()
             halted.append(state)
@@ -383,10 +412,15 @@ class Rollouts:
 
     def _publish(self, message: dict[str, Any]) -> None:
         """Publish, or park in the outbox for a later drain (the use case's own rule)."""
-        notifier = self.upgrader.notifier
-        credentials = self._credentials() if notifier.enabled else None
-        if not notifier.publish(message, credentials=credentials, context=self.context):
-            self.upgrader.store.outbox_add({"message": message, "added_at": clock.now()})
+        self.upgrader.publish(message, self.context)
+
+
+def _without(spec: RolloutSpec, owned: dict[str, str]) -> RolloutSpec:
+    """``spec`` without the ``owned`` targets, its waves recounted over the rest."""
+    targets = tuple(t for t in spec.targets if t["instance_id"] not in owned)
+    if not targets:
+        raise TargetsOwned(owned)  # nothing left to roll out
+    return replace(spec, targets=targets, waves=parse_waves(spec.wave_text, len(targets)))
 
 
 def _of_this_release(outcome: Outcome, state: TargetState) -> bool:

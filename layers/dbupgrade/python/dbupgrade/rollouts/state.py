@@ -1,24 +1,22 @@
 """Rollouts in the store's Redis: the same client (and ``DBUPGRADE_REDIS_URL``) the Upgrader uses.
 
-Keys (under ``dbupgrade:rollout:<id>:``): ``spec`` (JSON, written once), ``meta`` (JSON), ``targets``
-(hash: instance id -> JSON ``TargetState``), ``lock``; ``dbupgrade:rollouts:active`` is the set the
-tracker's ``advance_all`` walks. One ``advance`` at a time per rollout (the lock): two tracker ticks,
-or a tick and an operator's ``resume``, never release the same wave twice.
+Keys (named in ``dbupgrade.store.keys``; under ``dbupgrade:rollout:<id>:``): ``spec`` (JSON,
+written once), ``meta`` (JSON), ``targets`` (hash: instance id -> JSON ``TargetState``), ``lock``;
+``dbupgrade:rollouts:active`` is the set the tracker's ``advance_all`` walks. One ``advance`` at a
+time per rollout (the store's lock): two tracker ticks, or a tick and an operator's ``resume``,
+never release the same wave twice. One ``start`` at a time (``start_lock``): the check that no
+other active rollout owns a target and the creation are one step.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from dbupgrade.rollouts.model import RolloutMeta, RolloutSpec, TargetState
-from dbupgrade.store import PREFIX, redis_errors
+from dbupgrade.store import Locked, Store, keys, redis_errors
 
-ACTIVE = PREFIX + "rollouts:active"
 LOCK_SECONDS = 120  # longer than one advance takes; a crashed holder frees it this soon
 LOCK_WAIT_SECONDS = 10
 STOP_REASONS = {"halted": "error_budget", "cancelled": "cancelled"}  # rollout status -> outcome reason
@@ -32,13 +30,14 @@ class RolloutLocked(RuntimeError):
     """Another advance of this rollout is running (a tracker tick): try again in a moment."""
 
 
-def _key(rollout_id: str, part: str) -> str:
-    return f"{PREFIX}rollout:{rollout_id}:{part}"
+_key = keys.rollout
+ACTIVE = keys.ROLLOUTS_ACTIVE
 
 
 class RolloutRepository:
-    def __init__(self, redis: Any) -> None:
-        self.redis = redis
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
 
     def create(self, spec: RolloutSpec, meta: RolloutMeta, targets: list[TargetState]) -> None:
         with redis_errors():
@@ -109,19 +108,37 @@ class RolloutRepository:
     @contextmanager
     def lock(self, rollout_id: str, *, wait: bool) -> Iterator[None]:
         """Hold the rollout's lock; ``wait`` retries for a few seconds, else ``RolloutLocked`` at once."""
-        token = uuid.uuid4().hex
-        key = _key(rollout_id, "lock")
-        deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait else 0)
-        while True:
-            with redis_errors():
-                if self.redis.set(key, token, nx=True, ex=LOCK_SECONDS):
-                    break
-            if time.monotonic() >= deadline:
-                raise RolloutLocked(f"rollout {rollout_id} is being advanced right now; try again")
-            time.sleep(0.1)
         try:
-            yield
-        finally:
-            with redis_errors():
-                if self.redis.get(key) in (token, token.encode()):
-                    self.redis.delete(key)
+            with self.store.lock(
+                _key(rollout_id, "lock"), LOCK_SECONDS, wait_seconds=LOCK_WAIT_SECONDS if wait else 0
+            ):
+                yield
+        except Locked:
+            raise RolloutLocked(f"rollout {rollout_id} is being advanced right now; try again") from None
+
+    @contextmanager
+    def start_lock(self) -> Iterator[None]:
+        """One ``start`` at a time, fleet-wide (the ownership check and the creation are one step)."""
+        try:
+            with self.store.lock(keys.ROLLOUT_START_LOCK, LOCK_SECONDS, wait_seconds=LOCK_WAIT_SECONDS):
+                yield
+        except Locked:
+            raise RolloutLocked("another rollout is being started right now; try again") from None
+
+    def owners(self, instance_ids: set[str], *, other_than: str) -> dict[str, str]:
+        """instance id -> the active rollout (not ``other_than``) that still has it to upgrade.
+
+        A target is owned while its rollout is active and the target is not terminal (pending,
+        released or submitted); a rollout that finished or was settled owns nothing.
+        """
+        owned: dict[str, str] = {}
+        for rollout_id in self.active():
+            if rollout_id == other_than:
+                continue
+            meta = self.meta(rollout_id)
+            if meta.status not in ("running", "halted"):
+                continue
+            for instance_id, state in self.targets(rollout_id).items():
+                if instance_id in instance_ids and not state.terminal:
+                    owned.setdefault(instance_id, rollout_id)
+        return owned

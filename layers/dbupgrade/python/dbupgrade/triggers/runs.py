@@ -266,7 +266,7 @@ def _rollout_stop(upgrader: Upgrader, rollout_id: str | None) -> Callable[[], tu
         return None
     from dbupgrade.rollouts.state import RolloutRepository  # only rollout messages pay for it
 
-    repository = RolloutRepository(upgrader.store.redis)
+    repository = RolloutRepository(upgrader.store)
     return lambda: repository.stopped(rollout_id)
 
 

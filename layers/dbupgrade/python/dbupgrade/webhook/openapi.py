@@ -89,6 +89,14 @@ def openapi_document() -> dict[str, Any]:
             "message": {"type": ["string", "null"]},
             "field": {"type": ["string", "null"]},
             "dry_run": {"type": "boolean"},
+            "upgrade": {
+                "type": ["object", "null"],
+                "description": "in_progress / refused for an accepted upgrade not finished yet: that upgrade.",
+            },
+            "replay_of": {
+                "type": ["string", "null"],
+                "description": "A replayed reply (idempotency): the original outcome's `at`.",
+            },
             "at": {"type": "string", "format": "date-time"},
         },
     }

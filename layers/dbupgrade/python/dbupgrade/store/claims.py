@@ -1,0 +1,77 @@
+"""An instance's claim: the one accepted upgrade it may have at a time, whatever asked for it.
+
+A request takes the claim (atomically, ``Store.claim``) right before its upgrade call; the write
+that records the call's outcome accepts it (``submitted``: kept until the upgrade is over) or
+releases it (refused, failed). The tracker's final verdict on the upgrade (completed, failed,
+stuck) releases it in the same write. Every other request for the instance meanwhile is answered
+``in_progress`` pointing at the claimed upgrade (same target) or refused (another target), with no
+upgrade call. A claim expires after ``claim_seconds``, so a holder that died never blocks the
+instance for good.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+# The longest a maintenance-window booking waits for its window: the window is daily.
+WINDOW_WAIT_SECONDS = 24 * 3600
+# A claim outlives its upgrade's stuck timeout by this factor (the tracker releases it as soon as
+# it sees the upgrade over; the expiry only frees an instance whose tracking stopped).
+CLAIM_MARGIN_FACTOR = 2
+
+
+def claim_seconds(stuck_after_seconds: float, effective: str | None) -> int:
+    """How long a claim lives: past the engine's stuck timeout with a margin, plus a day for a
+    booking (the upgrade starts only when the window opens).
+
+    >>> claim_seconds(7200, "immediate"), claim_seconds(7200, "maintenance_window")
+    (14400, 100800)
+    """
+    seconds = stuck_after_seconds * CLAIM_MARGIN_FACTOR
+    if effective == "maintenance_window":
+        seconds += WINDOW_WAIT_SECONDS
+    return int(seconds)
+
+
+@dataclass(frozen=True)
+class Claim:
+    instance_id: str
+    to_version: str
+    owner: str  # the holder's idempotency key (its redeliveries may retake it), else a random token
+    source: str | None = None
+    ticket_id: str | None = None
+    rollout_id: str | None = None
+    effective: str | None = None
+    at: str | None = None  # when it was taken
+    request_id: str | None = None  # the upgrade API's RequestId, once accepted
+    state: Literal["submitting", "accepted"] = "submitting"
+
+    def accepted(self, request_id: str | None) -> Claim:
+        return replace(self, request_id=request_id, state="accepted")
+
+    def pointer(self) -> dict[str, Any]:
+        """What an outcome says of the upgrade it waits for (``Outcome.upgrade``)."""
+        fields = asdict(self)
+        fields.pop("owner")
+        fields.pop("instance_id")
+        return fields
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Claim:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ClaimChange:
+    """What the finishing write does to the instance's claim."""
+
+    action: Literal["accept", "release", "release_version"]
+    key: str  # the owner (accept, release) or the target version (release_version: the tracker)
+    claim: Claim | None = None  # accept: the claim as accepted
+    seconds: int = 0  # accept: its new time to live

@@ -1,0 +1,70 @@
+"""Every Redis key dbupgrade uses: the one place that names them.
+
+==========================================  ==================================================================
+``dbupgrade:latest:<instance>``             the latest recorded outcome (JSON), whatever it was
+``dbupgrade:history:<instance>``            the last ``HISTORY_LENGTH`` outcomes, newest first
+``dbupgrade:following:<instance>``          the in-flight outcome the tracker follows (JSON)
+``dbupgrade:in_flight``                     set of instances with a ``following`` entry
+``dbupgrade:claim:<instance>``              the instance's accepted, unfinished upgrade (JSON, expires)
+``dbupgrade:outbox``                        notifications not yet published (list, oldest first)
+``dbupgrade:outbox:claimed``                the entry a drainer is publishing (at most one)
+``dbupgrade:outbox:lock``                   one drainer at a time
+``dbupgrade:outbox:set_aside``              notifications MNS refused for good (the newest 1,000)
+``dbupgrade:idempotency#...``               Powertools idempotency records
+``dbupgrade:tracker:lock:<instance>``       one tracker check of an instance at a time
+``dbupgrade:tracker:upgrading:<i>:<v>``     the tracker saw that upgrade running (rollback detection)
+``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
+``dbupgrade:rollouts:active``               rollouts the tracker advances
+``dbupgrade:rollouts:start-lock``           one ``rollout start`` at a time (target ownership check)
+``dbupgrade:ratelimit:<account>:<product>:<action>``  a token bucket (``dbupgrade.ratelimit``)
+==========================================  ==================================================================
+"""
+
+from __future__ import annotations
+
+PREFIX = "dbupgrade:"
+HISTORY_LENGTH = 100
+OUTBOX = PREFIX + "outbox"
+OUTBOX_LOCK = PREFIX + "outbox:lock"
+OUTBOX_CLAIMED = PREFIX + "outbox:claimed"
+# Notifications MNS refused for good (notify.Delivery.REFUSED), kept for an operator to read; the
+# newest SET_ASIDE_MAX only, so a flood of bad entries cannot grow the store without end.
+SET_ASIDE = PREFIX + "outbox:set_aside"
+SET_ASIDE_MAX = 1000
+IN_FLIGHT = PREFIX + "in_flight"
+IDEMPOTENCY_PREFIX = PREFIX + "idempotency"
+ROLLOUTS_ACTIVE = PREFIX + "rollouts:active"
+ROLLOUT_START_LOCK = PREFIX + "rollouts:start-lock"
+RATELIMIT_PREFIX = PREFIX + "ratelimit:"
+
+
+def latest(instance_id: str) -> str:
+    return f"{PREFIX}latest:{instance_id}"
+
+
+def history(instance_id: str) -> str:
+    return f"{PREFIX}history:{instance_id}"
+
+
+def following(instance_id: str) -> str:
+    return f"{PREFIX}following:{instance_id}"
+
+
+def claim(instance_id: str) -> str:
+    return f"{PREFIX}claim:{instance_id}"
+
+
+def tracker_lock(instance_id: str) -> str:
+    return f"{PREFIX}tracker:lock:{instance_id}"
+
+
+def seen_upgrading(instance_id: str, to_version: str) -> str:
+    return f"{PREFIX}tracker:upgrading:{instance_id}:{to_version}"
+
+
+def rollout(rollout_id: str, part: str) -> str:
+    return f"{PREFIX}rollout:{rollout_id}:{part}"
+
+
+def ratelimit(account: str, product: str, action: str) -> str:
+    return f"{RATELIMIT_PREFIX}{account}:{product}:{action}"

@@ -1,0 +1,175 @@
+"""The store in this instance's memory: only with DBUPGRADE_IDEMPOTENCY=off and no Redis (and for
+a rollout plan's throw-away preview). The same rules as ``RedisStore``, under one thread lock."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dbupgrade.model import Outcome
+from dbupgrade.store.base import Finished, Locked, follow_identity, role
+from dbupgrade.store.claims import Claim, ClaimChange
+from dbupgrade.store.keys import HISTORY_LENGTH, SET_ASIDE_MAX
+from dbupgrade.store.redis_store import outbox_entry
+
+
+class MemoryStore:
+    redis = None
+
+    def __init__(self) -> None:
+        self._history: dict[str, list[Outcome]] = {}
+        self._following: dict[str, Outcome] = {}
+        self._claims: dict[str, tuple[Claim, float]] = {}
+        self._marks: dict[str, float] = {}
+        self._locks: dict[str, float] = {}
+        self._outbox: list[str] = []
+        self._set_aside: list[dict[str, Any]] = []
+        self._lock = threading.RLock()
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        message: dict[str, Any] | None = None,
+        claim: ClaimChange | None = None,
+        follows: Outcome | None = None,
+    ) -> Finished:
+        instance = outcome.instance_id
+        with self._lock:
+            following = self._following.get(instance)
+            if follows is not None and (
+                following is None or follow_identity(following) != follow_identity(follows)
+            ):
+                return Finished(False)
+            items = self._history.setdefault(instance, [])
+            items.insert(0, Outcome.from_dict(outcome.to_dict()))
+            del items[HISTORY_LENGTH:]
+            kind = role(outcome)
+            if kind == "submitted" or (kind == "in_flight" and (follows is not None or following is None)):
+                self._following[instance] = outcome
+            elif kind == "done" and follows is not None:
+                self._following.pop(instance, None)
+            entry = outbox_entry(message) if message is not None else None
+            if entry is not None:
+                self._outbox.append(entry)
+            if claim is not None:
+                self._change_claim(instance, claim)
+            return Finished(True, entry)
+
+    def _change_claim(self, instance: str, change: ClaimChange) -> None:
+        held = self.claim_of(instance)
+        if held is None:
+            return
+        if change.action == "accept" and held.owner == change.key and change.claim is not None:
+            self._claims[instance] = (change.claim, time.monotonic() + change.seconds)
+        elif (change.action == "release" and held.owner == change.key) or (
+            change.action == "release_version" and held.to_version == change.key
+        ):
+            del self._claims[instance]
+
+    def record(self, outcome: Outcome) -> None:
+        self.finish(outcome)
+
+    def latest(self, instance_id: str) -> Outcome | None:
+        items = self._history.get(instance_id)
+        return items[0] if items else None
+
+    def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]:
+        return list(self._history.get(instance_id, []))[:limit]
+
+    def following(self, instance_id: str) -> Outcome | None:
+        return self._following.get(instance_id)
+
+    def followed(self) -> Iterator[Outcome]:
+        with self._lock:
+            followed = [self._following[i] for i in sorted(self._following)]
+        yield from followed
+
+    def claim(self, claim: Claim, seconds: int) -> Claim | None:
+        with self._lock:
+            held = self.claim_of(claim.instance_id)
+            if held is not None and held.owner != claim.owner:
+                return held
+            self._claims[claim.instance_id] = (claim, time.monotonic() + seconds)
+            return None
+
+    def claim_of(self, instance_id: str) -> Claim | None:
+        with self._lock:
+            held = self._claims.get(instance_id)
+            if held is None or held[1] <= time.monotonic():
+                self._claims.pop(instance_id, None)
+                return None
+            return held[0]
+
+    def mark_upgrading(self, instance_id: str, to_version: str, seconds: int) -> None:
+        with self._lock:
+            self._marks[f"{instance_id}:{to_version}"] = time.monotonic() + seconds
+
+    def seen_upgrading(self, instance_id: str, to_version: str) -> bool:
+        return self._marks.get(f"{instance_id}:{to_version}", 0) > time.monotonic()
+
+    def forget_upgrading(self, instance_id: str, to_version: str) -> None:
+        with self._lock:
+            self._marks.pop(f"{instance_id}:{to_version}", None)
+
+    @contextmanager
+    def lock(self, name: str, seconds: float, *, wait_seconds: float = 0) -> Iterator[None]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with self._lock:
+                if self._locks.get(name, 0) <= time.monotonic():
+                    self._locks[name] = time.monotonic() + seconds
+                    break
+            if time.monotonic() >= deadline:
+                raise Locked(name)
+            time.sleep(0.05)
+        try:
+            yield None
+        finally:
+            with self._lock:
+                self._locks.pop(name, None)
+
+    def outbox_add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._outbox.append(outbox_entry(entry["message"], due_now=True))
+
+    def outbox_done(self, entry: str) -> None:
+        with self._lock:
+            if entry in self._outbox:
+                self._outbox.remove(entry)
+
+    def outbox_due(self, entry: str) -> None:
+        data = json.loads(entry)
+        data["not_before"] = time.time()
+        with self._lock:
+            if entry in self._outbox:
+                self._outbox.remove(entry)
+            self._outbox.append(json.dumps(data, sort_keys=True))
+
+    def outbox_size(self) -> int:
+        return len(self._outbox)
+
+    def drain(self, deliver: Callable[[dict[str, Any]], bool], *, deadline: float, limit: int) -> int:
+        delivered = 0
+        with self._lock:
+            while self._outbox and delivered < limit and time.monotonic() < deadline:
+                raw = self._outbox[0]
+                entry = json.loads(raw)
+                if float(entry.get("not_before") or 0) > time.time() or not deliver(entry):
+                    break
+                self._outbox.remove(raw)
+                delivered += 1
+        return delivered
+
+    def set_aside(self, entry: dict[str, Any], reason: str) -> int:
+        # No lock: ``drain`` holds it while it calls the deliverer that sets entries aside.
+        self._set_aside.insert(0, {**entry, "set_aside_reason": reason})
+        del self._set_aside[SET_ASIDE_MAX:]
+        return len(self._set_aside)
+
+    def set_aside_size(self) -> int:
+        return len(self._set_aside)

@@ -1,0 +1,271 @@
+"""The store in Redis: every read and write of dbupgrade's keys (``keys``) and scripts (``scripts``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dbupgrade.errors import StoreUnavailable
+from dbupgrade.model import Outcome
+from dbupgrade.store import keys, scripts
+from dbupgrade.store.base import OUTBOX_GRACE_SECONDS, Finished, Locked, follow_identity, redis_errors, role
+from dbupgrade.store.claims import Claim, ClaimChange
+
+READ_BATCH = 500  # followed outcomes read per MGET
+OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
+
+
+def outbox_entry(message: dict[str, Any], *, due_now: bool = False) -> str:
+    now = time.time()
+    entry = {
+        "id": uuid.uuid4().hex,
+        "message": message,
+        "added_at": now,
+        "not_before": now if due_now else now + OUTBOX_GRACE_SECONDS,
+    }
+    return json.dumps(entry, sort_keys=True)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore:
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self._finish = client.register_script(scripts.FINISH)
+        self._claim = client.register_script(scripts.CLAIM)
+
+    # -- outcomes -------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        message: dict[str, Any] | None = None,
+        claim: ClaimChange | None = None,
+        follows: Outcome | None = None,
+    ) -> Finished:
+        """The one write that finishes an outcome, in one transaction (``scripts.FINISH``).
+
+        Records it (latest + history), keeps the followed upgrade (a ``submitted`` outcome is
+        followed from now on; any other outcome of the use case leaves the followed one alone),
+        queues ``message`` in the outbox and applies ``claim``. ``follows`` (the tracker): the
+        followed outcome this one concludes; when another outcome replaced it meanwhile nothing is
+        written (``Finished.written`` is False).
+        """
+        data = json.dumps(outcome.to_dict(), sort_keys=True)
+        entry = outbox_entry(message) if message is not None else ""
+        change = ["", "", "", "0"]
+        if claim is not None:
+            claim_json = claim.claim.to_json() if claim.claim is not None else ""
+            change = [claim.action, claim.key, claim_json, str(claim.seconds)]
+        instance = outcome.instance_id
+        with redis_errors():
+            written = self._finish(
+                keys=[
+                    keys.latest(instance),
+                    keys.history(instance),
+                    keys.IN_FLIGHT,
+                    keys.following(instance),
+                    keys.OUTBOX,
+                    keys.claim(instance),
+                ],
+                args=[
+                    data,
+                    instance,
+                    keys.HISTORY_LENGTH,
+                    follow_identity(follows) if follows is not None else "",
+                    role(outcome),
+                    entry,
+                    *change,
+                ],
+            )
+        return Finished(bool(int(written)), entry or None)
+
+    def record(self, outcome: Outcome) -> None:
+        """``finish`` without a notification or a claim change."""
+        self.finish(outcome)
+
+    def latest(self, instance_id: str) -> Outcome | None:
+        with redis_errors():
+            raw = self.redis.get(keys.latest(instance_id))
+        return Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def history(self, instance_id: str, limit: int = keys.HISTORY_LENGTH) -> list[Outcome]:
+        with redis_errors():
+            raws = self.redis.lrange(keys.history(instance_id), 0, limit - 1)
+        return [Outcome.from_dict(json.loads(raw)) for raw in raws]
+
+    def following(self, instance_id: str) -> Outcome | None:
+        """The in-flight outcome the tracker follows for the instance."""
+        with redis_errors():
+            raw = self.redis.get(keys.following(instance_id))
+        return Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def followed(self) -> Iterator[Outcome]:
+        """Every followed in-flight outcome (one SMEMBERS, then MGETs in batches)."""
+        with redis_errors():
+            instance_ids = sorted(_text(v) for v in self.redis.smembers(keys.IN_FLIGHT))
+        for start in range(0, len(instance_ids), READ_BATCH):
+            batch = [keys.following(i) for i in instance_ids[start : start + READ_BATCH]]
+            with redis_errors():
+                raws = self.redis.mget(batch)
+            for raw in raws:
+                if raw is not None:
+                    yield Outcome.from_dict(json.loads(raw))
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def claim(self, claim: Claim, seconds: int) -> Claim | None:
+        """Take the instance's claim for ``claim.owner``; the other holder's claim if it is taken."""
+        with redis_errors():
+            held = self._claim(
+                keys=[keys.claim(claim.instance_id)], args=[claim.to_json(), claim.owner, seconds]
+            )
+        return Claim.from_json(held) if held is not None else None
+
+    def claim_of(self, instance_id: str) -> Claim | None:
+        with redis_errors():
+            raw = self.redis.get(keys.claim(instance_id))
+        return Claim.from_json(raw) if raw else None
+
+    # -- the tracker's marks --------------------------------------------------------------------
+
+    def mark_upgrading(self, instance_id: str, to_version: str, seconds: int) -> None:
+        with redis_errors():
+            self.redis.set(keys.seen_upgrading(instance_id, to_version), "1", ex=seconds)
+
+    def seen_upgrading(self, instance_id: str, to_version: str) -> bool:
+        with redis_errors():
+            return bool(self.redis.exists(keys.seen_upgrading(instance_id, to_version)))
+
+    def forget_upgrading(self, instance_id: str, to_version: str) -> None:
+        with redis_errors():
+            self.redis.delete(keys.seen_upgrading(instance_id, to_version))
+
+    # -- locks ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def lock(self, name: str, seconds: float, *, wait_seconds: float = 0) -> Iterator[Any]:
+        """redis-py's ``Lock`` (token-checked atomic release, ``extend``) held for ``seconds`` at most.
+
+        ``Locked`` when another holder has it (after waiting up to ``wait_seconds``).
+        """
+        lock = self.redis.lock(
+            name,
+            timeout=max(1.0, seconds),
+            blocking=wait_seconds > 0,
+            blocking_timeout=wait_seconds if wait_seconds > 0 else None,
+            thread_local=False,
+        )
+        with redis_errors():
+            acquired = lock.acquire()
+        if not acquired:
+            raise Locked(name)
+        try:
+            yield lock
+        finally:
+            import redis
+
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                pass  # expired (the holder outlived its deadline) and possibly taken since: not ours
+            except redis.exceptions.RedisError as exc:
+                raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
+
+    # -- the notification outbox ----------------------------------------------------------------
+
+    def outbox_add(self, entry: dict[str, Any]) -> None:
+        """Queue a message no outcome write carries (a rollout summary); due at once."""
+        with redis_errors():
+            self.redis.rpush(keys.OUTBOX, outbox_entry(entry["message"], due_now=True))
+
+    def outbox_done(self, entry: str) -> None:
+        """The writer published its own entry: take it off the outbox."""
+        with redis_errors():
+            self.redis.lrem(keys.OUTBOX, 1, entry)
+
+    def outbox_due(self, entry: str) -> None:
+        """The writer could not publish its entry: due now, for the next drain (one transaction)."""
+        data = json.loads(entry)
+        data["not_before"] = time.time()
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.lrem(keys.OUTBOX, 1, entry)
+            pipe.rpush(keys.OUTBOX, json.dumps(data, sort_keys=True))
+            pipe.execute()
+
+    def outbox_size(self) -> int:
+        """Entries waiting, the one being published included; one round trip (the store's probe)."""
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(keys.OUTBOX)
+            pipe.llen(keys.OUTBOX_CLAIMED)
+            waiting, claimed = pipe.execute()
+        return int(waiting) + int(claimed)
+
+    def drain(self, deliver: Callable[[dict[str, Any]], bool], *, deadline: float, limit: int) -> int:
+        """Deliver up to ``limit`` due outbox entries, oldest first, until ``deadline``
+        (time.monotonic()), the first failed delivery or an entry its writer may still be publishing
+        (not due yet); returns how many were delivered.
+
+        One drainer at a time (a redis-py ``Lock``, renewed before each entry). Each entry is claimed
+        (moved to a claimed list) before ``deliver`` and removed from it only after ``deliver``
+        succeeded, so no entry is published twice while drainers live; a failed delivery puts it
+        back at the head. A drainer that dies mid-publish leaves its one claimed entry behind: the
+        next drainer puts it back and publishes it again (at least once, never more than that
+        in-flight entry). Another drainer holding the lock: returns 0 at once.
+        """
+        from redis.exceptions import LockError
+
+        with redis_errors():
+            lock = self.redis.lock(keys.OUTBOX_LOCK, timeout=OUTBOX_LOCK_SECONDS, blocking=False)
+            if not lock.acquire():
+                return 0
+        delivered = 0
+        try:
+            with redis_errors():
+                # Whatever is claimed now was claimed by a drainer that died: back in line first.
+                self.redis.eval(scripts.UNCLAIM, 2, keys.OUTBOX, keys.OUTBOX_CLAIMED)
+            while delivered < limit and time.monotonic() < deadline:
+                try:
+                    with redis_errors():
+                        lock.reacquire()
+                except LockError:  # held past its timeout (a publish hung): another drainer may own it
+                    break
+                with redis_errors():
+                    raw = self.redis.eval(scripts.CLAIM_DUE, 2, keys.OUTBOX, keys.OUTBOX_CLAIMED, time.time())
+                if raw is None:
+                    break
+                if not deliver(json.loads(raw)):
+                    with redis_errors():
+                        self.redis.eval(scripts.UNCLAIM, 2, keys.OUTBOX, keys.OUTBOX_CLAIMED)
+                    break
+                with redis_errors():
+                    self.redis.lrem(keys.OUTBOX_CLAIMED, 1, raw)
+                delivered += 1
+        finally:
+            with redis_errors():
+                if lock.owned():
+                    lock.release()
+        return delivered
+
+    def set_aside(self, entry: dict[str, Any], reason: str) -> int:
+        """Keep an outbox entry MNS refused for good apart from the outbox; returns how many are kept."""
+        data = json.dumps({**entry, "set_aside_reason": reason}, sort_keys=True, default=str)
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.lpush(keys.SET_ASIDE, data)
+            pipe.ltrim(keys.SET_ASIDE, 0, keys.SET_ASIDE_MAX - 1)
+            pipe.llen(keys.SET_ASIDE)
+            return int(pipe.execute()[-1])
+
+    def set_aside_size(self) -> int:
+        with redis_errors():
+            return int(self.redis.llen(keys.SET_ASIDE))
