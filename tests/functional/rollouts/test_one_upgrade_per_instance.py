@@ -39,7 +39,7 @@ def webhook(fleet: Fleet, ticket: str, **fields: Any) -> Outcome:
 def cli_upgrade(fleet: Fleet, *args: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DBUPGRADE_", "ALIBABA_CLOUD_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "dbupgrade.cli", "upgrade", INSTANCE, "7.0", *args],
+        [sys.executable, "-m", "dbupgrade.cli", "upgrade", INSTANCE, "7.0", "--yes", *args],
         env={**env, **fleet.env},
         capture_output=True,
         text=True,

@@ -185,7 +185,7 @@ def _comes_back(message: QueueMessage, outcome: Outcome, upgrader: Upgrader) -> 
     if message.rollout_id is not None and upgrader.store.redis is not None:
         from dbupgrade.rollouts.state import RolloutRepository  # only rollout messages pay for it
 
-        if RolloutRepository(upgrader.store.redis).spec(message.rollout_id) is not None:
+        if RolloutRepository(upgrader.store).spec(message.rollout_id) is not None:
             return None  # the rollout releases it again on its next round
     return "transient"
 
