@@ -29,10 +29,11 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 # FC deployables in dist/ (docs/deploy.md): the layer for python3.10 and 3.12, one zip per function.
-# PY=3.10 or PY=3.12 builds one runtime; OFFLINE=1 rebuilds from build/wheelhouse, asking no index.
+# PY=3.10 or PY=3.12 builds one runtime; OFFLINE=1 rebuilds from build/wheelhouse, asking no index;
+# OSS_BUCKET=name also writes dist/template.packaged.yml (CodeUri in that bucket) and prints the uploads.
 .PHONY: package
 package: $(STAMP)
-	$(BIN)/python layers/package.py $(if $(PY),--python $(PY)) $(if $(OFFLINE),--offline)
+	$(BIN)/python layers/package.py $(if $(PY),--python $(PY)) $(if $(OFFLINE),--offline) $(if $(OSS_BUCKET),--oss-bucket $(OSS_BUCKET))
 
 # Benchmarks (bench/run.py): `bench` writes bench/results.json and BENCHMARKS.md (< 10 min);
 # `bench-quick` is CI's smoke run of the same harness at tiny sizes, no timing gate.

@@ -2,6 +2,7 @@
 
     python layers/package.py                 # both runtimes (what `make package` runs)
     python layers/package.py --python 3.10   # one runtime
+    python layers/package.py --oss-bucket my-bucket   # also dist/template.packaged.yml + upload commands
 
 - ``dist/layer-dbupgrade.zip`` (python3.10, FC 2.0 / template.yml) and
   ``dist/layer-dbupgrade-python3.12.zip`` (FC 3.0 / s.yaml): a top-level ``python/`` (``/opt/python``
@@ -9,6 +10,12 @@
   installed for FC's Linux x86_64 images — manylinux wheels no newer than the runtime's glibc
   (python3.10 runs on Debian 10, glibc 2.28; python3.12 on Debian 11, glibc 2.31).
 - ``dist/function-<name>.zip``: the code directory of each ``functions/<name>``, ``index.py`` at its root.
+
+With ``--oss-bucket``, ``dist/template.packaged.yml`` is template.yml with every function's
+``CodeUri`` pointing at its zip in that bucket (``oss://bucket/key``, the form the
+``Aliyun::Serverless-2018-04-03`` transform reads: alibaba/funcraft docs/specs/2018-04-03.md,
+"CodeUri"), and the exact ``ossutil cp`` commands that put the zips there are printed. Each key
+carries the zip's sha256, so a new build never overwrites code a deployed stack points at.
 
 Every zip is reproducible: entries sorted, fixed timestamps and modes, the same bytes for the same
 inputs. No caches, bytecode, tests or console scripts go in. Each layer is imported by a clean
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -298,6 +306,44 @@ def build(pythons: list[str], dist: Path, wheelhouse: Path, *, offline: bool = F
     return built
 
 
+CODE_URI = re.compile(r"^(?P<indent>\s*)CodeUri: \./functions/(?P<name>[\w-]+)\s*$", re.MULTILINE)
+
+
+def packaged_template(template: str, keys: dict[str, str], bucket: str) -> str:
+    """``template`` with each ``CodeUri: ./functions/<name>`` pointing at ``oss://bucket/<keys[name]>``
+    (comments and layout kept: only those lines change). A function with no zip is an error."""
+
+    def located(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in keys:
+            raise BuildError(f"template.yml's function {name} has no dist/function-{name}.zip")
+        return f"{match.group('indent')}CodeUri: 'oss://{bucket}/{keys[name]}'"
+
+    return CODE_URI.sub(located, template)
+
+
+def oss_keys(function_zips: list[Path], prefix: str) -> dict[str, str]:
+    """Each function's object key: ``<prefix>/function-<name>-<sha256[:12]>.zip``."""
+    keys = {}
+    for path in function_zips:
+        name = path.stem.removeprefix("function-")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        keys[name] = f"{prefix}/function-{name}-{digest}.zip"
+    return keys
+
+
+def package_for_oss(dist: Path, bucket: str, prefix: str) -> list[str]:
+    """Write ``dist/template.packaged.yml``; returns the upload commands, one per function zip."""
+    function_zips = sorted(dist.glob("function-*.zip"))
+    keys = oss_keys(function_zips, prefix)
+    text = packaged_template((ROOT / "template.yml").read_text(), keys, bucket)
+    (dist / "template.packaged.yml").write_text(text)
+    return [
+        f"ossutil cp {path} oss://{bucket}/{keys[path.stem.removeprefix('function-')]}"
+        for path in function_zips
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -315,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Rebuild from the wheelhouse of the last build; no index is asked.",
     )
+    parser.add_argument(
+        "--oss-bucket",
+        help="Also write dist/template.packaged.yml with CodeUri in this OSS bucket, and print the uploads.",
+    )
+    parser.add_argument("--oss-prefix", default="dbupgrade", help="Object key prefix in the bucket.")
     args = parser.parse_args(argv)
     try:
         built = build(
@@ -328,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for path in built:
         print(describe(path))
+    if args.oss_bucket:
+        try:
+            uploads = package_for_oss(args.dist.resolve(), args.oss_bucket, args.oss_prefix.strip("/"))
+        except BuildError as error:
+            print(f"package: {error}", file=sys.stderr)
+            return 1
+        print(f"{args.dist / 'template.packaged.yml'}: template.yml with CodeUri in oss://{args.oss_bucket}")
+        print("upload the function code with:")
+        for command in uploads:
+            print(f"  {command}")
     return 0
 
 

@@ -62,7 +62,9 @@ def build(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Build:
 @pytest.fixture(scope="module")
 def rebuild(build: Build, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Build:
     """Straight after the first build (this checkout's sources could change later), from its wheels."""
-    return package(tmp_path_factory.mktemp("dist-again"), wheelhouse, "--offline")
+    return package(
+        tmp_path_factory.mktemp("dist-again"), wheelhouse, "--offline", "--oss-bucket", "dbupgrade-artifacts"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +193,26 @@ def test_sizes_are_printed_and_the_layer_is_within_the_size_goal(build: Build) -
 
 def test_a_rebuild_from_the_same_wheels_gives_the_same_bytes(build: Build, rebuild: Build) -> None:
     assert rebuild.digests() == build.digests()
+
+
+def test_with_a_bucket_the_packaged_template_points_each_function_at_its_uploaded_zip(rebuild: Build) -> None:
+    import yaml
+
+    packaged = yaml.safe_load((rebuild.dist / "template.packaged.yml").read_text())
+    code_uris = {
+        name: body["Properties"]["CodeUri"]
+        for service in packaged["Resources"].values()
+        if service["Type"] == "Aliyun::Serverless::Service"
+        for name, body in service.items()
+        if name not in ("Type", "Properties")
+    }
+    assert sorted(code_uris) == FUNCTIONS
+    for name, uri in code_uris.items():
+        digest = hashlib.sha256((rebuild.dist / f"function-{name}.zip").read_bytes()).hexdigest()[:12]
+        key = f"dbupgrade/function-{name}-{digest}.zip"
+        assert uri == f"oss://dbupgrade-artifacts/{key}"
+        # The printed upload puts exactly that zip at exactly that key.
+        assert (
+            f"ossutil cp {rebuild.dist / f'function-{name}.zip'} oss://dbupgrade-artifacts/{key}"
+            in rebuild.output
+        )
