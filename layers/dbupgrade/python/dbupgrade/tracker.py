@@ -20,12 +20,20 @@ or ``scheduled`` — and records and notifies the transition it finds:
 
 The tracker follows each instance's followed in-flight outcome (``Store.following``: the latest
 submission, or its ``scheduled``), not its latest outcome: a refusal or a deferral recorded for the
-instance later (another request) never stops it following the running upgrade. Each instance is
-checked under a lock in the store (held no longer than the invocation's deadline) and its followed
-outcome is re-read under that lock; the transition is written compare-and-set against it, so
-overlapping ticks record and notify a transition once, and a tick racing a new submission keeps
-the newer one (and follows it). A transition that ends the upgrade releases the instance's claim in
-the same write.
+instance later (another request) never stops it following the running upgrade. The in-flight
+upgrades fall into ``TRACKER_SHARDS`` shards; a tick checks the shards no other tick holds, under
+the store's lock of each (expiring before the invocation's deadline, so a killed tick leaves none
+for the next), and each transition is written compare-and-set against the followed outcome it
+read, so overlapping ticks record and notify a transition once, and a tick racing a new submission
+keeps the newer one (and follows it). A transition that ends the upgrade releases the instance's
+claim in the same write.
+
+Fleet scale (issue #15): a tick reads its instances through the list APIs (``dbupgrade.fleet``:
+30 Redis instances a ``DescribeInstances`` call, a region's MongoDB listing 100 a page) instead of
+one describe each, the rollback marks with one MGET per 500, and writes only what changed: its
+Redis commands grow with the transitions and newly running upgrades, its cloud calls with the
+fleet / page size. A booked (maintenance-window) upgrade is still described on its own: only the
+describe carries the window's bounds.
 
 A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
 and advances every active rollout (releasing the next wave once the previous one is over). The drain
@@ -46,20 +54,25 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
+import zlib
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbupgrade import clock
-from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
-from dbupgrade.engines import ENGINES, Engine, dig
+from dbupgrade.engines import ENGINES, Engine
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
 from dbupgrade.store import Locked, keys
 from dbupgrade.usecase import Upgrader
+
+if TYPE_CHECKING:
+    from dbupgrade.fleet import Read
 
 STUCK_AFTER_VARIABLE = "DBUPGRADE_STUCK_AFTER"
 DEFAULT_STUCK_AFTER_SECONDS: Mapping[str, float] = {
@@ -161,17 +174,40 @@ def awaited_opening(submitted: datetime, now: datetime, attributes: Mapping[str,
         return submitted
 
 
+# The in-flight upgrades are split into this many shards, each checked by one tick at a time.
+TRACKER_SHARDS = 16
+
+
+def shard_of(instance_id: str) -> int:
+    """The tracker shard of an instance: stable across processes (not ``hash``, which is salted)."""
+    return zlib.crc32(instance_id.encode()) % TRACKER_SHARDS
+
+
 @dataclass
 class _Watch:
-    """One in-flight upgrade: its latest outcome and the submission it follows."""
+    """One in-flight upgrade: its latest outcome, the submission it follows, what the cloud shows."""
 
     latest: Outcome
     submission: Outcome
     engine: Engine
+    read: Read
 
     @property
     def submitted_at(self) -> datetime:
         return parse_time(self.submission.at)
+
+
+@dataclass
+class _Marks:
+    """The upgrades the tracker saw running (rollback detection): read once a tick, written once."""
+
+    seen: set[tuple[str, str]]
+    new: list[tuple[str, str]] = field(default_factory=list)
+
+    def saw(self, upgrade: tuple[str, str]) -> None:
+        if upgrade not in self.seen:
+            self.seen.add(upgrade)
+            self.new.append(upgrade)
 
 
 class Tracker:
@@ -187,21 +223,8 @@ class Tracker:
         bind_invocation(ctx)
         now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
-        transitions: list[dict[str, Any]] = []
         watched = list(self.in_flight())
-        # A tick cut short by its deadline leaves a different remainder to the next one.
-        random.shuffle(watched)
-        checked = 0
-        for latest in watched:
-            if ctx.remaining_seconds() < ROLLOUT_RESERVE_SECONDS:
-                logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
-                break
-            checked += 1
-            outcome = self._check(latest, ctx, now)
-            if outcome is not None:
-                transitions.append(
-                    {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
-                )
+        transitions, checked = self._check_shards(watched, ctx, now)
         rollouts = self._advance_rollouts(ctx)
         summary = {
             "checked": checked,
@@ -224,28 +247,100 @@ class Tracker:
             if outcome.status in IN_FLIGHT_STATUSES and outcome.engine in ENGINES:
                 yield outcome
 
-    # -- one instance ---------------------------------------------------------------------------
+    # -- the checks: shards, reads, verdicts -----------------------------------------------------
 
-    def _check(self, seen: Outcome, ctx: InvocationContext, now: datetime) -> Outcome | None:
-        store = self.upgrader.store
-        seconds = ctx.remaining_seconds() + LOCK_MARGIN_SECONDS
-        try:
-            with store.lock(keys.tracker_lock(seen.instance_id), seconds):
-                followed = store.following(seen.instance_id)
-                if followed is None or followed.to_dict() != seen.to_dict():
-                    return (
-                        None  # changed since it was read (another tick, a new request): next tick looks again
+    def _check_shards(
+        self, watched: list[Outcome], ctx: InvocationContext, now: datetime
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked).
+
+        The shards' locks expire ``LOCK_MARGIN_SECONDS`` after the checks must stop, well before the
+        invocation's deadline: a tick killed at its timeout leaves no lock for the next one to wait on.
+        """
+        shards: dict[int, list[Outcome]] = {}
+        for outcome in watched:
+            shards.setdefault(shard_of(outcome.instance_id), []).append(outcome)
+        order = list(shards)
+        random.shuffle(order)  # a tick cut short by its deadline leaves a different remainder
+        stop_at = ctx.deadline - ROLLOUT_RESERVE_SECONDS
+        transitions: list[dict[str, Any]] = []
+        checked = 0
+        with ExitStack() as held:
+            mine: list[Outcome] = []
+            for shard in order:
+                seconds = stop_at - time.monotonic() + LOCK_MARGIN_SECONDS
+                if stop_at <= time.monotonic():
+                    break
+                try:
+                    held.enter_context(self.upgrader.store.lock(keys.tracker_shard_lock(shard), seconds))
+                except Locked:
+                    continue  # another tick is checking that shard right now
+                mine.extend(shards[shard])
+            watches = self._reads(mine, ctx, stop_at)
+            marks = self._marks(watches)
+            for watch in watches:
+                if time.monotonic() >= stop_at:
+                    break
+                checked += 1
+                outcome = self._conclude(watch, ctx, now, marks)
+                if outcome is not None:
+                    transitions.append(
+                        {
+                            "instance_id": outcome.instance_id,
+                            "status": outcome.status,
+                            "reason": outcome.reason,
+                        }
                     )
-                watch = _Watch(followed, self._submission(followed), ENGINES[str(followed.engine)])
-                verdict = self._verdict(watch, ctx, now)
-                if verdict is None:
-                    return None
-                outcome = self.upgrader.finish(verdict, ctx, follows=followed)
-                if outcome is not None and outcome.status != "scheduled":
-                    store.forget_upgrading(followed.instance_id, followed.to_version)
-                return outcome
-        except Locked:
-            return None  # another tick is checking it right now
+            self.upgrader.store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
+        if checked < len(watched):
+            logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
+        return transitions, checked
+
+    def _reads(self, outcomes: list[Outcome], ctx: InvocationContext, stop_at: float) -> list[_Watch]:
+        """Each followed outcome with what the cloud shows of its instance, read per (engine, region)
+        through the list APIs (``dbupgrade.fleet``). A booked upgrade still needs its maintenance
+        window's bounds, which only the describe carries."""
+        from dbupgrade.fleet import describe_one, read_instances
+
+        cloud = self.upgrader.cloud
+        credentials = cloud.credentials(ctx.credentials)
+        groups: dict[tuple[str, str], list[Outcome]] = {}
+        for outcome in outcomes:
+            region = str(outcome.region or self.upgrader.config.region or ctx.region)
+            groups.setdefault((str(outcome.engine), region), []).append(outcome)
+        watches: list[_Watch] = []
+        for (name, region), group in groups.items():
+            engine = ENGINES[name]
+            reads = read_instances(
+                cloud, engine, region, [o.instance_id for o in group], credentials, deadline=stop_at
+            )
+            for outcome in group:
+                read: Read = reads[outcome.instance_id]
+                if outcome.effective == "maintenance_window" and read.found and not read.full:
+                    read = describe_one(
+                        cloud, engine, region, outcome.instance_id, credentials, deadline=stop_at
+                    )
+                watches.append(_Watch(outcome, self._submission(outcome), engine, read))
+        return watches
+
+    def _marks(self, watches: list[_Watch]) -> _Marks:
+        """Which of the watched upgrades the tracker saw running before (one MGET per 500)."""
+        upgrades = [(w.latest.instance_id, w.latest.to_version) for w in watches if w.read.found]
+        return _Marks(self.upgrader.store.seen_upgrading_many(upgrades))
+
+    def _conclude(
+        self, watch: _Watch, ctx: InvocationContext, now: datetime, marks: _Marks
+    ) -> Outcome | None:
+        """Record and notify the transition the instance shows (compare-and-set against the followed
+        outcome: a newer submission recorded meanwhile is kept, and followed)."""
+        verdict = self._verdict(watch, now, marks)
+        if verdict is None:
+            return None
+        followed = watch.latest
+        outcome = self.upgrader.finish(verdict, ctx, follows=followed)
+        if outcome is not None and outcome.status != "scheduled":
+            self.upgrader.store.forget_upgrading(followed.instance_id, followed.to_version)
+        return outcome
 
     def _submission(self, latest: Outcome) -> Outcome:
         """The ``submitted`` outcome this in-flight one follows (its start time and RequestId)."""
@@ -262,16 +357,11 @@ class Tracker:
                 return outcome
         return latest
 
-    def _verdict(self, watch: _Watch, ctx: InvocationContext, now: datetime) -> Outcome | None:
-        """The transition the instance's describe shows, or None while it is simply under way."""
+    def _verdict(self, watch: _Watch, now: datetime, marks: _Marks) -> Outcome | None:
+        """The transition the instance's read shows, or None while it is simply under way."""
         latest, engine = watch.latest, watch.engine
-        try:
-            attributes = self._describe(watch, ctx)
-        except CloudError as error:
-            if error.instance_not_found:
-                return self._outcome(
-                    watch, now, "failed", "not_found", error.code, "the instance disappeared"
-                )
+        error, attributes = watch.read.error, watch.read.attributes
+        if error is not None:
             # A wrong key or a missing permission says nothing about the upgrade: it is logged
             # (one line, what to fix) and the next tick looks again once an operator fixed it.
             log = logger.error if error.configuration else logger.warning
@@ -304,10 +394,10 @@ class Tracker:
                 f"upgraded from {watch.submission.from_version} to {version} (EngineVersion verified)",
                 duration_seconds=round(duration, 1),
             )
-        store = self.upgrader.store
+        upgrade = (latest.instance_id, latest.to_version)
         if status in engine.upgrading_statuses:
-            store.mark_upgrading(latest.instance_id, latest.to_version, SEEN_UPGRADING_SECONDS)
-        elif status in engine.ready_statuses and store.seen_upgrading(latest.instance_id, latest.to_version):
+            marks.saw(upgrade)
+        elif status in engine.ready_statuses and upgrade in marks.seen:
             return self._outcome(
                 watch, now, "failed", "rolled_back", "UpgradeFailed", f"upgrade rolled back: {at}"
             )
@@ -334,20 +424,6 @@ class Tracker:
                 watch, now, "stuck", reason, "UpgradeTimeout", f"not done {limit} s after it started: {at}"
             )
         return None
-
-    def _describe(self, watch: _Watch, ctx: InvocationContext) -> dict[str, Any] | None:
-        engine, latest = watch.engine, watch.latest
-        region = latest.region or self.upgrader.config.region or ctx.region
-        body = self.upgrader.cloud.call_with_retries(
-            engine,
-            str(region),
-            engine.describe_action,
-            {engine.id_param: latest.instance_id, **engine.describe_extra},
-            self.upgrader.cloud.credentials(ctx.credentials),
-            deadline=ctx.deadline,
-        )
-        items = dig(body, engine.describe_path)
-        return items[0] if items else None
 
     @staticmethod
     def _start(watch: _Watch, attributes: Mapping[str, Any]) -> datetime:

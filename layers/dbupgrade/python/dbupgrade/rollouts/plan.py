@@ -1,9 +1,16 @@
 """``plan``: what a rollout would do to each target, from the describe APIs alone.
 
 Each target goes through the use case's own pre-check in dry-run mode (``Upgrader.run`` with
-``dry_run=True``: describe, never submit, record or notify), a few at a time. The preview runs on a
+``dry_run=True``: never submit, record or notify), a few at a time. The preview runs on a
 throw-away in-memory store with notifications off, so a plan needs no store and does not even drain
 the notification outbox: it changes nothing anywhere.
+
+Fleet scale (issue #15): the describe each pre-check starts from is read beforehand for the whole
+manifest through the list APIs (``dbupgrade.fleet.read_instances``: 30 Redis instances a call, a
+region's MongoDB listing 100 a page), so a plan of N targets makes O(N / page) list calls plus the
+per-instance calls no list answers (Redis ``DescribeEngineVersion``, MongoDB
+``DescribeAvailableEngineVersion``: each instance's own eligibility, which the docs tie to more than
+its version - DTS tasks, network type, storage type), paced by the fleet-wide rate limit.
 
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
@@ -18,14 +25,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbupgrade import clock
-from dbupgrade.config import Window
+from dbupgrade.config import Config, Window
+from dbupgrade.context import adapt_context
+from dbupgrade.engines import ENGINES
+from dbupgrade.fleet import Read, read_instances
+from dbupgrade.model import UpgradeRequest
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.summary import next_opening
 from dbupgrade.store import MemoryStore
 from dbupgrade.usecase import Upgrader
+
+if TYPE_CHECKING:
+    from dbupgrade.usecase import _Job
 
 PLAN_CONCURRENCY = 8
 # The use case's verdict -> what a rollout would do.
@@ -60,10 +74,11 @@ def plan(
 ) -> dict[str, Any]:
     """Per target: current version, verdict (submit / noop / in_progress / reject / defer / error) and
     why; plus totals. ``targets`` are validated request fields (``dbupgrade.rollouts.targets``)."""
-    preview = Upgrader(
+    preview = _ReadAhead(
         replace(upgrader.config, topic=None), MemoryStore(), cloud=upgrader.cloud, notifier=None
     )
     requests = [parse_request({**target, "dry_run": True}, source="cli") for target in targets]
+    preview.reads = read_ahead(upgrader, requests, context)
     now = clock.utcnow()
     with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
         outcomes = list(pool.map(lambda request: preview.run(request, context), requests))
@@ -92,3 +107,48 @@ def plan(
         "predicted_errors": sum(row["action"] in BUDGET_ACTIONS for row in rows),
         "rows": rows,
     }
+
+
+class _ReadAhead(Upgrader):
+    """The preview's use case, its describes answered from the reads made for the whole manifest."""
+
+    reads: dict[str, Read]  # set before the first run
+
+    def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
+        read = self.reads.get(job.request.instance_id)
+        if read is None:
+            return super()._describe(job)
+        if read.error is not None:
+            raise read.error
+        return read.attributes, read.request_id
+
+
+def read_ahead(
+    upgrader: Upgrader, requests: Sequence[UpgradeRequest], context: Any = None
+) -> dict[str, Read]:
+    """The targets in scope, read through the list APIs per (engine, region): instance id -> ``Read``.
+
+    Out-of-scope targets are left out (the pre-check refuses them without a call). A seam for other
+    per-target reads a plan or a readiness check needs: group by (engine, region) the same way.
+    """
+    ctx = adapt_context(context)
+    config: Config = upgrader.config
+    groups: dict[tuple[str, str], list[str]] = {}
+    for request in requests:
+        region = request.region or config.region or ctx.region
+        if not region or request.engine not in ENGINES:
+            continue
+        if config.allowed_instances is not None and request.instance_id not in config.allowed_instances:
+            continue
+        if config.allowed_regions is not None and region not in config.allowed_regions:
+            continue
+        groups.setdefault((str(request.engine), region), []).append(request.instance_id)
+    credentials = upgrader.cloud.credentials(ctx.credentials)
+    reads: dict[str, Read] = {}
+    for (engine, region), instance_ids in groups.items():
+        reads.update(
+            read_instances(
+                upgrader.cloud, ENGINES[engine], region, instance_ids, credentials, deadline=ctx.deadline
+            )
+        )
+    return reads

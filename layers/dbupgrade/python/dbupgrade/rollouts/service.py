@@ -17,15 +17,13 @@ Example::
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from dbupgrade import clock
-from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Window
 from dbupgrade.context import adapt_context
-from dbupgrade.engines import ENGINES, dig
+from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import Outcome, Status
@@ -49,7 +47,6 @@ from dbupgrade.usecase import Upgrader
 HALTED: Status = "halted"
 BUSY_REASON = "instance_busy"
 TRANSIENT_REASONS = frozenset({"retries_exhausted", BUSY_REASON})
-DESCRIBE_CONCURRENCY = 8
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
 
@@ -215,10 +212,10 @@ class Rollouts:
         misconfigured: list[str] = []
         changed: list[TargetState] = []
         waiting: list[TargetState] = []
-        for state in states.values():
-            if state.state not in IN_FLIGHT_STATES:
-                continue
-            outcome = self._outcome(spec.rollout_id, state.instance_id)
+        in_flight = [s for s in states.values() if s.state in IN_FLIGHT_STATES]
+        latest = self._latest_of([s.instance_id for s in in_flight])
+        for state in in_flight:
+            outcome = self._outcome(spec.rollout_id, state.instance_id, latest.get(state.instance_id))
             if outcome is None or not _of_this_release(outcome, state):
                 continue
             if _misconfigured(outcome):
@@ -260,8 +257,7 @@ class Rollouts:
             else:
                 self._done(state, meta)
         if waiting:
-            with ThreadPoolExecutor(min(DESCRIBE_CONCURRENCY, len(waiting))) as pool:
-                verdicts = list(pool.map(lambda s: self._finished(targets[s.instance_id]), waiting))
+            verdicts = self._finished([targets[s.instance_id] for s in waiting])
             for state, verdict in zip(waiting, verdicts, strict=True):
                 if verdict is not None:
                     state.state, state.code, state.message = verdict
@@ -271,48 +267,45 @@ class Rollouts:
                         changed.append(state)
         return changed, misconfigured
 
-    def _outcome(self, rollout_id: str, instance_id: str) -> Outcome | None:
-        """This rollout's latest recorded outcome for the instance (the use case's or the tracker's)."""
+    def _latest_of(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        """The latest recorded outcome of each instance, read in batches (``Store.latest_many``)."""
+        return self.upgrader.store.latest_many(instance_ids)
+
+    def _outcome(self, rollout_id: str, instance_id: str, latest: Outcome | None) -> Outcome | None:
+        """This rollout's latest recorded outcome for the instance (the use case's or the tracker's),
+        from its ``latest`` outcome, else its history."""
         store = self.upgrader.store
-        latest = store.latest(instance_id)
         if latest is None or latest.rollout_id == rollout_id:
             return latest
         return next((o for o in store.history(instance_id, HISTORY_SCAN) if o.rollout_id == rollout_id), None)
 
-    def _finished(self, target: dict[str, Any]) -> tuple[str, str | None, str] | None:
-        """("completed" | "failed", code, message) once a describe shows the upgrade over, else None.
+    def _finished(self, targets: list[dict[str, Any]]) -> list[tuple[str, str | None, str] | None]:
+        """Per target: ("completed" | "failed", code, message) once the cloud shows the upgrade over,
+        else None. Read through the list APIs per (engine, region) (``dbupgrade.fleet``).
 
         Completed means ready AT the target version - a status back to ready alone is not enough
         (an upgrade booked for the maintenance window shows ready at the old version until then).
         """
-        engine = ENGINES[target["engine"]]
-        region = target.get("region") or self.upgrader.config.region or self.context.region
-        try:
-            body = self.upgrader.cloud.call_with_retries(
-                engine,
-                str(region),
-                engine.describe_action,
-                {engine.id_param: target["instance_id"], **engine.describe_extra},
-                self._credentials(),
-                deadline=time.monotonic() + DESCRIBE_SECONDS,
+        from dbupgrade.fleet import read_instances
+
+        deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for target in targets:
+            region = target.get("region") or self.upgrader.config.region or self.context.region
+            groups.setdefault((target["engine"], str(region)), []).append(target["instance_id"])
+        reads: dict[str, Any] = {}
+        for (name, region), instance_ids in groups.items():
+            reads.update(
+                read_instances(
+                    self.upgrader.cloud,
+                    ENGINES[name],
+                    region,
+                    instance_ids,
+                    self._credentials(),
+                    deadline=deadline,
+                )
             )
-        except CloudError as error:
-            if error.instance_not_found:
-                return "failed", error.code, "the instance disappeared during its upgrade"
-            logger.warning(
-                "completion check failed; next round retries",
-                extra={"code": error.code, "error": error.explain(target["instance_id"])},
-            )
-            return None
-        items = dig(body, engine.describe_path)
-        if not items:
-            return "failed", "InvalidInstanceId.NotFound", "the instance disappeared during its upgrade"
-        status, version = str(items[0].get(engine.status_key)), str(items[0].get(engine.version_key))
-        if status in engine.ready_statuses and version == target["target_version"]:
-            return "completed", None, f"{engine.name} is {status} at {version}"
-        if status in engine.failed_statuses:
-            return "failed", "UpgradeFailed", f"the upgrade ended {status} at {version}"
-        return None
+        return [_completion(target, reads[target["instance_id"]]) for target in targets]
 
     def _done(self, state: TargetState, meta: RolloutMeta) -> None:
         state.done_tick, state.finished_at = meta.tick, clock.now()
@@ -413,6 +406,28 @@ class Rollouts:
     def _publish(self, message: dict[str, Any]) -> None:
         """Publish, or park in the outbox for a later drain (the use case's own rule)."""
         self.upgrader.publish(message, self.context)
+
+
+def _completion(target: dict[str, Any], read: Any) -> tuple[str, str | None, str] | None:
+    """What one read (``dbupgrade.fleet.Read``) says of a submitted target's upgrade (see ``_finished``)."""
+    engine = ENGINES[target["engine"]]
+    if read.error is not None:
+        logger.warning(
+            "completion check failed; next round retries",
+            extra={"code": read.error.code, "error": read.error.explain(target["instance_id"])},
+        )
+        return None
+    if read.attributes is None:
+        return "failed", "InvalidInstanceId.NotFound", "the instance disappeared during its upgrade"
+    status, version = (
+        str(read.attributes.get(engine.status_key)),
+        str(read.attributes.get(engine.version_key)),
+    )
+    if status in engine.ready_statuses and version == target["target_version"]:
+        return "completed", None, f"{engine.name} is {status} at {version}"
+    if status in engine.failed_statuses:
+        return "failed", "UpgradeFailed", f"the upgrade ended {status} at {version}"
+    return None
 
 
 def _without(spec: RolloutSpec, owned: dict[str, str]) -> RolloutSpec:

@@ -11,7 +11,7 @@
 ``dbupgrade:outbox:lock``                   one drainer at a time
 ``dbupgrade:outbox:set_aside``              notifications MNS refused for good (the newest 1,000)
 ``dbupgrade:idempotency#...``               Powertools idempotency records
-``dbupgrade:tracker:lock:<instance>``       one tracker check of an instance at a time
+``dbupgrade:tracker:shard:<n>``             one tracker tick at a time on a shard of the in-flight upgrades
 ``dbupgrade:tracker:upgrading:<i>:<v>``     the tracker saw that upgrade running (rollback detection)
 ``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
 ``dbupgrade:rollouts:active``               rollouts the tracker advances
@@ -54,8 +54,8 @@ def claim(instance_id: str) -> str:
     return f"{PREFIX}claim:{instance_id}"
 
 
-def tracker_lock(instance_id: str) -> str:
-    return f"{PREFIX}tracker:lock:{instance_id}"
+def tracker_shard_lock(shard: int) -> str:
+    return f"{PREFIX}tracker:shard:{shard}"
 
 
 def seen_upgrading(instance_id: str, to_version: str) -> str:

@@ -78,6 +78,9 @@ class MemoryStore:
         items = self._history.get(instance_id)
         return items[0] if items else None
 
+    def latest_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        return {i: o for i in instance_ids if (o := self.latest(i)) is not None}
+
     def history(self, instance_id: str, limit: int = HISTORY_LENGTH) -> list[Outcome]:
         return list(self._history.get(instance_id, []))[:limit]
 
@@ -111,6 +114,13 @@ class MemoryStore:
 
     def seen_upgrading(self, instance_id: str, to_version: str) -> bool:
         return self._marks.get(f"{instance_id}:{to_version}", 0) > time.monotonic()
+
+    def seen_upgrading_many(self, upgrades: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {u for u in upgrades if self.seen_upgrading(*u)}
+
+    def mark_upgrading_many(self, upgrades: list[tuple[str, str]], seconds: int) -> None:
+        for instance_id, to_version in upgrades:
+            self.mark_upgrading(instance_id, to_version, seconds)
 
     def forget_upgrading(self, instance_id: str, to_version: str) -> None:
         with self._lock:

@@ -96,6 +96,18 @@ class RedisStore:
             raw = self.redis.get(keys.latest(instance_id))
         return Outcome.from_dict(json.loads(raw)) if raw else None
 
+    def latest_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        """The latest outcome of each instance that has one: one MGET per ``READ_BATCH``."""
+        found: dict[str, Outcome] = {}
+        for start in range(0, len(instance_ids), READ_BATCH):
+            batch = instance_ids[start : start + READ_BATCH]
+            with redis_errors():
+                raws = self.redis.mget([keys.latest(i) for i in batch])
+            found.update(
+                (i, Outcome.from_dict(json.loads(raw))) for i, raw in zip(batch, raws, strict=True) if raw
+            )
+        return found
+
     def history(self, instance_id: str, limit: int = keys.HISTORY_LENGTH) -> list[Outcome]:
         with redis_errors():
             raws = self.redis.lrange(keys.history(instance_id), 0, limit - 1)
@@ -143,6 +155,26 @@ class RedisStore:
     def seen_upgrading(self, instance_id: str, to_version: str) -> bool:
         with redis_errors():
             return bool(self.redis.exists(keys.seen_upgrading(instance_id, to_version)))
+
+    def seen_upgrading_many(self, upgrades: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``(instance, to_version)`` the tracker saw running: one MGET per ``READ_BATCH``."""
+        seen: set[tuple[str, str]] = set()
+        for start in range(0, len(upgrades), READ_BATCH):
+            batch = upgrades[start : start + READ_BATCH]
+            with redis_errors():
+                marks = self.redis.mget([keys.seen_upgrading(*u) for u in batch])
+            seen.update(u for u, mark in zip(batch, marks, strict=True) if mark is not None)
+        return seen
+
+    def mark_upgrading_many(self, upgrades: list[tuple[str, str]], seconds: int) -> None:
+        """``mark_upgrading`` of each, in one pipelined round trip (nothing sent for none)."""
+        if not upgrades:
+            return
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for instance_id, to_version in upgrades:
+                pipe.set(keys.seen_upgrading(instance_id, to_version), "1", ex=seconds)
+            pipe.execute()
 
     def forget_upgrading(self, instance_id: str, to_version: str) -> None:
         with redis_errors():
