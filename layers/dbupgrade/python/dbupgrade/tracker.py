@@ -343,7 +343,8 @@ class Tracker:
             str(region),
             engine.describe_action,
             {engine.id_param: latest.instance_id, **engine.describe_extra},
-            self.upgrader.cloud.credentials(ctx.credentials),
+            # A member account's instance is described through its role (dbupgrade.accounts).
+            self.upgrader.credentials_for(latest.account_id, ctx, str(region), latest.rollout_id),
             deadline=ctx.deadline,
         )
         items = dig(body, engine.describe_path)
@@ -391,6 +392,7 @@ class Tracker:
             code=code,
             message=message,
             duration_seconds=duration_seconds,
+            account_id=submission.account_id,  # its claim is the account's (store.claims)
             at=now.strftime(TIME_FORMAT),
         )
 
