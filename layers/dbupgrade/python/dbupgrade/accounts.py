@@ -78,7 +78,11 @@ class Service:
     upgrade_action: str = ""
 
     def endpoint(self, region: str) -> str:
-        return f"{self.host_prefix}.aliyuncs.com" if self.central else f"{self.host_prefix}.{region}.aliyuncs.com"
+        return (
+            f"{self.host_prefix}.aliyuncs.com"
+            if self.central
+            else f"{self.host_prefix}.{region}.aliyuncs.com"
+        )
 
 
 STS = Service("sts", "sts", "2015-04-01", "DBUPGRADE_STS_ENDPOINT", "sts", "sts", central=False)
@@ -207,7 +211,9 @@ def list_accounts(
     page = 1
     while True:
         params = {"PageNumber": str(page), "PageSize": str(LIST_PAGE_SIZE)}
-        body = cloud.call_with_retries(RESOURCE_MANAGER, region, "ListAccounts", params, credentials, deadline=deadline)
+        body = cloud.call_with_retries(
+            RESOURCE_MANAGER, region, "ListAccounts", params, credentials, deadline=deadline
+        )
         batch = dig(body, ("Accounts", "Account"))
         accounts.extend(
             {
@@ -220,3 +226,24 @@ def list_accounts(
         if not batch or len(accounts) >= int(body.get("TotalCount") or 0):
             return accounts
         page += 1
+
+
+def organisation_accounts(upgrader: Any, context: Any = None, region: str | None = None) -> list[str]:
+    """Every account of the Resource Directory the own credentials manage (management account or
+    delegated administrator), the own one included. Needs the own account's ID (DBUPGRADE_ACCOUNT_ID)
+    so its instances are reached without a role; raises ``ConfigError`` without it, ``CloudError``
+    when the directory cannot be listed."""
+    from dbupgrade.context import adapt_context
+    from dbupgrade.errors import ConfigError
+
+    config: Config = upgrader.config
+    if config.account_id is None:
+        raise ConfigError(
+            "DBUPGRADE_ACCOUNT_ID",
+            "set it to the account these credentials belong to (the management or delegated one), so its "
+            "own instances are reached without a role",
+        )
+    ctx = adapt_context(context)
+    own = upgrader.cloud.credentials(ctx.credentials)
+    where = region or config.region or ctx.region or "cn-hangzhou"
+    return [a["account_id"] for a in list_accounts(upgrader.cloud, own, where, ctx.deadline)]

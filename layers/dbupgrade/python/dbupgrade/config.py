@@ -195,9 +195,13 @@ class Config:
         if bool(key_id) != bool(key_secret):
             missing = "ALIBABA_CLOUD_ACCESS_KEY_SECRET" if key_id else "ALIBABA_CLOUD_ACCESS_KEY_ID"
             raise ConfigError(missing, "set both the access key ID and secret, or neither")
-        account_id = env.get("DBUPGRADE_ACCOUNT_ID", "").strip() or env.get("FC_ACCOUNT_ID", "").strip() or None
+        account_id = (
+            env.get("DBUPGRADE_ACCOUNT_ID", "").strip() or env.get("FC_ACCOUNT_ID", "").strip() or None
+        )
         if account_id is not None and not ACCOUNT_ID_PATTERN.match(account_id):
-            raise ConfigError("DBUPGRADE_ACCOUNT_ID", f"expected a numeric account ID, got {account_id[:40]!r}")
+            raise ConfigError(
+                "DBUPGRADE_ACCOUNT_ID", f"expected a numeric account ID, got {account_id[:40]!r}"
+            )
         member_role = env.get("DBUPGRADE_MEMBER_ROLE", "").strip() or DEFAULT_MEMBER_ROLE
         if not ROLE_NAME_PATTERN.match(member_role):
             raise ConfigError("DBUPGRADE_MEMBER_ROLE", "expected a RAM role name (letters, digits, '.', '-')")

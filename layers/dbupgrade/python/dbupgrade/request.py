@@ -162,7 +162,9 @@ def parse_request(
         account_id = str(account_id)  # a JSON author may write the 16-digit ID as a number
     account_id = _text({"account_id": account_id}, "account_id")
     if account_id is not None and not ACCOUNT_ID_PATTERN.match(account_id):
-        raise InvalidRequest("account_id", f"expected a numeric Alibaba Cloud account ID, got {shown(account_id)}")
+        raise InvalidRequest(
+            "account_id", f"expected a numeric Alibaba Cloud account ID, got {shown(account_id)}"
+        )
 
     dry_run = merged.get("dry_run", False)
     if not isinstance(dry_run, bool):

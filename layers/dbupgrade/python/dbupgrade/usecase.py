@@ -83,6 +83,7 @@ class _Job:
     credentials: Credentials | None
     owner: str  # who holds the instance's claim for this request: its idempotency key, or a token
     stop: Callable[[], tuple[str, str] | None] | None = None
+    claim_account: str | None = None  # the claim's account: a member's, None for the own account
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -114,7 +115,7 @@ class _Job:
             rollout_id=request.rollout_id,
             effective=self.effective,
             at=at,
-            account_id=request.account_id,
+            account_id=self.claim_account,
         )
 
 
@@ -226,7 +227,8 @@ class Upgrader:
                 )
             except CloudError as error:  # the member's role: missing, untrusting, or STS unreachable
                 return self._conclude(self._cloud_failure(job, error), job)
-            job = replace(job, credentials=credentials)
+            claim_account = None if self.accounts.is_own(request.account_id) else request.account_id
+            job = replace(job, credentials=credentials, claim_account=claim_account)
         if request.dry_run:
             verdict, _ = self._verdict(job, submit=False)
             return verdict  # a preview: neither recorded nor notified
@@ -303,7 +305,8 @@ class Upgrader:
         """
         claim = None
         if follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
-            claim = ClaimChange("release_version", outcome.to_version)
+            account = None if self.accounts.is_own(outcome.account_id) else outcome.account_id
+            claim = ClaimChange("release_version", outcome.to_version, account_id=account)
         return self._record(outcome, adapt_context(context), claim=claim, follows=follows)
 
     def publish(self, message: dict[str, Any], context: Any = None) -> None:
@@ -516,7 +519,7 @@ class Upgrader:
     def _verdict(self, job: _Job, *, submit: bool = True) -> _Verdict:
         """Claim read, pre-check, claim, submit: the request's verdict and its claim change."""
         if submit:
-            held = self.store.claim_of(job.request.instance_id, job.request.account_id)
+            held = self.store.claim_of(job.request.instance_id, job.claim_account)
             if held is not None and held.owner != job.owner:
                 return self._claimed(job, held), None
         try:
@@ -549,10 +552,10 @@ class Upgrader:
         outcome = self._submit(job, from_version)
         if outcome.status == "submitted":
             accepted = claim.accepted(outcome.request_id)
-            return outcome, ClaimChange("accept", job.owner, accepted, seconds)
+            return outcome, ClaimChange("accept", job.owner, accepted, seconds, job.claim_account)
         if outcome.reason == "unknown_result":
             return outcome, None  # the upgrade may have landed: the claim stays until it expires
-        return outcome, ClaimChange("release", job.owner)
+        return outcome, ClaimChange("release", job.owner, account_id=job.claim_account)
 
     def _claimed(self, job: _Job, held: Claim) -> Outcome:
         """The instance has an accepted upgrade not finished yet: point at it, make no call."""

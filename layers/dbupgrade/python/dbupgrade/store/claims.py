@@ -10,7 +10,8 @@ instance for good.
 
 Claims are per account (``claim_identity``): an instance ID names one instance within its account,
 and a member's instance is claimed under ``<account>:<instance>``; the own account's under the
-instance ID alone, as before accounts existed (claims taken then stay readable).
+instance ID alone, as before accounts existed (claims taken then stay readable), whether or not the
+request named the own account (the use case passes None for it).
 """
 
 from __future__ import annotations
@@ -93,3 +94,4 @@ class ClaimChange:
     key: str  # the owner (accept, release) or the target version (release_version: the tracker)
     claim: Claim | None = None  # accept: the claim as accepted
     seconds: int = 0  # accept: its new time to live
+    account_id: str | None = None  # the claim's account (``claim_identity``); None: the own account

@@ -57,7 +57,7 @@ class MemoryStore:
             if entry is not None:
                 self._outbox.append(entry)
             if claim is not None:
-                self._change_claim(claim_identity(instance, outcome.account_id), claim)
+                self._change_claim(claim_identity(instance, claim.account_id), claim)
             return Finished(True, entry)
 
     def _change_claim(self, identity: str, change: ClaimChange) -> None:

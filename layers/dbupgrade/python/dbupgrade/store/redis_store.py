@@ -73,7 +73,7 @@ class RedisStore:
                     keys.IN_FLIGHT,
                     keys.following(instance),
                     keys.OUTBOX,
-                    keys.claim(claim_identity(instance, outcome.account_id)),
+                    keys.claim(claim_identity(instance, claim.account_id if claim else None)),
                 ],
                 args=[
                     data,
