@@ -191,3 +191,40 @@ def test_all_accounts_rollout_upgrades_each_good_instance_once_with_its_accounts
     assert f"{STAGING}/cn-shanghai" in shown.stdout and "UNREACHABLE" in shown.stdout
     notified = [n for n in fleet.notifications() if n.get("instance_id") == "r-bp1orgprod0000002"]
     assert notified and all(n["account_id"] == PROD for n in notified)
+
+
+def test_a_member_whose_role_fails_at_run_time_halts_only_its_own_locations(organisation: Fleet) -> None:
+    """Targets named by a manifest: staging's role is missing, so its released target fails on
+    configuration; staging's locations halt (the rest of its targets halted, reason configuration)
+    and prod's upgrade goes on."""
+    from dbupgrade.rollouts import RolloutSpec, parse_waves, validate_targets
+
+    fleet = organisation
+    targets = validate_targets(
+        [
+            {"instance_id": "r-bp1orgstag0000001", "target_version": "5.0", "account_id": STAGING},
+            {"instance_id": "r-uf6orgstag0000002", "target_version": "7.0", "account_id": STAGING,
+             "region": "cn-shanghai"},
+            {"instance_id": "r-bp1orgprod0000002", "target_version": "7.0", "account_id": PROD},
+        ]
+    )  # fmt: skip
+    spec = RolloutSpec("org-manifest", tuple(targets), parse_waves("100%", 3), "100%", max_in_flight=2)
+    fleet.rollouts.start(spec)
+
+    for _ in range(6):
+        if fleet.tick() and fleet.rollouts.status("org-manifest")["ended"]:
+            break
+    status = fleet.rollouts.status("org-manifest")
+
+    rows = {row["instance_id"]: row for row in status["rows"]}
+    assert rows["r-bp1orgprod0000002"]["state"] == "completed"
+    assert (rows["r-uf6orgstag0000002"]["state"], rows["r-uf6orgstag0000002"]["reason"]) == (
+        "halted",
+        "configuration",
+    )
+    staging = {g["location"]: g for g in status["locations"] if g["account_id"] == STAGING}
+    assert {g["status"] for g in staging.values()} == {"halted"}
+    reason = staging[f"{STAGING}/-"]["reason"]
+    assert f"account {STAGING}: cannot assume role dbupgrade-member" in reason
+    assert status["status"] == "completed"  # not halted as a whole: prod's upgrade was not stopped
+    assert fleet.upgrade_calls() == {"r-bp1orgprod0000002": 1}
