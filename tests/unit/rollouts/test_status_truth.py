@@ -112,6 +112,7 @@ def test_rows_carry_state_versions_request_id_when_and_why_and_a_short_screen_sh
 
     assert status["rows"][29] == {
         "instance_id": "r-eta0029",
+        "account_id": None,
         "engine": None,
         "region": None,
         "wave": 1,

@@ -25,11 +25,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dbupgrade.config import Config
 from dbupgrade.context import Credentials
-from dbupgrade.engines import Engine
 from dbupgrade.logging import logger, mask, register_secret
 from dbupgrade.ratelimit import RateLimited, RateLimiter
 
@@ -101,7 +100,26 @@ DEFAULT_READ_TIMEOUT_MS = 10_000
 DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 
 
-def resendable(engine: Engine, action: str) -> bool:
+class Api(Protocol):
+    """What a call needs to know of the API it calls: an engine (``dbupgrade.engines.Engine``) or a
+    service that is not one (STS, Resource Manager: ``dbupgrade.accounts``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def product(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def endpoint_variable(self) -> str: ...
+    @property
+    def ram_service(self) -> str: ...
+    @property
+    def upgrade_action(self) -> str: ...
+    def endpoint(self, region: str) -> str: ...
+
+
+def resendable(engine: Api, action: str) -> bool:
     """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
     reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
     harmless. The one place that tells reads from the write.
@@ -270,7 +288,7 @@ class CloudApi:
             )
         return None
 
-    def client(self, engine: Engine, region: str, credentials: Credentials | None) -> Client:
+    def client(self, engine: Api, region: str, credentials: Credentials | None) -> Client:
         key = (
             engine.name,
             region,
@@ -287,7 +305,7 @@ class CloudApi:
                     del self._clients[oldest]
             return client
 
-    def _new_client(self, engine: Engine, region: str, credentials: Credentials | None) -> Client:
+    def _new_client(self, engine: Api, region: str, credentials: Credentials | None) -> Client:
         from alibabacloud_tea_openapi import models as open_api_models
         from alibabacloud_tea_openapi.client import Client
 
@@ -314,7 +332,7 @@ class CloudApi:
 
     def call(
         self,
-        engine: Engine,
+        engine: Api,
         region: str,
         action: str,
         params: Mapping[str, str],
@@ -329,8 +347,9 @@ class CloudApi:
         from alibabacloud_tea_openapi import models as open_api_models
         from darabonba.runtime import RuntimeOptions
 
+        account = credentials.account_id if credentials is not None else None
         if self.limiter is not None:
-            self._take_token(self.limiter, engine, action, deadline)
+            self._take_token(self.limiter, engine, action, deadline, account)
         client = self.client(engine, region, credentials)
         api = open_api_models.Params(
             action=action,
@@ -357,7 +376,7 @@ class CloudApi:
             error.action = f"{engine.ram_service}:{action}"
             # Only the cloud's flow control lowers the shared rate; a 5xx is a fault, not a rate.
             if self.limiter is not None and error.throttled and error.code != "ServiceUnavailable":
-                self.limiter.throttled(engine.product, action)
+                self.limiter.throttled(engine.product, action, account)
             logger.info(
                 "cloud call failed",
                 extra={
@@ -369,16 +388,21 @@ class CloudApi:
             )
             raise error from None
         if self.limiter is not None:
-            self.limiter.succeeded(engine.product, action)
+            self.limiter.succeeded(engine.product, action, account)
         body = response.get("body") or {}
         return body if isinstance(body, dict) else {"Body": body}
 
-    def _take_token(self, limiter: RateLimiter, engine: Engine, action: str, deadline: float | None) -> None:
-        """Wait for a rate-limit token, leaving the retry policy's reserve of the invocation."""
+    def _take_token(
+        self, limiter: RateLimiter, engine: Api, action: str, deadline: float | None, account: str | None
+    ) -> None:
+        """Wait for a rate-limit token of ``account``'s bucket (None: the own account's), leaving the
+        retry policy's reserve of the invocation."""
         if deadline is None:
             deadline = time.monotonic() + DEFAULT_READ_TIMEOUT_MS / 1000
         try:
-            limiter.acquire(engine.product, action, deadline=deadline - self.retry.reserve_seconds)
+            limiter.acquire(
+                engine.product, action, deadline=deadline - self.retry.reserve_seconds, account=account
+            )
         except RateLimited as limited:
             # Throttled (429) and transient, but never sent: the caller may retry or redeliver.
             raise CloudError(
@@ -387,7 +411,7 @@ class CloudApi:
 
     def call_with_retries(
         self,
-        engine: Engine,
+        engine: Api,
         region: str,
         action: str,
         params: Mapping[str, str],

@@ -25,6 +25,14 @@ from dbupgrade.logging import register_secret
 
 REGION_PATTERN = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 WINDOW_POLICIES = ("reject", "maintenance_window", "allow")
+# Endpoint overrides of the services that are not an engine: STS (member accounts' roles) and
+# Resource Manager (the directory's accounts), e.g. localcloud's URL (dbupgrade.accounts uses them).
+SERVICE_ENDPOINT_VARIABLES = ("DBUPGRADE_STS_ENDPOINT", "DBUPGRADE_RESOURCEMANAGER_ENDPOINT")
+ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{1,32}$")
+# The role every member account gives dbupgrade (deploy/member-role.yml creates it).
+DEFAULT_MEMBER_ROLE = "dbupgrade-member"
+# RAM role names: 1..64 letters, digits, '.' and '-' (RAM CreateRole, help.aliyun.com/document_detail/28710.html).
+ROLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
 # FC sets these in every function instance; their absence means "not running in FC".
 FC_MARKERS = ("FC_FUNCTION_NAME", "FC_SERVICE_NAME", "FC_FUNC_CODE_PATH", "FC_RUNTIME_VERSION")
 
@@ -121,6 +129,10 @@ class Config:
     access_key_id: str | None = field(default=None, repr=False)
     access_key_secret: str | None = field(default=None, repr=False)
     security_token: str | None = field(default=None, repr=False)
+    # The account whose credentials run dbupgrade (DBUPGRADE_ACCOUNT_ID, else FC's FC_ACCOUNT_ID):
+    # its own instances need no role; every other account's are reached through ``member_role``.
+    account_id: str | None = None
+    member_role: str = DEFAULT_MEMBER_ROLE
 
     def endpoint_override(self, variable: str) -> Endpoint | None:
         """The override an engine's ``endpoint_variable`` set, or None (the official endpoint)."""
@@ -183,12 +195,23 @@ class Config:
         if bool(key_id) != bool(key_secret):
             missing = "ALIBABA_CLOUD_ACCESS_KEY_SECRET" if key_id else "ALIBABA_CLOUD_ACCESS_KEY_ID"
             raise ConfigError(missing, "set both the access key ID and secret, or neither")
+        account_id = (
+            env.get("DBUPGRADE_ACCOUNT_ID", "").strip() or env.get("FC_ACCOUNT_ID", "").strip() or None
+        )
+        if account_id is not None and not ACCOUNT_ID_PATTERN.match(account_id):
+            raise ConfigError(
+                "DBUPGRADE_ACCOUNT_ID", f"expected a numeric account ID, got {account_id[:40]!r}"
+            )
+        member_role = env.get("DBUPGRADE_MEMBER_ROLE", "").strip() or DEFAULT_MEMBER_ROLE
+        if not ROLE_NAME_PATTERN.match(member_role):
+            raise ConfigError("DBUPGRADE_MEMBER_ROLE", "expected a RAM role name (letters, digits, '.', '-')")
+        variables = (*(engine.endpoint_variable for engine in ENGINES.values()), *SERVICE_ENDPOINT_VARIABLES)
         return cls(
             region=region,
             endpoints={
-                engine.endpoint_variable: endpoint
-                for engine in ENGINES.values()
-                if (endpoint := _endpoint(env, engine.endpoint_variable)) is not None
+                variable: endpoint
+                for variable in variables
+                if (endpoint := _endpoint(env, variable)) is not None
             },
             mns_endpoint=mns_endpoint.rstrip("/") if mns_endpoint else None,
             topic=env.get("DBUPGRADE_TOPIC", "").strip() or None,
@@ -205,4 +228,6 @@ class Config:
             access_key_id=key_id,
             access_key_secret=key_secret,
             security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "").strip() or None,
+            account_id=account_id,
+            member_role=member_role,
         )

@@ -28,6 +28,9 @@ class Credentials:
     access_key_id: str
     access_key_secret: str = field(repr=False)
     security_token: str | None = field(default=None, repr=False)
+    # The account the credentials act in, when it is not the own one (a member's assumed role):
+    # its calls are rate-limited in that account's buckets (``dbupgrade.ratelimit``).
+    account_id: str | None = None
 
 
 @dataclass

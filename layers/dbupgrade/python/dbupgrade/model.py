@@ -80,6 +80,9 @@ class UpgradeRequest:
     source: Source = "cli"
     correlation_id: str | None = None  # FC request id, webhook-id, MNS message id...
     delivery_id: str | None = None  # joins the idempotency key: webhook-id / message id / ticket
+    # The account that owns the instance; None: the own account (DBUPGRADE_ACCOUNT_ID). Any other is
+    # reached through its member role (dbupgrade.accounts).
+    account_id: str | None = None
 
     def with_(self, **changes: Any) -> UpgradeRequest:
         return replace(self, **changes)
@@ -110,6 +113,7 @@ class Outcome:
     upgrade: dict[str, Any] | None = None
     # A reply replayed by idempotency (never recorded or notified again): the original's ``at``.
     replay_of: str | None = None
+    account_id: str | None = None  # the instance's account, when the request named one
     at: str = dataclass_field(default_factory=utc_now)
 
     @property
@@ -139,8 +143,8 @@ class Outcome:
     def notification(self) -> dict[str, Any]:
         """Notification message v1 (README "Notifications"); absent fields are null.
 
-        ``upgrade`` and ``replay_of`` were added to v1 (additive: a consumer that ignores unknown
-        fields is unaffected). A replay is never notified, so ``replay_of`` is null in messages and
+        ``upgrade``, ``replay_of`` and ``account_id`` were added to v1 (additive: a consumer that
+        ignores unknown fields is unaffected). A replay is never notified, so ``replay_of`` is null in messages and
         set only in replies."""
         return {
             "version": 1,
@@ -162,5 +166,6 @@ class Outcome:
             "duration_seconds": self.duration_seconds,
             "upgrade": self.upgrade,
             "replay_of": self.replay_of,
+            "account_id": self.account_id,
             "at": self.at,
         }

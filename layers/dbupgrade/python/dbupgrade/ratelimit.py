@@ -16,7 +16,9 @@ adds load where the limit is already hit; a token bucket in the shared store pac
   ``"*"`` for every other action, e.g. ``{"ModifyInstanceMajorVersion": 20, "*": 50}``. Unset:
   10 calls/s per action, well under what the cloud allows a single account.
 - **Account**: FC's ``FC_ACCOUNT_ID`` (set in every function instance); elsewhere ``default``, so
-  every local process pointed at the same store shares one bucket.
+  every local process pointed at the same store shares one bucket. A call made in a member account
+  (through its role, ``dbupgrade.accounts``) passes ``account``: each account has its own buckets,
+  as the cloud throttles each account on its own.
 
 A store failure never blocks a call: the limiter logs it and lets the call through (the cloud's own
 throttling and ``CloudApi``'s retries still apply).
@@ -122,13 +124,13 @@ class RateLimiter:
         env = os.environ if env is None else env
         return cls(redis, RateLimits.from_env(env), env.get("FC_ACCOUNT_ID") or None)
 
-    def key(self, product: str, action: str) -> str:
-        return keys.ratelimit(self.account, product, action)
+    def key(self, product: str, action: str, account: str | None = None) -> str:
+        return keys.ratelimit(account or self.account, product, action)
 
-    def rate(self, product: str, action: str) -> float:
+    def rate(self, product: str, action: str, account: str | None = None) -> float:
         """The shared rate now (calls/s): the ceiling unless throttling has lowered it."""
         ceiling = self.limits.ceiling(action)
-        raw = self.redis.hget(self.key(product, action), "rate")
+        raw = self.redis.hget(self.key(product, action, account), "rate")
         return min(ceiling, float(raw)) if raw is not None else ceiling
 
     def acquire(
@@ -138,13 +140,14 @@ class RateLimiter:
         *,
         deadline: float,
         sleep: Callable[[float], None] = time.sleep,
+        account: str | None = None,
     ) -> float:
         """Take a token, sleeping until it is due; returns the seconds waited.
 
         Raises ``RateLimited`` (and takes nothing) when the token would come after ``deadline``
         (``time.monotonic()``).
         """
-        key = self.key(product, action)
+        key = self.key(product, action, account)
         max_wait = max(0.0, deadline - time.monotonic())
         try:
             granted, wait_text, rate_text = self._take(
@@ -163,20 +166,19 @@ class RateLimiter:
             sleep(wait)
         return wait
 
-    def throttled(self, product: str, action: str) -> None:
+    def throttled(self, product: str, action: str, account: str | None = None) -> None:
         """The cloud refused a call as throttled: halve the shared rate and the burst."""
-        self._adjust_rate(product, action, "decrease")
+        self._adjust_rate(self.key(product, action, account), action, "decrease")
 
-    def succeeded(self, product: str, action: str) -> None:
+    def succeeded(self, product: str, action: str, account: str | None = None) -> None:
         """A call went through: raise the rate back towards the ceiling (no-op at the ceiling)."""
-        key = self.key(product, action)
+        key = self.key(product, action, account)
         with self._lock:
             if key not in self._recovering:
                 return
-        self._adjust_rate(product, action, "increase")
+        self._adjust_rate(key, action, "increase")
 
-    def _adjust_rate(self, product: str, action: str, direction: str) -> None:
-        key = self.key(product, action)
+    def _adjust_rate(self, key: str, action: str, direction: str) -> None:
         try:
             ceiling = self.limits.ceiling(action)
             rate = float(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from dbupgrade.config import REGION_PATTERN
+from dbupgrade.config import ACCOUNT_ID_PATTERN, REGION_PATTERN
 from dbupgrade.engines import ENGINES, engine_for_instance
 from dbupgrade.model import EFFECTIVE_VALUES, SOURCES, Effective, InvalidRequest, Source, UpgradeRequest
 
@@ -29,6 +29,7 @@ FIELDS = (
     "ticket_id",
     "rollout_id",
     "dry_run",
+    "account_id",
 )
 TICKET_MAX = 128
 ECHO_CHARS = 64
@@ -156,6 +157,15 @@ def parse_request(
     if rollout_id is not None and (len(rollout_id) > TICKET_MAX or not rollout_id.isprintable()):
         raise InvalidRequest("rollout_id", f"must be 1-{TICKET_MAX} printable characters")
 
+    account_id = merged.get("account_id")
+    if isinstance(account_id, int) and not isinstance(account_id, bool):
+        account_id = str(account_id)  # a JSON author may write the 16-digit ID as a number
+    account_id = _text({"account_id": account_id}, "account_id")
+    if account_id is not None and not ACCOUNT_ID_PATTERN.match(account_id):
+        raise InvalidRequest(
+            "account_id", f"expected a numeric Alibaba Cloud account ID, got {shown(account_id)}"
+        )
+
     dry_run = merged.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise InvalidRequest("dry_run", "must be true or false")
@@ -172,4 +182,5 @@ def parse_request(
         source=cast(Source, source),
         correlation_id=correlation_id,
         delivery_id=delivery_id,
+        account_id=account_id,
     )

@@ -63,6 +63,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from dbupgrade import clock
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine
 from dbupgrade.errors import ConfigError
@@ -303,14 +304,22 @@ class Tracker:
         from dbupgrade.fleet import describe_one, read_instances
 
         cloud = self.upgrader.cloud
-        credentials = cloud.credentials(ctx.credentials)
-        groups: dict[tuple[str, str], list[Outcome]] = {}
+        groups: dict[tuple[str, str, str], list[Outcome]] = {}
         for outcome in outcomes:
             region = str(outcome.region or self.upgrader.config.region or ctx.region)
-            groups.setdefault((str(outcome.engine), region), []).append(outcome)
+            groups.setdefault((str(outcome.engine), region, outcome.account_id or ""), []).append(outcome)
         watches: list[_Watch] = []
-        for (name, region), group in groups.items():
+        for (name, region, account), group in groups.items():
             engine = ENGINES[name]
+            try:
+                # A member account's instances are read through its role (dbupgrade.accounts).
+                credentials = self.upgrader.credentials_for(account or None, ctx, region, group[0].rollout_id)
+            except CloudError as error:
+                logger.warning(
+                    "cannot read a member account this tick",
+                    extra={"account_id": account, "code": error.code},
+                )
+                continue
             reads = read_instances(
                 cloud, engine, region, [o.instance_id for o in group], credentials, deadline=stop_at
             )
@@ -467,6 +476,7 @@ class Tracker:
             code=code,
             message=message,
             duration_seconds=duration_seconds,
+            account_id=submission.account_id,  # its claim is the account's (store.claims)
             at=now.strftime(TIME_FORMAT),
         )
 

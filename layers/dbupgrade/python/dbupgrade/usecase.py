@@ -30,11 +30,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from dbupgrade import clock
+from dbupgrade.accounts import MemberCredentials
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
 from dbupgrade.context import Credentials, InvocationContext, adapt_context
@@ -82,6 +83,7 @@ class _Job:
     credentials: Credentials | None
     owner: str  # who holds the instance's claim for this request: its idempotency key, or a token
     stop: Callable[[], tuple[str, str] | None] | None = None
+    claim_account: str | None = None  # the claim's account: a member's, None for the own account
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -97,6 +99,7 @@ class _Job:
             "source": request.source,
             "correlation_id": request.correlation_id,
             "dry_run": request.dry_run,
+            "account_id": request.account_id,
         }
         values.update(fields)
         return Outcome(**values)
@@ -112,6 +115,7 @@ class _Job:
             rollout_id=request.rollout_id,
             effective=self.effective,
             at=at,
+            account_id=self.claim_account,
         )
 
 
@@ -157,6 +161,7 @@ class Upgrader:
         self.config = config
         self.store = store
         self.cloud = cloud or CloudApi(config, retry, limiter=limiter)
+        self.accounts = MemberCredentials(config, self.cloud)
         self.notifier = notifier or Notifier(config)
         self._now = now or clock.utcnow
         self._persistence: Any = None
@@ -215,6 +220,15 @@ class Upgrader:
         refused = self._scope(job) or (self._deferred(job) if outside_window else None)
         if refused is not None:
             return self._conclude(refused, job)
+        if request.account_id is not None:
+            try:
+                credentials = self.credentials_for(
+                    request.account_id, ctx, region, request.rollout_id or request.ticket_id
+                )
+            except CloudError as error:  # the member's role: missing, untrusting, or STS unreachable
+                return self._conclude(self._cloud_failure(job, error), job)
+            claim_account = None if self.accounts.is_own(request.account_id) else request.account_id
+            job = replace(job, credentials=credentials, claim_account=claim_account)
         if request.dry_run:
             verdict, _ = self._verdict(job, submit=False)
             return verdict  # a preview: neither recorded nor notified
@@ -262,6 +276,16 @@ class Upgrader:
         )
         return self._conclude(outcome, context=ctx)
 
+    def credentials_for(
+        self, account_id: str | None, context: Any, region: str, label: str | None
+    ) -> Credentials | None:
+        """The credentials that act in ``account_id`` (None: the own account): a member's through its
+        role, the session named after ``label`` (the rollout or request). Raises ``CloudError``
+        (``accounts.MemberAccessError`` when the role cannot be assumed)."""
+        ctx = adapt_context(context)
+        own = self.cloud.credentials(ctx.credentials)
+        return self.accounts.credentials(account_id, own, region, label, ctx.deadline)
+
     def status(self, instance_id: str) -> Outcome | None:
         """The latest recorded outcome for ``instance_id``."""
         return self.store.latest(instance_id)
@@ -281,7 +305,8 @@ class Upgrader:
         """
         claim = None
         if follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
-            claim = ClaimChange("release_version", outcome.to_version)
+            account = None if self.accounts.is_own(outcome.account_id) else outcome.account_id
+            claim = ClaimChange("release_version", outcome.to_version, account_id=account)
         return self._record(outcome, adapt_context(context), claim=claim, follows=follows)
 
     def publish(self, message: dict[str, Any], context: Any = None) -> None:
@@ -325,7 +350,8 @@ class Upgrader:
         return delivered
 
     def select(self, selector: Mapping[str, Any], context: Any = None) -> list[dict[str, Any]]:
-        """Instances matching ``{"engine", "tags", "regions", "from_versions"}`` via the list APIs.
+        """Instances matching ``{"engine", "tags", "regions", "from_versions", "account_id"}`` via the
+        list APIs (``account_id``: a member account, listed through its role; None: the own account).
 
         Raises ``InvalidRequest`` for a bad selector and ``CloudError`` when a list call fails
         (the caller, a rollout, must not act on a partial fleet).
@@ -342,9 +368,10 @@ class Upgrader:
         if not regions:
             raise InvalidRequest("regions", "no region: list them, set DBUPGRADE_REGION or run in FC")
         from_versions = {str(v) for v in selector.get("from_versions") or []}
-        credentials = self.cloud.credentials(ctx.credentials)
+        account_id = selector.get("account_id")
         found: list[dict[str, Any]] = []
         for region in regions:
+            credentials = self.credentials_for(account_id, ctx, str(region), selector.get("label"))
             for item in self._list_instances(engine, str(region), dict(tags), credentials, ctx.deadline):
                 if not engine.listable(item):
                     continue  # Memcache or Tair in the Redis list: nothing this tool upgrades
@@ -361,6 +388,7 @@ class Upgrader:
                         "version": version,
                         "status": item.get(engine.status_key),
                         "tags": tag_dict(item.get("Tags")),
+                        "account_id": account_id,
                     }
                 )
         return found
@@ -378,6 +406,7 @@ class Upgrader:
             "ticket_id": request.ticket_id,
             "rollout_id": request.rollout_id,
             "dry_run": request.dry_run,
+            "account_id": request.account_id,
         }
         return parse_request(
             fields,
@@ -456,6 +485,8 @@ class Upgrader:
             "effective": job.request.effective or "immediate",
             "engine": job.engine.name,
         }
+        if job.request.account_id is not None:  # only then: records written before accounts stay valid
+            meaning["account_id"] = job.request.account_id
         try:
             result = run(payload={"key": key, "request": meaning})
         except _Unremembered as transient:
@@ -488,7 +519,7 @@ class Upgrader:
     def _verdict(self, job: _Job, *, submit: bool = True) -> _Verdict:
         """Claim read, pre-check, claim, submit: the request's verdict and its claim change."""
         if submit:
-            held = self.store.claim_of(job.request.instance_id)
+            held = self.store.claim_of(job.request.instance_id, job.claim_account)
             if held is not None and held.owner != job.owner:
                 return self._claimed(job, held), None
         try:
@@ -521,10 +552,10 @@ class Upgrader:
         outcome = self._submit(job, from_version)
         if outcome.status == "submitted":
             accepted = claim.accepted(outcome.request_id)
-            return outcome, ClaimChange("accept", job.owner, accepted, seconds)
+            return outcome, ClaimChange("accept", job.owner, accepted, seconds, job.claim_account)
         if outcome.reason == "unknown_result":
             return outcome, None  # the upgrade may have landed: the claim stays until it expires
-        return outcome, ClaimChange("release", job.owner)
+        return outcome, ClaimChange("release", job.owner, account_id=job.claim_account)
 
     def _claimed(self, job: _Job, held: Claim) -> Outcome:
         """The instance has an accepted upgrade not finished yet: point at it, make no call."""

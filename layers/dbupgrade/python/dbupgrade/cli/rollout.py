@@ -6,6 +6,8 @@ stack). Targets come from a MANIFEST file (CSV / JSON / YAML) or a selector::
     dbupgrade rollout plan fleet.csv
     dbupgrade rollout plan --engine redis --tag env=prod --from-version 6.0 --target 7.0
     dbupgrade rollout start fleet.csv --waves 1,10%,100% --max-errors 3 --max-in-flight 20
+    dbupgrade rollout start --all-accounts --region cn-hangzhou --region cn-shanghai --engine redis \
+        --target 7.0 --max-in-flight-per-location 5 --max-errors-per-location 2
     dbupgrade rollout list
     dbupgrade rollout status redis-7 --watch
 """
@@ -41,6 +43,24 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--region", "regions", multiple=True, help="Selector: a region (repeatable)."),
         click.option(
+            "--account",
+            "accounts",
+            multiple=True,
+            metavar="ID",
+            help=(
+                "Selector: an account of the organisation (repeatable); another account than "
+                "DBUPGRADE_ACCOUNT_ID is reached through its DBUPGRADE_MEMBER_ROLE (default dbupgrade-member)."
+            ),
+        ),
+        click.option(
+            "--all-accounts",
+            is_flag=True,
+            help=(
+                "Selector: every account of the Resource Directory (ListAccounts: run it with the "
+                "management or a delegated administrator account's credentials; needs DBUPGRADE_ACCOUNT_ID)."
+            ),
+        ),
+        click.option(
             "--from-version", "from_versions", multiple=True, help="Selector: a current version (repeatable)."
         ),
         click.option(
@@ -63,13 +83,14 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
 MANIFEST_HELP = """\b
 MANIFEST: a file of targets, its format by its suffix:
   CSV   a header line, then one row per target:
-          instance_id,target_version[,engine,region,effective,ticket_id]
+          instance_id,target_version[,engine,region,effective,ticket_id,account_id]
           r-bp1abc,7.0
         UTF-8, with or without the BOM Excel writes; an empty cell means "not set"
   JSON  [{"instance_id": "r-bp1abc", "target_version": "7.0"}, ...] or {"targets": [...]}
   YAML  the same list: - {instance_id: r-bp1abc, target_version: '7.0'}
 engine is inferred from the id prefix (r-: redis, dds-: mongodb); region defaults to
-DBUPGRADE_REGION; effective is immediate or maintenance_window; ticket_id is free text.
+DBUPGRADE_REGION; effective is immediate or maintenance_window; ticket_id is free text;
+account_id (a member account, reached through its role) defaults to the own account.
 """
 
 
@@ -143,15 +164,21 @@ def _resolve_targets(
     from_versions: tuple[str, ...],
     targets: tuple[str, ...],
     effective: str | None,
-) -> list[dict[str, Any]]:
+    accounts: tuple[str, ...] = (),
+    all_accounts: bool = False,
+    label: str | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The targets, and the locations that could not be listed (account x region, with why)."""
     from dbupgrade.model import InvalidRequest
     from dbupgrade.rollouts import load_manifest, select_targets, validate_targets
 
-    selecting = bool(engine or tags or regions or from_versions or targets)
+    selecting = bool(engine or tags or regions or from_versions or targets or accounts or all_accounts)
+    if accounts and all_accounts:
+        raise InvalidRequest("--account", "give --account or --all-accounts, not both")
     if manifest is not None:
         if selecting:
             raise InvalidRequest("manifest", "give a MANIFEST or selector options, not both")
-        return validate_targets(load_manifest(manifest), effective=effective)
+        return validate_targets(load_manifest(manifest), effective=effective), []
     if not selecting:
         raise InvalidRequest("manifest", "give a MANIFEST file or a selector (--engine/--tag/... --target)")
     scanned = list(regions) or [upgrader.config.region or "the default region (none set)"]
@@ -175,7 +202,39 @@ def _resolve_targets(
             by_engine[engine] = target
         else:
             raise InvalidRequest("target", "with both engines selected, write ENGINE=VERSION (redis=7.0)")
-    return select_targets(upgrader, selector, by_engine, effective=effective)
+    if accounts or all_accounts:
+        return _select_organisation(upgrader, selector, by_engine, accounts, effective, label)
+    return select_targets(upgrader, selector, by_engine, effective=effective), []
+
+
+def _select_organisation(
+    upgrader: Any,
+    selector: dict[str, Any],
+    by_engine: dict[str, str],
+    accounts: tuple[str, ...],
+    effective: str | None,
+    label: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Select in each location (account x region); what each gave, one line each on stderr."""
+    from dbupgrade.accounts import organisation_accounts
+    from dbupgrade.config import ACCOUNT_ID_PATTERN
+    from dbupgrade.model import InvalidRequest
+    from dbupgrade.rollouts import select_locations
+
+    for account in accounts:
+        if not ACCOUNT_ID_PATTERN.match(account):
+            raise InvalidRequest("--account", f"expected a numeric account ID, got {account[:40]!r}")
+    regions = selector["regions"]
+    ids = list(accounts) or organisation_accounts(upgrader, None, regions[0] if regions else None)
+    click.echo(f"selecting in {len(ids)} account(s): {', '.join(ids)}", err=True)
+    selection = select_locations(upgrader, selector, by_engine, ids, effective=effective, label=label)
+    for location in selection.locations:
+        where = f"{location['account_id']}/{location['region']}"
+        if location["code"] is None:
+            click.echo(f"  {where}: {location['found']} instance(s)", err=True)
+        else:
+            click.echo(f"  {where}: unreachable - {location['message']}", err=True)
+    return selection.targets, selection.unreachable
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:
@@ -206,6 +265,8 @@ def plan_command(
     from_versions: tuple[str, ...],
     targets: tuple[str, ...],
     effective: str | None,
+    accounts: tuple[str, ...],
+    all_accounts: bool,
     concurrency: int,
     max_errors: int | None,
     as_json: bool,
@@ -221,9 +282,22 @@ def plan_command(
 
     with _operator_errors():
         upgrader = _cloud_upgrader(reads_store=False)
-        found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
-        result = plan(upgrader, found, concurrency=concurrency)
-    misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
+        found, unreachable = _resolve_targets(
+            upgrader,
+            manifest,
+            engine,
+            tags,
+            regions,
+            from_versions,
+            targets,
+            effective,
+            accounts,
+            all_accounts,
+            label="plan",
+        )
+        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label="plan")
+    # A member account's configuration is that account's (its location says so); the own one's is all.
+    misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
     if misconfigured:
         # Every row would say the same: the key, role or endpoint is wrong. One line says what to fix.
         raise click.ClickException(str(misconfigured[0]["message"]))
@@ -238,6 +312,13 @@ def plan_command(
             f"{row['target_version']:<7} {row['action']:<12} {row['when']:<34} {why}"
         )
     totals = ", ".join(f"{count} {action}" for action, count in result["totals"].items())
+    if accounts or all_accounts or len(result["locations"]) > 1:
+        click.echo(f"\n{'LOCATION':<36} {'TARGETS':>7}  FOUND")
+        for location in result["locations"]:
+            what = ", ".join(f"{count} {action}" for action, count in location["totals"].items())
+            if location["status"] == "unreachable":
+                what = f"UNREACHABLE - {location['reason']}"
+            click.echo(f"{location['location']:<36} {location['targets']:>7}  {what}")
     click.echo(f"\n{result['targets']} targets: {totals}")
     if result["window"]:
         click.echo(f"window {result['window']}, outside it: {result['window_policy']}")
@@ -267,6 +348,19 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
     "--max-in-flight", type=click.IntRange(min=1), help="Upgrades released but not finished, at most."
 )
 @click.option("--max-errors", type=click.IntRange(min=0), help="Halt once more targets than this failed.")
+@click.option(
+    "--max-in-flight-per-location",
+    type=click.IntRange(min=1),
+    help="Upgrades released but not finished, at most, per location (account x region).",
+)
+@click.option(
+    "--max-errors-per-location",
+    type=click.IntRange(min=0),
+    help=(
+        "A location (account x region) with more failed targets than this halts alone (its unreleased "
+        "targets end halted, reason location_budget); the others go on under --max-errors."
+    ),
+)
 @click.option("--window", help="Release waves only inside it, e.g. '02:00-05:00 Asia/Shanghai'.")
 @click.option(
     "--exclude-predicted-errors",
@@ -290,10 +384,14 @@ def start_command(
     from_versions: tuple[str, ...],
     targets: tuple[str, ...],
     effective: str | None,
+    accounts: tuple[str, ...],
+    all_accounts: bool,
     rollout_id: str | None,
     waves: str,
     max_in_flight: int | None,
     max_errors: int | None,
+    max_in_flight_per_location: int | None,
+    max_errors_per_location: int | None,
     window: str | None,
     exclude_predicted_errors: bool,
     exclude_owned: bool,
@@ -327,14 +425,37 @@ def start_command(
             raise click.BadParameter(str(error), param_hint="--window") from None
     with _operator_errors():
         upgrader = _cloud_upgrader()
-        found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
+        found, unreachable = _resolve_targets(
+            upgrader,
+            manifest,
+            engine,
+            tags,
+            regions,
+            from_versions,
+            targets,
+            effective,
+            accounts,
+            all_accounts,
+            label=rollout_id,
+        )
         if max_errors is not None:
-            found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors)
+            found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors, rollout_id)
         try:
             sizes = parse_waves(waves, len(found))
         except InvalidRequest as error:
             raise click.BadParameter(str(error), param_hint="--waves") from None
-        spec = RolloutSpec(rollout_id, tuple(found), sizes, waves, max_in_flight, max_errors, window)
+        spec = RolloutSpec(
+            rollout_id,
+            tuple(found),
+            sizes,
+            waves,
+            max_in_flight,
+            max_errors,
+            window,
+            max_in_flight_per_location=max_in_flight_per_location,
+            max_errors_per_location=max_errors_per_location,
+            unreachable=tuple(unreachable),
+        )
         if not yes:
             _confirm_start(upgrader, spec)
         status = Rollouts(upgrader).start(spec, exclude_owned=exclude_owned)
@@ -349,9 +470,13 @@ def _confirm_start(upgrader: Any, spec: Any) -> None:
     from dbupgrade.cli.safety import confirm, count_prod_like, prod_text, when_text
 
     regions = sorted({str(t.get("region") or "default region") for t in spec.targets})
+    accounts = sorted({str(t["account_id"]) for t in spec.targets if t.get("account_id")})
     total = len(spec.targets)
     confirm(
-        f"rollout {spec.rollout_id}: {total} instances in {', '.join(regions)}, "
+        f"rollout {spec.rollout_id}: {total} instances in {', '.join(regions)}"
+        + (f" of {len(accounts)} account(s)" if accounts else "")
+        + (f" ({len(spec.unreachable)} location(s) unreachable)" if spec.unreachable else "")
+        + ", "
         f"{prod_text(count_prod_like(upgrader, spec.targets), total)}, "
         f"waves {list(spec.waves)} (cumulative), "
         + (f"released only inside {spec.window}" if spec.window else "released from now on")
@@ -363,13 +488,13 @@ def _confirm_start(upgrader: Any, spec: Any) -> None:
 
 
 def _within_budget(
-    upgrader: Any, found: list[dict[str, Any]], max_errors: int, exclude: bool
+    upgrader: Any, found: list[dict[str, Any]], max_errors: int, exclude: bool, label: str
 ) -> list[dict[str, Any]]:
     """The targets to start with: all, unless the plan's predicted errors spend the budget."""
     from dbupgrade.rollouts import plan
     from dbupgrade.rollouts.plan import BUDGET_ACTIONS
 
-    result = plan(upgrader, found)
+    result = plan(upgrader, found, label=label)
     doomed = [row for row in result["rows"] if row["action"] in BUDGET_ACTIONS]
     if exclude:
         left = {row["instance_id"] for row in doomed}
@@ -639,6 +764,7 @@ def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:
         f"errors: {status['errors']}"
         + (f" (budget {status['max_errors']})" if status["max_errors"] is not None else "")
         + f"; elapsed {_duration(status['duration_seconds'])}",
+        *_location_lines(status),
         ROW_HEADER,
     ]
     rows = status["rows"]
@@ -651,6 +777,28 @@ def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:
         return "\n".join(lines)
     lines += [_row_line(row, status["resumes_at"]) for row in rows]
     return "\n".join(lines)
+
+
+def _location_lines(status: dict[str, Any]) -> list[str]:
+    """Per location (account x region), when the rollout spans more than one or names accounts."""
+    locations = status.get("locations") or []
+    if len(locations) < 2 and not any(g["account_id"] for g in locations):
+        return []
+    limits = [
+        f"max {value} {name} per location"
+        for name, value in (
+            ("in flight", status.get("max_in_flight_per_location")),
+            ("errors", status.get("max_errors_per_location")),
+        )
+        if value is not None
+    ]
+    lines = ["locations" + (f" ({', '.join(limits)})" if limits else "") + ":"]
+    for g in locations:
+        counts = f"{g['done']}/{g['targets']} done, {g['in_flight']} in flight, {g['errors']} errors"
+        counts += f", {g['halted']} halted" if g["halted"] else ""
+        why = f" - {g['reason']}" if g["reason"] else ""
+        lines.append(f"  {g['location']:<34} {g['status'].upper():<11} {counts}{why}")
+    return lines
 
 
 def _loud(headline: str) -> str:

@@ -18,7 +18,13 @@ from dbupgrade.rollouts.model import RolloutSpec, parse_waves
 from dbupgrade.rollouts.plan import plan
 from dbupgrade.rollouts.service import RolloutFinished, RolloutNotFound, Rollouts, TargetsOwned, advance_all
 from dbupgrade.rollouts.state import RolloutExists, RolloutLocked
-from dbupgrade.rollouts.targets import load_manifest, select_targets, validate_targets
+from dbupgrade.rollouts.targets import (
+    Selection,
+    load_manifest,
+    select_locations,
+    select_targets,
+    validate_targets,
+)
 
 __all__ = [
     "RolloutExists",
@@ -31,7 +37,9 @@ __all__ = [
     "advance_all",
     "load_manifest",
     "parse_waves",
+    "Selection",
     "plan",
+    "select_locations",
     "select_targets",
     "validate_targets",
 ]

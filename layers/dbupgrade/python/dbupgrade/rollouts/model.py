@@ -55,7 +55,20 @@ OUTCOME_STATES = {
 }
 ROLLOUT_STATUSES = ("running", "halted", "cancelled", "completed")
 ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TARGET_FIELDS = ("instance_id", "target_version", "engine", "region", "effective", "ticket_id")
+TARGET_FIELDS = ("instance_id", "target_version", "engine", "region", "effective", "ticket_id", "account_id")
+# Why a location's unreleased targets were halted while the rest of the rollout went on.
+LOCATION_BUDGET = "location_budget"  # more errors there than --max-errors-per-location
+LOCATION_CONFIGURATION = "configuration"  # its account's role could not be assumed (or its policy refuses)
+
+
+def location_of(target: dict[str, Any]) -> str:
+    """A target's location, ``<account>/<region>`` (``-`` for the own account or the default region):
+    per-location limits and the status's grouping count by it.
+
+    >>> location_of({"account_id": "2000000000000002", "region": "cn-hangzhou"}), location_of({})
+    ('2000000000000002/cn-hangzhou', '-/-')
+    """
+    return f"{target.get('account_id') or '-'}/{target.get('region') or '-'}"
 
 
 def parse_waves(text: str, total: int) -> tuple[int, ...]:
@@ -117,6 +130,11 @@ class RolloutSpec:
     max_errors: int | None = None  # None: never halt on errors
     window: str | None = None  # waves are released only inside it
     created_at: float = field(default_factory=clock.now)
+    max_in_flight_per_location: int | None = None  # None: only max_in_flight
+    max_errors_per_location: int | None = None  # None: a location halts only with the rollout
+    # Locations whose fleet could not even be listed (the member's role missing or untrusting):
+    # {"account_id", "region", "code", "message"}; they have no targets, the status reports them.
+    unreachable: tuple[dict[str, Any], ...] = ()
 
     def wave_of(self, index: int) -> int:
         """1-based wave number of the target at ``index``."""
@@ -126,6 +144,7 @@ class RolloutSpec:
         data = asdict(self)
         data["targets"] = [dict(t) for t in self.targets]
         data["waves"] = list(self.waves)
+        data["unreachable"] = [dict(u) for u in self.unreachable]
         return data
 
     @classmethod
@@ -139,6 +158,9 @@ class RolloutSpec:
             max_errors=data.get("max_errors"),
             window=data.get("window"),
             created_at=data["created_at"],
+            max_in_flight_per_location=data.get("max_in_flight_per_location"),
+            max_errors_per_location=data.get("max_errors_per_location"),
+            unreachable=tuple(data.get("unreachable") or ()),
         )
 
 
@@ -186,6 +208,10 @@ class RolloutMeta:
     started_at: float = field(default_factory=clock.now)
     finished_at: float | None = None
     summary_published: bool = False
+    # Locations halted on their own (``location_of`` -> why), the rest of the rollout going on.
+    halted_locations: dict[str, str] = field(default_factory=dict)
+    # Per location, the errors before the last resume (not counted against its budget again).
+    location_baselines: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,6 +16,10 @@ The preview reads the same configuration the functions do (the Upgrader's: windo
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
 instance's own, the cloud schedules it), or ``deferred until <the window's next opening>`` - and the
 plan sums the rows that would spend a rollout's error budget (``predicted_errors``).
+
+``locations`` says per location (account x region) what the plan found: its targets and actions,
+or, for a location whose fleet could not be listed (``unreachable``, from ``select_locations``),
+why - the member's role missing, say.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dbupgrade.engines import ENGINES
 from dbupgrade.fleet import Read, read_instances
 from dbupgrade.model import UpgradeRequest
 from dbupgrade.request import parse_request
+from dbupgrade.rollouts.model import location_of
 from dbupgrade.rollouts.summary import next_opening
 from dbupgrade.store import MemoryStore
 from dbupgrade.usecase import Upgrader
@@ -71,13 +76,17 @@ def plan(
     *,
     concurrency: int = PLAN_CONCURRENCY,
     context: Any = None,
+    unreachable: Sequence[dict[str, Any]] = (),
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Per target: current version, verdict (submit / noop / in_progress / reject / defer / error) and
     why; plus totals. ``targets`` are validated request fields (``dbupgrade.rollouts.targets``)."""
     preview = _ReadAhead(
         replace(upgrader.config, topic=None), MemoryStore(), cloud=upgrader.cloud, notifier=None
     )
-    requests = [parse_request({**target, "dry_run": True}, source="cli") for target in targets]
+    # ``label`` (the rollout to be) names the member accounts' role sessions of the preview.
+    named = {"rollout_id": label} if label else {}
+    requests = [parse_request({**target, **named, "dry_run": True}, source="cli") for target in targets]
     preview.reads = read_ahead(upgrader, requests, context)
     now = clock.utcnow()
     with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
@@ -94,8 +103,33 @@ def plan(
             "code": outcome.code,
             "message": outcome.message,
             "when": _when(outcome, upgrader.config.window, now),
+            "account_id": target.get("account_id"),
         }
-        for outcome in outcomes
+        for outcome, target in zip(outcomes, targets, strict=True)
+    ]
+    locations: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        location = location_of(row)
+        group = locations.setdefault(
+            location,
+            {"location": location, "account_id": row["account_id"], "region": row["region"], "targets": 0},
+        )
+        group.update(status="reachable", code=None, reason=None)
+        group["targets"] += 1
+        group.setdefault("totals", Counter())[row["action"]] += 1
+    found = [{**g, "totals": dict(sorted(g["totals"].items()))} for _, g in sorted(locations.items())]
+    found += [
+        {
+            "location": location_of(u),
+            "account_id": u.get("account_id"),
+            "region": u.get("region"),
+            "targets": 0,
+            "status": "unreachable",
+            "code": u.get("code"),
+            "reason": u.get("message"),
+            "totals": {},
+        }
+        for u in unreachable
     ]
     totals = Counter(row["action"] for row in rows)
     window = upgrader.config.window
@@ -105,6 +139,7 @@ def plan(
         "window": window.text if window else None,
         "window_policy": upgrader.config.window_policy if window else None,
         "predicted_errors": sum(row["action"] in BUDGET_ACTIONS for row in rows),
+        "locations": found,
         "rows": rows,
     }
 
@@ -141,6 +176,8 @@ def read_ahead(
         if config.allowed_instances is not None and request.instance_id not in config.allowed_instances:
             continue
         if config.allowed_regions is not None and region not in config.allowed_regions:
+            continue
+        if request.account_id:  # a member's instance is read through its role, by its own describe
             continue
         groups.setdefault((str(request.engine), region), []).append(request.instance_id)
     credentials = upgrader.cloud.credentials(ctx.credentials)

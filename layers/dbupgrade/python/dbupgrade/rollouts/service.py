@@ -1,7 +1,9 @@
 """Running a rollout: start, advance (observe, halt on the error budget, release), resume, cancel.
 
 ``advance`` is one round, safe to call any time from anywhere (the tracker's timer every minute,
-the CLI): it reads each in-flight target's outcome, halts past the error budget, and releases more
+the CLI): it reads each in-flight target's outcome, halts past the error budget (a location - an
+account and region - past its own budget, or whose account's role fails, halts alone: its unreleased
+targets end ``halted``, reason ``location_budget`` / ``configuration``), and releases more
 targets - the next wave only once every target of the waves before it is terminal. Releasing is
 publishing one fan-out message per target on DBUPGRADE_ROLLOUT_QUEUE (``dbupgrade.triggers.fanout``),
 which the rollout function consumes unchanged; the delivery id ``<rollout>:<instance>`` keys the
@@ -17,10 +19,12 @@ Example::
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 from dbupgrade import clock
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Window
 from dbupgrade.context import adapt_context
 from dbupgrade.engines import ENGINES
@@ -30,12 +34,15 @@ from dbupgrade.model import Outcome, Status
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
+    LOCATION_BUDGET,
+    LOCATION_CONFIGURATION,
     MAX_BUSY_RELEASES,
     MAX_RELEASES,
     OUTCOME_STATES,
     RolloutMeta,
     RolloutSpec,
     TargetState,
+    location_of,
     parse_waves,
 )
 from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
@@ -119,7 +126,7 @@ class Rollouts:
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             meta.tick += 1
-            changed, misconfigured = self._observe(spec, meta, states)
+            changed, misconfigured, members = self._observe(spec, meta, states)
             if misconfigured:
                 # A wrong key or a missing permission fails every target alike: stop now rather than
                 # burn through the fleet; resume once it is fixed. Not an error of any target.
@@ -127,6 +134,8 @@ class Rollouts:
                     meta.status, meta.reason = "halted", f"configuration error: {misconfigured[0]}"
                     meta.halt_reason = "configuration"
                 changed += self._halt_pending(spec, states, "configuration", meta.reason or "halted")
+            if meta.status == "running":
+                changed += self._halt_locations(spec, meta, states, members)
             if meta.status == "running":
                 errors = sum(s.state in ERROR_STATES for s in states.values()) - meta.error_baseline
                 if spec.max_errors is not None and errors > spec.max_errors:
@@ -148,15 +157,16 @@ class Rollouts:
         return summarize(spec, meta, states)
 
     def resume(self, rollout_id: str) -> dict[str, Any]:
-        """Continue a halted rollout: its halted targets are released again; the budget restarts."""
-        self._spec(rollout_id)
+        """Continue a halted rollout (or one with halted locations): its halted targets are released
+        again; the budgets restart."""
+        spec = self._spec(rollout_id)
         with self.repo.lock(rollout_id, wait=True):
             meta = self.repo.meta(rollout_id)
             if meta.status in ("completed", "cancelled"):
                 raise RolloutFinished(f"rollout {rollout_id} is {meta.status}; start a new one")
             states = self.repo.targets(rollout_id)
             changed = []
-            if meta.status == "halted":
+            if meta.status == "halted" or meta.halted_locations:
                 for state in states.values():
                     if state.state == "halted":
                         states[state.instance_id] = TargetState(
@@ -164,6 +174,8 @@ class Rollouts:
                         )
                         changed.append(states[state.instance_id])
                 meta.error_baseline = sum(s.state in ERROR_STATES for s in states.values())
+                meta.location_baselines = dict(_location_errors(spec, states))
+                meta.halted_locations = {}
                 meta.status, meta.reason, meta.halt_reason = "running", None, None
                 meta.finished_at, meta.summary_published = None, False
             self.repo.save(rollout_id, meta, changed)
@@ -203,13 +215,16 @@ class Rollouts:
 
     def _observe(
         self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
-    ) -> tuple[list[TargetState], list[str]]:
+    ) -> tuple[list[TargetState], list[str], dict[str, str]]:
         """Move in-flight targets on from their recorded outcomes and, for submitted ones, a describe.
 
-        Also returns the configuration errors seen (one line each): the rollout halts on the first.
+        Also returns the configuration errors seen (one line each): the rollout halts on the first;
+        and those of targets that name their account (account -> one line): only that account's
+        locations halt (its role or its policy is wrong, not the other accounts').
         """
         targets = {t["instance_id"]: t for t in spec.targets}
         misconfigured: list[str] = []
+        members: dict[str, str] = {}
         changed: list[TargetState] = []
         waiting: list[TargetState] = []
         in_flight = [s for s in states.values() if s.state in IN_FLIGHT_STATES]
@@ -223,7 +238,12 @@ class Rollouts:
                 # the operator's fix releases it again.
                 state.state, state.code, state.reason = "pending", outcome.code, outcome.reason
                 state.message = outcome.message
-                misconfigured.append(outcome.message or outcome.code or "configuration error")
+                line = outcome.message or outcome.code or "configuration error"
+                account = targets[state.instance_id].get("account_id")
+                if account:
+                    members.setdefault(account, line)
+                else:
+                    misconfigured.append(line)
                 changed.append(state)
                 continue
             if _transient(outcome) and state.releases < _release_limit(outcome):
@@ -257,7 +277,7 @@ class Rollouts:
             else:
                 self._done(state, meta)
         if waiting:
-            verdicts = self._finished([targets[s.instance_id] for s in waiting])
+            verdicts = self._finished([targets[s.instance_id] for s in waiting], spec.rollout_id)
             for state, verdict in zip(waiting, verdicts, strict=True):
                 if verdict is not None:
                     state.state, state.code, state.message = verdict
@@ -265,7 +285,7 @@ class Rollouts:
                     self._done(state, meta)
                     if state not in changed:
                         changed.append(state)
-        return changed, misconfigured
+        return changed, misconfigured, members
 
     def _latest_of(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The latest recorded outcome of each instance, read in batches (``Store.latest_many``)."""
@@ -279,7 +299,9 @@ class Rollouts:
             return latest
         return next((o for o in store.history(instance_id, HISTORY_SCAN) if o.rollout_id == rollout_id), None)
 
-    def _finished(self, targets: list[dict[str, Any]]) -> list[tuple[str, str | None, str] | None]:
+    def _finished(
+        self, targets: list[dict[str, Any]], rollout_id: str
+    ) -> list[tuple[str, str | None, str] | None]:
         """Per target: ("completed" | "failed", code, message) once the cloud shows the upgrade over,
         else None. Read through the list APIs per (engine, region) (``dbupgrade.fleet``).
 
@@ -289,23 +311,36 @@ class Rollouts:
         from dbupgrade.fleet import read_instances
 
         deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline)
-        groups: dict[tuple[str, str], list[str]] = {}
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for target in targets:
             region = target.get("region") or self.upgrader.config.region or self.context.region
-            groups.setdefault((target["engine"], str(region)), []).append(target["instance_id"])
+            key = (target["engine"], str(region), str(target.get("account_id") or ""))
+            groups.setdefault(key, []).append(target["instance_id"])
         reads: dict[str, Any] = {}
-        for (name, region), instance_ids in groups.items():
+        for (name, region, account), instance_ids in groups.items():
+            try:
+                # A member account's instances are read through its role (dbupgrade.accounts).
+                credentials = self.upgrader.credentials_for(account or None, self.context, region, rollout_id)
+            except CloudError as error:
+                logger.warning(
+                    "completion check failed; next round retries",
+                    extra={"code": error.code, "account_id": account},
+                )
+                continue
             reads.update(
                 read_instances(
                     self.upgrader.cloud,
                     ENGINES[name],
                     region,
                     instance_ids,
-                    self._credentials(),
+                    credentials,
                     deadline=deadline,
                 )
             )
-        return [_completion(target, reads[target["instance_id"]]) for target in targets]
+        return [
+            _completion(target, reads[target["instance_id"]]) if target["instance_id"] in reads else None
+            for target in targets
+        ]
 
     def _done(self, state: TargetState, meta: RolloutMeta) -> None:
         state.done_tick, state.finished_at = meta.tick, clock.now()
@@ -322,6 +357,15 @@ class Rollouts:
             meta.wave += 1
             logger.info("wave released", extra={"rollout_id": spec.rollout_id, "wave": meta.wave})
         pending = [s for s in ordered[: spec.waves[meta.wave - 1]] if s.state == "pending"]
+        if spec.max_in_flight_per_location is not None:
+            where = {t["instance_id"]: location_of(t) for t in spec.targets}
+            flying = Counter(where[s.instance_id] for s in ordered if s.state in IN_FLIGHT_STATES)
+            kept = []
+            for state in pending:
+                if flying[where[state.instance_id]] < spec.max_in_flight_per_location:
+                    flying[where[state.instance_id]] += 1
+                    kept.append(state)
+            pending = kept
         if spec.max_in_flight is not None:
             in_flight = sum(s.state in IN_FLIGHT_STATES for s in ordered)
             pending = pending[: max(0, spec.max_in_flight - in_flight)]
@@ -363,14 +407,58 @@ class Rollouts:
                 state.message = f"not sent yet: {result.error}"
         return pending
 
-    def _halt_pending(
-        self, spec: RolloutSpec, states: dict[str, TargetState], reason: str, why: str
+    def _halt_locations(
+        self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], members: dict[str, str]
     ) -> list[TargetState]:
-        """Every unreleased target: one ``halted`` outcome, recorded and notified."""
+        """Halt the locations of accounts whose configuration failed (``members``) and those past
+        ``max_errors_per_location``; every round, the unreleased targets of halted locations end
+        ``halted`` (a target failing transiently there is not released again)."""
+        reasons: dict[str, str] = {}
+        locations = sorted({location_of(t) for t in spec.targets})
+        for location in locations:
+            if location in meta.halted_locations:
+                continue
+            account = location.partition("/")[0]
+            if account in members:
+                meta.halted_locations[location] = f"configuration error: {members[account]}"
+                reasons[location] = LOCATION_CONFIGURATION
+        if spec.max_errors_per_location is not None:
+            errors = _location_errors(spec, states)
+            for location in locations:
+                spent = errors[location] - meta.location_baselines.get(location, 0)
+                if location not in meta.halted_locations and spent > spec.max_errors_per_location:
+                    meta.halted_locations[location] = (
+                        f"location budget spent: {spent} errors in {location}, more than the "
+                        f"{spec.max_errors_per_location} allowed per location"
+                    )
+                    reasons[location] = LOCATION_BUDGET
+        changed: list[TargetState] = []
+        for location, why in meta.halted_locations.items():
+            if location in reasons:
+                logger.warning(
+                    "location halted", extra={"rollout_id": spec.rollout_id, "location": location, "why": why}
+                )
+            reason = reasons.get(location) or (
+                LOCATION_CONFIGURATION if why.startswith("configuration") else LOCATION_BUDGET
+            )
+            changed += self._halt_pending(spec, states, reason, why, location=location)
+        return changed
+
+    def _halt_pending(
+        self,
+        spec: RolloutSpec,
+        states: dict[str, TargetState],
+        reason: str,
+        why: str,
+        *,
+        location: str | None = None,
+    ) -> list[TargetState]:
+        """Every unreleased target (of ``location`` only, when given): one ``halted`` outcome,
+        recorded and notified."""
         halted = []
         for target in spec.targets:
             state = states[target["instance_id"]]
-            if state.state != "pending":
+            if state.state != "pending" or (location is not None and location_of(target) != location):
                 continue
             outcome = Outcome(
                 status=HALTED,
@@ -385,6 +473,7 @@ class Rollouts:
                 correlation_id=self.context.aws_request_id,
                 reason=reason,
                 message=f"not upgraded: {why}",
+                account_id=target.get("account_id"),
             )
             self.upgrader.finish(outcome, self.context)
             state.state, state.reason, state.message = "halted", reason, outcome.message
@@ -428,6 +517,11 @@ def _completion(target: dict[str, Any], read: Any) -> tuple[str, str | None, str
     if status in engine.failed_statuses:
         return "failed", "UpgradeFailed", f"the upgrade ended {status} at {version}"
     return None
+
+
+def _location_errors(spec: RolloutSpec, states: dict[str, TargetState]) -> Counter[str]:
+    """Targets in an error state, per location."""
+    return Counter(location_of(t) for t in spec.targets if states[t["instance_id"]].state in ERROR_STATES)
 
 
 def _without(spec: RolloutSpec, owned: dict[str, str]) -> RolloutSpec:

@@ -6,7 +6,9 @@ is a halt with its reason). Its MessageTag is the event cut to MNS's 16 characte
 
 ``done`` counts targets that reached their end on their own (completed, noop and the error states);
 ``halted`` targets were stopped before they ran and are not done. ``headline`` says it in words:
-``completed with 2 failed / 1 stuck`` is not a clean completion. ``rows`` is the per-target view.
+``completed with 2 failed / 1 stuck`` is not a clean completion. ``rows`` is the per-target view;
+``locations`` the per-location one (account x region: its counts, and why it halted or could not
+even be listed).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dbupgrade.rollouts.model import (
     RolloutMeta,
     RolloutSpec,
     TargetState,
+    location_of,
 )
 
 DAY_SECONDS = 86400.0
@@ -102,9 +105,59 @@ def _eta(
     return wait + work, per_upgrade, resumes_at
 
 
+def _locations(spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]) -> list[dict[str, Any]]:
+    """Per location (account x region): counts, and ``status`` running / done / halted (why:
+    ``reason``) / unreachable (its fleet could not be listed: ``code``, ``reason``)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for target in spec.targets:
+        location = location_of(target)
+        group = groups.setdefault(
+            location,
+            {
+                "location": location,
+                "account_id": target.get("account_id"),
+                "region": target.get("region"),
+                "targets": 0,
+                "done": 0,
+                "in_flight": 0,
+                "errors": 0,
+                "halted": 0,
+            },
+        )
+        state = states[target["instance_id"]]
+        group["targets"] += 1
+        group["done"] += state.terminal and state.state != "halted"
+        group["in_flight"] += state.state in IN_FLIGHT_STATES
+        group["errors"] += state.state in ERROR_STATES
+        group["halted"] += state.state == "halted"
+    for location, group in groups.items():
+        halted_why = meta.halted_locations.get(location)
+        settled = group["done"] + group["halted"] == group["targets"]
+        group["status"] = "halted" if halted_why else ("done" if settled else "running")
+        group["code"], group["reason"] = None, halted_why
+    unreachable = [
+        {
+            "location": location_of(u),
+            "account_id": u.get("account_id"),
+            "region": u.get("region"),
+            "targets": 0,
+            "done": 0,
+            "in_flight": 0,
+            "errors": 0,
+            "halted": 0,
+            "status": "unreachable",
+            "code": u.get("code"),
+            "reason": u.get("message"),
+        }
+        for u in spec.unreachable
+    ]
+    return sorted(groups.values(), key=lambda g: str(g["location"])) + unreachable
+
+
 def _row(target: dict[str, Any], state: TargetState) -> dict[str, Any]:
     return {
         "instance_id": state.instance_id,
+        "account_id": target.get("account_id"),
         "engine": target.get("engine"),
         "region": target.get("region"),
         "wave": state.wave,
@@ -140,10 +193,15 @@ def summarize(
         for s in ordered
         if s.state == "completed" and s.finished_at is not None and s.dispatched_at is not None
     ]
+    locations = _locations(spec, meta, states)
+    headline = _headline(meta.status, counts, in_flight, meta.reason)
+    stopped = [g for g in locations if g["status"] in ("halted", "unreachable")]
+    if stopped:
+        headline += "; " + ", ".join(f"{g['location']} {g['status']}" for g in stopped)
     return {
         "rollout_id": spec.rollout_id,
         "status": meta.status,
-        "headline": _headline(meta.status, counts, in_flight, meta.reason),
+        "headline": headline,
         "ended": ended,
         "reason": meta.reason,
         "targets": total,
@@ -185,6 +243,9 @@ def summarize(
             for s in ordered
             if s.state == "deferred"
         ],
+        "max_in_flight_per_location": spec.max_in_flight_per_location,
+        "max_errors_per_location": spec.max_errors_per_location,
+        "locations": locations,
         "rows": [_row(target, states[target["instance_id"]]) for target in spec.targets],
     }
 

@@ -4,7 +4,12 @@ Every target is validated with the same ``parse_request`` the functions use, so 
 the rollout before anything is released, with an error naming the row and the field.
 
 Manifest rows: ``instance_id``, ``target_version``, optional ``engine``, ``region``, ``effective``,
-``ticket_id``. JSON / YAML: a list of rows, or ``{"targets": [...]}``.
+``ticket_id``, ``account_id`` (a member account, reached through its role). JSON / YAML: a list of
+rows, or ``{"targets": [...]}``.
+
+``select_locations`` selects across accounts and regions (the locations): a location whose fleet
+cannot be listed because of its configuration (the member's role missing or untrusting) is reported
+as unreachable, and the other locations go on.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.engines import ENGINES
 from dbupgrade.model import InvalidRequest
 from dbupgrade.request import parse_request
@@ -104,6 +111,15 @@ def select_targets(
     ``selector``: ``{"engine", "tags", "regions", "from_versions"}``; ``targets_by_engine``:
     ``{"redis": "7.0", "mongodb": "7.0"}`` - only engines with a target are listed.
     """
+    rows = _select_rows(upgrader, selector, targets_by_engine, context)
+    if not rows:
+        raise InvalidRequest("select", "matches no instance")
+    return validate_targets(rows, effective=effective)
+
+
+def _select_rows(
+    upgrader: Upgrader, selector: Mapping[str, Any], targets_by_engine: Mapping[str, str], context: Any
+) -> list[dict[str, Any]]:
     if not targets_by_engine:
         raise InvalidRequest("target", "name a target version per engine, e.g. redis=7.0")
     unknown = sorted(set(targets_by_engine) - set(ENGINES))
@@ -124,6 +140,68 @@ def select_targets(
                     "target_version": targets_by_engine[name],
                 }
             )
+    return rows
+
+
+@dataclass
+class Selection:
+    """What ``select_locations`` found: the targets, and per location what the listing gave."""
+
+    targets: list[dict[str, Any]]
+    # {"account_id", "region", "found", "code", "message"}: ``code`` / ``message`` when unreachable.
+    locations: list[dict[str, Any]]
+
+    @property
+    def unreachable(self) -> list[dict[str, Any]]:
+        return [
+            {k: loc[k] for k in ("account_id", "region", "code", "message")}
+            for loc in self.locations
+            if loc["code"] is not None
+        ]
+
+
+def select_locations(
+    upgrader: Upgrader,
+    selector: Mapping[str, Any],
+    targets_by_engine: Mapping[str, str],
+    accounts: Sequence[str | None],
+    *,
+    effective: str | None = None,
+    context: Any = None,
+    label: str | None = None,
+) -> Selection:
+    """``select_targets`` in each account (None: the own one) and each of the selector's regions.
+
+    A location whose listing fails on configuration (``CloudError.configuration``: the member's role
+    cannot be assumed, or its policy refuses the list call) is unreachable - reported with its one
+    line - and the others go on; any other failure raises (a rollout must not act on a partial
+    fleet). ``label`` names the role sessions (the rollout).
+    """
+    regions = [str(r) for r in selector.get("regions") or [upgrader.config.region] if r]
+    if not regions:
+        raise InvalidRequest("regions", "no region: list them (--region) or set DBUPGRADE_REGION")
+    rows: list[dict[str, Any]] = []
+    locations: list[dict[str, Any]] = []
+    for account in accounts:
+        for region in regions:
+            location: dict[str, Any] = {"account_id": account, "region": region, "found": 0}
+            location.update(code=None, message=None)
+            part = {**selector, "regions": [region], "account_id": account, "label": label}
+            try:
+                found = _select_rows(upgrader, part, targets_by_engine, context)
+            except CloudError as error:
+                if not error.configuration:
+                    raise
+                location.update(code=error.code, message=error.explain())
+                locations.append(location)
+                continue
+            for row in found:
+                if account is not None:
+                    row["account_id"] = account
+            location["found"] = len(found)
+            locations.append(location)
+            rows.extend(found)
     if not rows:
-        raise InvalidRequest("select", "matches no instance")
-    return validate_targets(rows, effective=effective)
+        unreachable = "; ".join(str(loc["message"]) for loc in locations if loc["message"])
+        raise InvalidRequest("select", "matches no instance" + (f" ({unreachable})" if unreachable else ""))
+    return Selection(validate_targets(rows, effective=effective), locations)

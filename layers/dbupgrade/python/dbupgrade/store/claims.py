@@ -7,6 +7,11 @@ stuck) releases it in the same write. Every other request for the instance meanw
 ``in_progress`` pointing at the claimed upgrade (same target) or refused (another target), with no
 upgrade call. A claim expires after ``claim_seconds``, so a holder that died never blocks the
 instance for good.
+
+Claims are per account (``claim_identity``): an instance ID names one instance within its account,
+and a member's instance is claimed under ``<account>:<instance>``; the own account's under the
+instance ID alone, as before accounts existed (claims taken then stay readable), whether or not the
+request named the own account (the use case passes None for it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,15 @@ def claim_seconds(stuck_after_seconds: float, effective: str | None) -> int:
     return int(seconds)
 
 
+def claim_identity(instance_id: str, account_id: str | None) -> str:
+    """What the claim is stored under: the instance, within its account when one is named.
+
+    >>> claim_identity("r-bp1x", None), claim_identity("r-bp1x", "2000000000000002")
+    ('r-bp1x', '2000000000000002:r-bp1x')
+    """
+    return f"{account_id}:{instance_id}" if account_id else instance_id
+
+
 @dataclass(frozen=True)
 class Claim:
     instance_id: str
@@ -47,6 +61,11 @@ class Claim:
     at: str | None = None  # when it was taken
     request_id: str | None = None  # the upgrade API's RequestId, once accepted
     state: Literal["submitting", "accepted"] = "submitting"
+    account_id: str | None = None  # the instance's account; None: the own account
+
+    @property
+    def identity(self) -> str:
+        return claim_identity(self.instance_id, self.account_id)
 
     def accepted(self, request_id: str | None) -> Claim:
         return replace(self, request_id=request_id, state="accepted")
@@ -75,3 +94,4 @@ class ClaimChange:
     key: str  # the owner (accept, release) or the target version (release_version: the tracker)
     claim: Claim | None = None  # accept: the claim as accepted
     seconds: int = 0  # accept: its new time to live
+    account_id: str | None = None  # the claim's account (``claim_identity``); None: the own account

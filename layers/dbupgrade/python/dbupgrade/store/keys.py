@@ -5,7 +5,7 @@
 ``dbupgrade:history:<instance>``            the last ``HISTORY_LENGTH`` outcomes, newest first
 ``dbupgrade:following:<instance>``          the in-flight outcome the tracker follows (JSON)
 ``dbupgrade:in_flight``                     set of instances with a ``following`` entry
-``dbupgrade:claim:<instance>``              the instance's accepted, unfinished upgrade (JSON, expires)
+``dbupgrade:claim:[<account>:]<instance>``  the instance's accepted, unfinished upgrade (JSON, expires)
 ``dbupgrade:outbox``                        notifications not yet published (list, oldest first)
 ``dbupgrade:outbox:claimed``                the entry a drainer is publishing (at most one)
 ``dbupgrade:outbox:lock``                   one drainer at a time
@@ -50,8 +50,9 @@ def following(instance_id: str) -> str:
     return f"{PREFIX}following:{instance_id}"
 
 
-def claim(instance_id: str) -> str:
-    return f"{PREFIX}claim:{instance_id}"
+def claim(identity: str) -> str:
+    """``identity``: ``dbupgrade.store.claims.claim_identity`` (the instance, within its account)."""
+    return f"{PREFIX}claim:{identity}"
 
 
 def tracker_shard_lock(shard: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from dbupgrade.model import Outcome
 from dbupgrade.store.base import Finished, Locked, follow_identity, role
-from dbupgrade.store.claims import Claim, ClaimChange
+from dbupgrade.store.claims import Claim, ClaimChange, claim_identity
 from dbupgrade.store.keys import HISTORY_LENGTH, SET_ASIDE_MAX
 from dbupgrade.store.redis_store import outbox_entry
 
@@ -57,19 +57,19 @@ class MemoryStore:
             if entry is not None:
                 self._outbox.append(entry)
             if claim is not None:
-                self._change_claim(instance, claim)
+                self._change_claim(claim_identity(instance, claim.account_id), claim)
             return Finished(True, entry)
 
-    def _change_claim(self, instance: str, change: ClaimChange) -> None:
-        held = self.claim_of(instance)
+    def _change_claim(self, identity: str, change: ClaimChange) -> None:
+        held = self._held(identity)
         if held is None:
             return
         if change.action == "accept" and held.owner == change.key and change.claim is not None:
-            self._claims[instance] = (change.claim, time.monotonic() + change.seconds)
+            self._claims[identity] = (change.claim, time.monotonic() + change.seconds)
         elif (change.action == "release" and held.owner == change.key) or (
             change.action == "release_version" and held.to_version == change.key
         ):
-            del self._claims[instance]
+            del self._claims[identity]
 
     def record(self, outcome: Outcome) -> None:
         self.finish(outcome)
@@ -94,17 +94,20 @@ class MemoryStore:
 
     def claim(self, claim: Claim, seconds: int) -> Claim | None:
         with self._lock:
-            held = self.claim_of(claim.instance_id)
+            held = self._held(claim.identity)
             if held is not None and held.owner != claim.owner:
                 return held
-            self._claims[claim.instance_id] = (claim, time.monotonic() + seconds)
+            self._claims[claim.identity] = (claim, time.monotonic() + seconds)
             return None
 
-    def claim_of(self, instance_id: str) -> Claim | None:
+    def claim_of(self, instance_id: str, account_id: str | None = None) -> Claim | None:
+        return self._held(claim_identity(instance_id, account_id))
+
+    def _held(self, identity: str) -> Claim | None:
         with self._lock:
-            held = self._claims.get(instance_id)
+            held = self._claims.get(identity)
             if held is None or held[1] <= time.monotonic():
-                self._claims.pop(instance_id, None)
+                self._claims.pop(identity, None)
                 return None
             return held[0]
 

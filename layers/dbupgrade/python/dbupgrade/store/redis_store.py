@@ -13,7 +13,7 @@ from dbupgrade.errors import StoreUnavailable
 from dbupgrade.model import Outcome
 from dbupgrade.store import keys, scripts
 from dbupgrade.store.base import OUTBOX_GRACE_SECONDS, Finished, Locked, follow_identity, redis_errors, role
-from dbupgrade.store.claims import Claim, ClaimChange
+from dbupgrade.store.claims import Claim, ClaimChange, claim_identity
 
 READ_BATCH = 500  # followed outcomes read per MGET
 OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
@@ -73,7 +73,7 @@ class RedisStore:
                     keys.IN_FLIGHT,
                     keys.following(instance),
                     keys.OUTBOX,
-                    keys.claim(instance),
+                    keys.claim(claim_identity(instance, claim.account_id if claim else None)),
                 ],
                 args=[
                     data,
@@ -137,13 +137,13 @@ class RedisStore:
         """Take the instance's claim for ``claim.owner``; the other holder's claim if it is taken."""
         with redis_errors():
             held = self._claim(
-                keys=[keys.claim(claim.instance_id)], args=[claim.to_json(), claim.owner, seconds]
+                keys=[keys.claim(claim.identity)], args=[claim.to_json(), claim.owner, seconds]
             )
         return Claim.from_json(held) if held is not None else None
 
-    def claim_of(self, instance_id: str) -> Claim | None:
+    def claim_of(self, instance_id: str, account_id: str | None = None) -> Claim | None:
         with redis_errors():
-            raw = self.redis.get(keys.claim(instance_id))
+            raw = self.redis.get(keys.claim(claim_identity(instance_id, account_id)))
         return Claim.from_json(raw) if raw else None
 
     # -- the tracker's marks --------------------------------------------------------------------
