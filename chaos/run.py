@@ -63,9 +63,10 @@ the same runs, smaller and with millisecond retries, are in `make test` (`tests/
   stands in, for 30 minutes), `<rollout>:<instance>` for a timer. The target, region, effective and
   engine are the payload: an id reused for a different request is refused (`delivery_reused`).
 - **Which verdicts are final.** `submitted`, `noop`, `in_progress` and `halted` settle their request:
-  a redelivery within 7 days gets the same answer again, marked as a replay (`replay_of`), neither
-  recorded nor notified twice. `rejected`, `deferred` and `failed` do not: the next delivery of the
-  same request is evaluated afresh (the region fixed, the instance free, the throttling over).
+  a redelivery within 7 days (30 minutes under a body digest) gets the same answer again, marked as
+  a replay (`replay_of`), neither recorded nor notified twice. `rejected`, `deferred` and `failed`
+  do not: the next delivery of the same request is evaluated afresh (the region fixed, the instance
+  free, the throttling over).
 - **Notifications: every recorded outcome, at least once.** The outcome's record and its outbox
   entry are one write (one Lua script); the request publishes right after and takes the entry off.
   When MNS refuses, the entry waits for the tracker, which drains the outbox every minute in bounded
