@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from dbupgrade.model import InvalidRequest
+from dbupgrade.request import BODY_DIGEST_PREFIX
 from dbupgrade.triggers import fanout_payload, parse_rollout_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,14 +50,26 @@ def test_mns_topic_stream_raw_body_is_the_request() -> None:
     assert message.data == REQUEST
 
 
-def test_stream_bodies_have_no_message_id_so_the_body_digest_stands_in_for_redelivery() -> None:
+def test_stream_bodies_have_no_message_id_so_a_digest_marked_as_one_stands_in_for_redelivery() -> None:
     body = json.dumps(REQUEST).encode()
     [first] = parse_rollout_event(body)
     [redelivered] = parse_rollout_event(body)
     [other] = parse_rollout_event(json.dumps({**REQUEST, "target_version": "6.0"}).encode())
+    [with_attributes] = parse_rollout_event(sample("rollout-mns-topic-stream.json"))
 
-    assert first.message_id is not None and first.message_id.startswith("sha256:")
+    # Marked as a body digest, the use case remembers it only for BODY_DEDUPE_SECONDS (never the
+    # 7 days of a real message id): the same body sent again later is a new request.
+    assert first.message_id is not None and first.message_id.startswith(BODY_DIGEST_PREFIX)
+    assert with_attributes.message_id is not None and with_attributes.message_id.startswith(
+        BODY_DIGEST_PREFIX
+    )
     assert first.message_id == redelivered.message_id != other.message_id
+
+
+def test_a_topic_json_message_keys_on_its_message_id_never_on_a_digest() -> None:
+    [message] = parse_rollout_event(sample("rollout-mns-topic-json.json"))
+
+    assert message.message_id == json.loads(sample("rollout-mns-topic-json.json"))["MessageId"]
 
 
 def test_eventbridge_single_event_uses_the_mns_message_id_not_the_event_id() -> None:

@@ -2,7 +2,12 @@
 
 - MNS topic trigger, JSON format: ``{"TopicOwner", "TopicName", "Message", "MessageId", ...}``
 - MNS topic trigger, STREAM format: the raw body, or ``{"body": ..., "attrs": {...}}`` when the
-  message has attributes (no message id: the body's digest stands in for it)
+  message has attributes. It carries no message id (the FC samples show the bare body, e.g.
+  github.com/awesome-fc/code-example python/python3-mns-topic-trigger/README.md "Stream类型的测试事件",
+  and devsapp/fc3's trigger-template event samples): the body's digest stands in for one, marked as
+  a digest (``BODY_DIGEST_PREFIX``) so the use case remembers it only briefly
+  (``BODY_DEDUPE_SECONDS``), as a hub-sha256 webhook's; a message id, where a shape has one, is
+  always used instead
 - EventBridge MNS-queue trigger: one CloudEvent, or a JSON array of them in batch mode, or the bare
   ``data`` (RawData push format); ``data.messageBody`` may be base64
 - the scheduler's fan-out payload (``dbupgrade.triggers.fanout``), as the whole event (FC async
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dbupgrade.model import InvalidRequest
+from dbupgrade.request import BODY_DIGEST_PREFIX
 from dbupgrade.triggers._json import as_text, excerpt, loads, loads_body
 from dbupgrade.triggers.fanout import FANOUT_KIND
 
@@ -110,8 +116,10 @@ def _stream(body: Any) -> QueueMessage:
     if not isinstance(body, str):
         error = InvalidRequest("body", "must be a string")
         return QueueMessage("mns-topic-stream", None, excerpt(repr(body)), error=error)
-    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    return _with_body("mns-topic-stream", f"sha256:{digest}", body, "body")
+    # No message id in this shape: the digest recognises MNS's redeliveries of this body (its push
+    # retries) and, being marked as one, is never kept as long as a real message id would be.
+    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    return _with_body("mns-topic-stream", BODY_DIGEST_PREFIX + digest, body, "body")
 
 
 def _fanout(envelope: dict[str, Any], text: str, shape: Shape = "async-fanout") -> QueueMessage:
