@@ -101,6 +101,10 @@ DEFAULT_READ_TIMEOUT_MS = 10_000
 DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 
 
+# Writes besides the upgrade: moving or cancelling a booked upgrade (``dbupgrade.booked``).
+ONCE_ONLY_ACTIONS = frozenset({"ModifyActiveOperationTasks", "CancelActiveOperationTasks"})
+
+
 def resendable(engine: Engine, action: str) -> bool:
     """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
     reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
@@ -110,7 +114,7 @@ def resendable(engine: Engine, action: str) -> bool:
     >>> resendable(REDIS, "DescribeInstanceAttribute"), resendable(REDIS, "ModifyInstanceMajorVersion")
     (True, False)
     """
-    return action != engine.upgrade_action
+    return action != engine.upgrade_action and action not in ONCE_ONLY_ACTIONS
 
 
 class CloudError(Exception):

@@ -32,6 +32,15 @@ and advances every active rollout (releasing the next wave once the previous one
 goes first, in batches, and stops ``OUTBOX_RESERVE_SECONDS`` before the invocation's deadline so the
 checks and the rollouts keep their time; what it leaves waits for the next tick, in order.
 
+A multi-hop (MongoDB) upgrade is followed hop by hop (``dbupgrade.hops``): a hop is verified when
+the instance is ready AT that hop's version; the tracker then submits the next one (``Chains``),
+and only the last hop's verification records ``completed``. A tick that died between hops is
+resumed from the chain's checkpoint without a second call for a hop already sent.
+
+Each tick also reads the tasks of the upgrades it follows (``dbupgrade.progress``: DescribeHistoryTasks,
+up to 30 instances a call) and keeps their progress %, remaining time and current step on the
+followed outcome - no history entry, no notification. Completion is still only the version read back.
+
 "Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
 ``dbupgrade local up`` the emulated clock that fires the timer.
 
@@ -51,11 +60,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dbupgrade import clock
+from dbupgrade import clock, progress
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine, dig
 from dbupgrade.errors import ConfigError
+from dbupgrade.hops import Chain, Chains
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
 from dbupgrade.store import Locked, keys
@@ -168,6 +178,7 @@ class _Watch:
     latest: Outcome
     submission: Outcome
     engine: Engine
+    expected: str  # the version that proves it done: the target, or the hop's version in a chain
 
     @property
     def submitted_at(self) -> datetime:
@@ -180,6 +191,7 @@ class Tracker:
     def __init__(self, upgrader: Upgrader, settings: TrackerSettings | None = None) -> None:
         self.upgrader = upgrader
         self.settings = settings or TrackerSettings.from_env()
+        self.chains = Chains(upgrader)
 
     def tick(self, context: Any = None, now: datetime | None = None) -> dict[str, Any]:
         """Drain the outbox, check every in-flight upgrade, advance the rollouts; a JSON-able summary."""
@@ -191,13 +203,14 @@ class Tracker:
         watched = list(self.in_flight())
         # A tick cut short by its deadline leaves a different remainder to the next one.
         random.shuffle(watched)
+        tasks = progress.read(self.upgrader, watched, ctx, now)
         checked = 0
         for latest in watched:
             if ctx.remaining_seconds() < ROLLOUT_RESERVE_SECONDS:
                 logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
                 break
             checked += 1
-            outcome = self._check(latest, ctx, now)
+            outcome = self._check(latest, ctx, now, tasks.get(latest.instance_id))
             if outcome is not None:
                 transitions.append(
                     {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
@@ -226,7 +239,9 @@ class Tracker:
 
     # -- one instance ---------------------------------------------------------------------------
 
-    def _check(self, seen: Outcome, ctx: InvocationContext, now: datetime) -> Outcome | None:
+    def _check(
+        self, seen: Outcome, ctx: InvocationContext, now: datetime, task: dict[str, Any] | None = None
+    ) -> Outcome | None:
         store = self.upgrader.store
         seconds = ctx.remaining_seconds() + LOCK_MARGIN_SECONDS
         try:
@@ -236,13 +251,26 @@ class Tracker:
                     return (
                         None  # changed since it was read (another tick, a new request): next tick looks again
                     )
-                watch = _Watch(followed, self._submission(followed), ENGINES[str(followed.engine)])
+                chain = self.chains.of(followed)
+                if chain is not None and chain.state != "submitted":
+                    # A tick died between a hop's checkpoint and its record: look, then go on.
+                    return self.chains.resume(followed, chain, ctx, now)
+                expected = chain.version if chain is not None else followed.to_version
+                watch = _Watch(followed, self._submission(followed), ENGINES[str(followed.engine)], expected)
                 verdict = self._verdict(watch, ctx, now)
                 if verdict is None:
+                    if task is not None:
+                        store.set_progress(followed, task)
                     return None
+                if chain is not None and verdict.status == "completed":
+                    return self.chains.advance(followed, chain, verdict, ctx, now)
+                if chain is not None:
+                    verdict = _in_chain(verdict, chain)
                 outcome = self.upgrader.finish(verdict, ctx, follows=followed)
                 if outcome is not None and outcome.status != "scheduled":
-                    store.forget_upgrading(followed.instance_id, followed.to_version)
+                    store.forget_upgrading(followed.instance_id, expected)
+                    if chain is not None:
+                        store.drop_chain(followed.instance_id)
                 return outcome
         except Locked:
             return None  # another tick is checking it right now
@@ -293,7 +321,7 @@ class Tracker:
             return self._outcome(
                 watch, now, "failed", "upgrade_failed", "UpgradeFailed", f"upgrade failed: {at}"
             )
-        if status in engine.ready_statuses and version == latest.to_version:
+        if status in engine.ready_statuses and version == watch.expected:
             duration = max(0.0, (now - started).total_seconds())
             return self._outcome(
                 watch,
@@ -306,18 +334,22 @@ class Tracker:
             )
         store = self.upgrader.store
         if status in engine.upgrading_statuses:
-            store.mark_upgrading(latest.instance_id, latest.to_version, SEEN_UPGRADING_SECONDS)
-        elif status in engine.ready_statuses and store.seen_upgrading(latest.instance_id, latest.to_version):
+            store.mark_upgrading(latest.instance_id, watch.expected, SEEN_UPGRADING_SECONDS)
+        elif status in engine.ready_statuses and store.seen_upgrading(latest.instance_id, watch.expected):
             return self._outcome(
                 watch, now, "failed", "rolled_back", "UpgradeFailed", f"upgrade rolled back: {at}"
             )
         elif status in engine.ready_statuses and latest.effective == "maintenance_window":
             # Booked and not started: it waits for the window's next opening, however far the
             # clock jumped; only a window that opened and stayed quiet past the limit is stuck.
-            started = awaited_opening(watch.submitted_at, now, attributes)
+            started = (
+                parse_time(latest.switch_at)
+                if latest.switch_at
+                else awaited_opening(watch.submitted_at, now, attributes)
+            )
             overdue = now - started > timedelta(seconds=self.settings.stuck_after[engine.name])
         if status in engine.ready_statuses and now < started:
-            if latest.status == "scheduled":
+            if latest.status in ("scheduled", "rescheduled"):
                 return None
             return self._outcome(
                 watch,
@@ -353,6 +385,8 @@ class Tracker:
     def _start(watch: _Watch, attributes: Mapping[str, Any]) -> datetime:
         """When the upgrade starts: at submission, or when the maintenance window next opens."""
         submitted = watch.submitted_at
+        if watch.latest.switch_at:  # an operator moved the booking (dbupgrade.booked)
+            return parse_time(watch.latest.switch_at)
         start, end = attributes.get("MaintainStartTime"), attributes.get("MaintainEndTime")
         if watch.latest.effective != "maintenance_window" or not (
             isinstance(start, str) and isinstance(end, str)
@@ -391,6 +425,10 @@ class Tracker:
             code=code,
             message=message,
             duration_seconds=duration_seconds,
+            hop=watch.latest.hop,
+            hops=watch.latest.hops,
+            path=watch.latest.path,
+            switch_at=watch.latest.switch_at,
             at=now.strftime(TIME_FORMAT),
         )
 
@@ -400,3 +438,10 @@ class Tracker:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
         return advance_all(self.upgrader, ctx)
+
+
+def _in_chain(verdict: Outcome, chain: Chain) -> Outcome:
+    """A hop's failed / stuck / scheduled verdict as the chain's: which hop, of how many, along what."""
+    verdict.hop, verdict.hops, verdict.path = chain.hop, chain.hops, list(chain.path)
+    verdict.message = f"hop {chain.hop}/{chain.hops} to {chain.version}: {verdict.message}"
+    return verdict

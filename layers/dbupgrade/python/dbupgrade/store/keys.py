@@ -11,6 +11,7 @@
 ``dbupgrade:outbox:lock``                   one drainer at a time
 ``dbupgrade:outbox:set_aside``              notifications MNS refused for good (the newest 1,000)
 ``dbupgrade:idempotency#...``               Powertools idempotency records
+``dbupgrade:chain:<instance>``              a multi-hop upgrade's checkpoint (JSON, ``dbupgrade.hops``)
 ``dbupgrade:tracker:lock:<instance>``       one tracker check of an instance at a time
 ``dbupgrade:tracker:upgrading:<i>:<v>``     the tracker saw that upgrade running (rollback detection)
 ``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
@@ -52,6 +53,10 @@ def following(instance_id: str) -> str:
 
 def claim(instance_id: str) -> str:
     return f"{PREFIX}claim:{instance_id}"
+
+
+def chain(instance_id: str) -> str:
+    return f"{PREFIX}chain:{instance_id}"
 
 
 def tracker_lock(instance_id: str) -> str:
