@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from dbupgrade import clock
+from dbupgrade import clock, hops
 from dbupgrade.config import Window
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.summary import next_opening
@@ -79,6 +79,9 @@ def plan(
             "code": outcome.code,
             "message": outcome.message,
             "when": _when(outcome, upgrader.config.window, now),
+            # A multi-hop upgrade (dbupgrade.hops): every version on the way, and how long it may take.
+            "path": outcome.path,
+            "expected_seconds": hops.expected_seconds(outcome.hops) if outcome.hops else None,
         }
         for outcome in outcomes
     ]
