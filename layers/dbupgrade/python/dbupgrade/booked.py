@@ -33,6 +33,7 @@ from typing import Any
 
 from dbupgrade import clock
 from dbupgrade.cloudapi import CloudError
+from dbupgrade.config import REGION_PATTERN
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import (
     BOOKED_CANCEL_ACTION,
@@ -90,7 +91,7 @@ class Booked:
         """Every O&M event of the engine(s) in the region, joined with what dbupgrade follows."""
         if instance_id is not None:
             found = engine_for_instance(instance_id)
-            if found is None:
+            if found is None or not found.id_pattern.match(instance_id):
                 raise InvalidRequest("instance_id", "not a Redis (r-) or MongoDB (dds-) instance ID")
             engines = [found]
         elif engine is not None:
@@ -172,6 +173,8 @@ class Booked:
         where = region or self.upgrader.config.region or self.context.region
         if not where:
             raise InvalidRequest("region", "no region: give one, set DBUPGRADE_REGION or run in FC")
+        if not REGION_PATTERN.match(where):
+            raise InvalidRequest("region", f"expected a region ID like cn-hangzhou, got {where[:64]!r}")
         return where
 
     def _booking(self, instance_id: str, region: str | None) -> tuple[Engine, Outcome, dict[str, Any], str]:
