@@ -106,9 +106,10 @@ ONCE_ONLY_ACTIONS = frozenset({"ModifyActiveOperationTasks", "CancelActiveOperat
 
 
 def resendable(engine: Engine, action: str) -> bool:
-    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
-    reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
-    harmless. The one place that tells reads from the write.
+    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade and
+    the booked-upgrade writes (``ONCE_ONLY_ACTIONS``) only reads (describe, list, DescribeEngineVersion,
+    DescribeAvailableEngineVersion, DescribeHistoryTasks), so doing it twice is harmless. The one place
+    that tells reads from the writes.
 
     >>> from dbupgrade.engines import REDIS
     >>> resendable(REDIS, "DescribeInstanceAttribute"), resendable(REDIS, "ModifyInstanceMajorVersion")
