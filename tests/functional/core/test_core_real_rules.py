@@ -114,12 +114,13 @@ def test_mongodb_selection_includes_sharded_clusters(real: Bench) -> None:
     assert asked == {"replicate", "sharding"}
 
 
-def test_mongodb_more_than_one_major_ahead_names_the_next_hop(real: Bench) -> None:
-    outcome = real.upgrader().run(request("dds-bp1sharded0001", "7.0"))
+def test_mongodb_more_hops_ahead_than_allowed_names_the_next_hop_and_the_limit(real: Bench) -> None:
+    outcome = real.upgrader(DBUPGRADE_MAX_HOPS="2").run(request("dds-bp1sharded0001", "7.0"))
 
     assert (outcome.status, outcome.reason) == ("rejected", "not_offered")
     assert outcome.message == (
-        "7.0 is not offered: MongoDB upgrades one major version at a time; the next hop from 4.4 is 5.0"
+        "7.0 is not offered: MongoDB upgrades one major version at a time; the next hop from 4.4 is 5.0 "
+        "and 7.0 is 3 hops away (4.4 -> 5.0 -> 6.0 -> 7.0), more than DBUPGRADE_MAX_HOPS=2"
     )
     assert real.upgrade_calls("dds-bp1sharded0001") == []
     assert real.upgrader().run(request("dds-bp1sharded0001", "5.0")).status == "submitted"

@@ -322,7 +322,15 @@ def test_healthz_openapi_and_unknown_routes(hook: Hook):
 
     document = hook.fc3(app, "GET", "/openapi.json").json()
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == {"/upgrades", "/upgrades/{instance_id}", "/healthz", "/openapi.json"}
+    assert set(document["paths"]) == {
+        "/upgrades",
+        "/upgrades/{instance_id}",
+        "/booked",
+        "/booked/{instance_id}/reschedule",
+        "/booked/{instance_id}/cancel",
+        "/healthz",
+        "/openapi.json",
+    }
     documented = set(document["paths"]["/upgrades"]["post"]["responses"])
     assert {"200", "202", "207", "400", "401", "409", "413", "422", "429", "500", "502", "503"} <= documented
     assert "StandardWebhooks" in document["components"]["securitySchemes"]

@@ -119,16 +119,21 @@ class Api(Protocol):
     def endpoint(self, region: str) -> str: ...
 
 
+# Writes besides the upgrade: moving or cancelling a booked upgrade (``dbupgrade.booked``).
+ONCE_ONLY_ACTIONS = frozenset({"ModifyActiveOperationTasks", "CancelActiveOperationTasks"})
+
+
 def resendable(engine: Api, action: str) -> bool:
-    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
-    reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
-    harmless. The one place that tells reads from the write.
+    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade and
+    the booked-upgrade writes (``ONCE_ONLY_ACTIONS``) only reads (describe, list, DescribeEngineVersion,
+    DescribeAvailableEngineVersion, DescribeHistoryTasks), so doing it twice is harmless. The one place
+    that tells reads from the writes.
 
     >>> from dbupgrade.engines import REDIS
     >>> resendable(REDIS, "DescribeInstanceAttribute"), resendable(REDIS, "ModifyInstanceMajorVersion")
     (True, False)
     """
-    return action != engine.upgrade_action
+    return action != engine.upgrade_action and action not in ONCE_ONLY_ACTIONS
 
 
 class CloudError(Exception):

@@ -109,6 +109,11 @@ def _endpoint(env: Mapping[str, str], variable: str) -> Endpoint | None:
     return Endpoint(parts.netloc, parts.scheme)
 
 
+# The most hops one multi-hop (MongoDB) upgrade may take (``dbupgrade.hops``): 4.4 -> 7.0 is three.
+MAX_HOPS_VARIABLE = "DBUPGRADE_MAX_HOPS"
+DEFAULT_MAX_HOPS = 3
+
+
 @dataclass(frozen=True)
 class Config:
     region: str | None = None
@@ -133,6 +138,7 @@ class Config:
     # its own instances need no role; every other account's are reached through ``member_role``.
     account_id: str | None = None
     member_role: str = DEFAULT_MEMBER_ROLE
+    max_hops: int = DEFAULT_MAX_HOPS
 
     def endpoint_override(self, variable: str) -> Endpoint | None:
         """The override an engine's ``endpoint_variable`` set, or None (the official endpoint)."""
@@ -190,6 +196,11 @@ class Config:
         for allowed_region in regions or ():
             if not REGION_PATTERN.match(allowed_region):
                 raise ConfigError("DBUPGRADE_ALLOWED_REGIONS", f"bad region ID {allowed_region!r}")
+        max_hops_text = env.get(MAX_HOPS_VARIABLE, "").strip() or str(DEFAULT_MAX_HOPS)
+        if not max_hops_text.isdigit() or int(max_hops_text) < 1:
+            raise ConfigError(
+                MAX_HOPS_VARIABLE, f"expected a whole number of hops, 1 or more; got {max_hops_text!r}"
+            )
         key_id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "").strip() or None
         key_secret = env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "").strip() or None
         if bool(key_id) != bool(key_secret):
@@ -230,4 +241,5 @@ class Config:
             security_token=env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "").strip() or None,
             account_id=account_id,
             member_role=member_role,
+            max_hops=int(max_hops_text),
         )

@@ -17,6 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# The task and O&M-event actions both products name alike (API metadata, R-kvstore 2015-01-01 and Dds
+# 2015-12-01): a task's progress (``dbupgrade.progress``) and booked upgrades (``dbupgrade.booked``).
+HISTORY_ACTION = "DescribeHistoryTasks"
+BOOKED_LIST_ACTION = "DescribeActiveOperationTasks"
+BOOKED_MODIFY_ACTION = "ModifyActiveOperationTasks"
+BOOKED_CANCEL_ACTION = "CancelActiveOperationTasks"
+TASK_ACTIONS = (HISTORY_ACTION, BOOKED_LIST_ACTION, BOOKED_MODIFY_ACTION, BOOKED_CANCEL_ACTION)
+
 
 def version_key(version: str) -> tuple[int, ...]:
     """Numeric ordering of "major.minor" versions ("10.0" > "7.0")."""
@@ -80,9 +88,9 @@ class Engine:
         return f"{self.endpoint_prefix}.{region}.aliyuncs.com"
 
     def actions(self) -> tuple[str, ...]:
-        """Every API action this engine's requests call (what its RAM policy must allow)."""
+        """Every API action called for this engine (what its RAM policies must allow together)."""
         calls = (self.describe_action, self.list_action, self.gate_action, self.available_action)
-        return tuple(action for action in (*calls, self.upgrade_action) if action)
+        return tuple(action for action in (*calls, self.upgrade_action, *TASK_ACTIONS) if action)
 
     def listable(self, item: Mapping[str, Any]) -> bool:
         """Whether a list item is an instance this engine upgrades (not Memcache, say)."""

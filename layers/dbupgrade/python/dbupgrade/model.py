@@ -28,15 +28,20 @@ Status = Literal[
     "stuck",
     # Set by a rollout for the targets it never released (error budget spent, or cancelled).
     "halted",
+    # A booked (maintenance-window) upgrade moved or cancelled by an operator (``dbupgrade.booked``).
+    "rescheduled",
+    "cancelled",
 ]
 STATUSES: tuple[str, ...] = get_args(Status)
 
 SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
 EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")
 # Outcomes that mean "the instance is, or will be, at the target": a retry must not resubmit.
-SUCCESS_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "scheduled", "completed"})
+SUCCESS_STATUSES: frozenset[str] = frozenset(
+    {"submitted", "noop", "in_progress", "scheduled", "rescheduled", "completed"}
+)
 # Outcomes of an upgrade that is under way (the tracker follows them); every other status is final.
-IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled"})
+IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled", "rescheduled"})
 # Verdicts that settle a request for good: a redelivery of the same request gets this very verdict
 # back (replayed) for the idempotency window. ``halted`` settles a rollout's release: the rollout
 # stopped it, and a resume releases the target again under a new delivery id. Every other verdict
@@ -114,6 +119,21 @@ class Outcome:
     # A reply replayed by idempotency (never recorded or notified again): the original's ``at``.
     replay_of: str | None = None
     account_id: str | None = None  # the instance's account, when the request named one
+    # A multi-hop upgrade (``dbupgrade.hops``): this is hop ``hop`` of ``hops`` along ``path`` (the
+    # versions from the start to ``to_version``, e.g. ["4.4", "5.0", "6.0", "7.0"]); the hop's own
+    # version is ``path[hop]``. None for a one-hop upgrade.
+    hop: int | None = None
+    hops: int | None = None
+    path: list[str] | None = None
+    # A booked upgrade's switch time as an operator moved it (``rescheduled``): when it starts.
+    switch_at: str | None = None
+    # The upgrade's task as DescribeHistoryTasks last showed it (the tracker keeps it on the
+    # followed outcome, not notified): percent done, estimated seconds left, the step running, when read.
+    progress: float | None = None
+    remaining_seconds: int | None = None
+    current_step: str | None = None
+    task_status: str | None = None
+    progress_at: str | None = None
     at: str = dataclass_field(default_factory=utc_now)
 
     @property
@@ -144,8 +164,9 @@ class Outcome:
         """Notification message v1 (README "Notifications"); absent fields are null.
 
         ``upgrade``, ``replay_of`` and ``account_id`` were added to v1 (additive: a consumer that
-        ignores unknown fields is unaffected). A replay is never notified, so ``replay_of`` is null in messages and
-        set only in replies."""
+        ignores unknown fields is unaffected). A replay is never notified, so ``replay_of`` is null in
+        messages and set only in replies. ``hop``, ``hops`` and ``path`` (a multi-hop upgrade) and
+        ``switch_at`` (a rescheduled booking) were added the same way; progress is never notified."""
         return {
             "version": 1,
             "event": self.event,
@@ -167,5 +188,16 @@ class Outcome:
             "upgrade": self.upgrade,
             "replay_of": self.replay_of,
             "account_id": self.account_id,
+            "hop": self.hop,
+            "hops": self.hops,
+            "path": self.path,
+            "switch_at": self.switch_at,
             "at": self.at,
         }
+
+    @property
+    def hop_version(self) -> str:
+        """The version this outcome's upgrade call goes to: its hop's, else ``to_version``."""
+        if self.path and self.hop is not None and 0 < self.hop < len(self.path):
+            return self.path[self.hop]
+        return self.to_version

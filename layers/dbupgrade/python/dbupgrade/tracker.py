@@ -40,6 +40,15 @@ and advances every active rollout (releasing the next wave once the previous one
 goes first, in batches, and stops ``OUTBOX_RESERVE_SECONDS`` before the invocation's deadline so the
 checks and the rollouts keep their time; what it leaves waits for the next tick, in order.
 
+A multi-hop (MongoDB) upgrade is followed hop by hop (``dbupgrade.hops``): a hop is verified when
+the instance is ready AT that hop's version; the tracker then submits the next one (``Chains``),
+and only the last hop's verification records ``completed``. A tick that died between hops is
+resumed from the chain's checkpoint without a second call for a hop already sent.
+
+Each tick also reads the tasks of the upgrades it follows (``dbupgrade.progress``: DescribeHistoryTasks,
+up to 30 instances a call) and keeps their progress %, remaining time and current step on the
+followed outcome - no history entry, no notification. Completion is still only the version read back.
+
 "Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
 ``dbupgrade local up`` the emulated clock that fires the timer.
 
@@ -62,11 +71,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from dbupgrade import clock
+from dbupgrade import clock, progress
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine
 from dbupgrade.errors import ConfigError
+from dbupgrade.hops import Chain, Chains
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome, Status
 from dbupgrade.store import Locked, keys
@@ -192,6 +202,7 @@ class _Watch:
     submission: Outcome
     engine: Engine
     read: Read
+    expected: str  # the version that proves it done: the target, or the hop's version in a chain
 
     @property
     def submitted_at(self) -> datetime:
@@ -217,6 +228,7 @@ class Tracker:
     def __init__(self, upgrader: Upgrader, settings: TrackerSettings | None = None) -> None:
         self.upgrader = upgrader
         self.settings = settings or TrackerSettings.from_env()
+        self.chains = Chains(upgrader)
 
     def tick(self, context: Any = None, now: datetime | None = None) -> dict[str, Any]:
         """Drain the outbox, check every in-flight upgrade, advance the rollouts; a JSON-able summary."""
@@ -225,7 +237,8 @@ class Tracker:
         now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
         watched = list(self.in_flight())
-        transitions, checked = self._check_shards(watched, ctx, now)
+        tasks = progress.read(self.upgrader, watched, ctx, now)
+        transitions, checked = self._check_shards(watched, ctx, now, tasks)
         rollouts = self._advance_rollouts(ctx)
         summary = {
             "checked": checked,
@@ -251,7 +264,11 @@ class Tracker:
     # -- the checks: shards, reads, verdicts -----------------------------------------------------
 
     def _check_shards(
-        self, watched: list[Outcome], ctx: InvocationContext, now: datetime
+        self,
+        watched: list[Outcome],
+        ctx: InvocationContext,
+        now: datetime,
+        tasks: Mapping[str, dict[str, Any]],
     ) -> tuple[list[dict[str, Any]], int]:
         """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked).
 
@@ -283,7 +300,7 @@ class Tracker:
                 if time.monotonic() >= stop_at:
                     break
                 checked += 1
-                outcome = self._conclude(watch, ctx, now, marks)
+                outcome = self._conclude(watch, ctx, now, marks, tasks.get(watch.latest.instance_id))
                 if outcome is not None:
                     transitions.append(
                         {
@@ -329,26 +346,52 @@ class Tracker:
                     read = describe_one(
                         cloud, engine, region, outcome.instance_id, credentials, deadline=stop_at
                     )
-                watches.append(_Watch(outcome, self._submission(outcome), engine, read))
+                chain = self._chain(outcome)
+                expected = chain.version if chain is not None else outcome.to_version
+                watches.append(_Watch(outcome, self._submission(outcome), engine, read, expected))
         return watches
 
     def _marks(self, watches: list[_Watch]) -> _Marks:
         """Which of the watched upgrades the tracker saw running before (one MGET per 500)."""
-        upgrades = [(w.latest.instance_id, w.latest.to_version) for w in watches if w.read.found]
+        upgrades = [(w.latest.instance_id, w.expected) for w in watches if w.read.found]
         return _Marks(self.upgrader.store.seen_upgrading_many(upgrades))
 
+    def _chain(self, followed: Outcome) -> Chain | None:
+        """The multi-hop chain the followed upgrade belongs to (one store read, only for a hop)."""
+        return self.chains.of(followed) if followed.hops and followed.hops > 1 else None
+
     def _conclude(
-        self, watch: _Watch, ctx: InvocationContext, now: datetime, marks: _Marks
+        self,
+        watch: _Watch,
+        ctx: InvocationContext,
+        now: datetime,
+        marks: _Marks,
+        task: dict[str, Any] | None = None,
     ) -> Outcome | None:
         """Record and notify the transition the instance shows (compare-and-set against the followed
-        outcome: a newer submission recorded meanwhile is kept, and followed)."""
+        outcome: a newer submission recorded meanwhile is kept, and followed). A hop of a chain that
+        is verified submits the next hop (``dbupgrade.hops``); while under way, the task's progress
+        is kept on the followed outcome (not notified)."""
+        store = self.upgrader.store
+        followed = watch.latest
+        chain = self._chain(followed)
+        if chain is not None and chain.state != "submitted":
+            # A tick died between a hop's checkpoint and its record: look, then go on.
+            return self.chains.resume(followed, chain, ctx, now)
         verdict = self._verdict(watch, now, marks)
         if verdict is None:
+            if task is not None:
+                store.set_progress(followed, task)
             return None
-        followed = watch.latest
+        if chain is not None and verdict.status == "completed":
+            return self.chains.advance(followed, chain, verdict, ctx, now)
+        if chain is not None:
+            verdict = _in_chain(verdict, chain)
         outcome = self.upgrader.finish(verdict, ctx, follows=followed)
         if outcome is not None and outcome.status != "scheduled":
-            self.upgrader.store.forget_upgrading(followed.instance_id, followed.to_version)
+            store.forget_upgrading(followed.instance_id, watch.expected)
+            if chain is not None:
+                store.drop_chain(followed.instance_id)
         return outcome
 
     def _submission(self, latest: Outcome) -> Outcome:
@@ -392,7 +435,7 @@ class Tracker:
             return self._outcome(
                 watch, now, "failed", "upgrade_failed", "UpgradeFailed", f"upgrade failed: {at}"
             )
-        if status in engine.ready_statuses and version == latest.to_version:
+        if status in engine.ready_statuses and version == watch.expected:
             duration = max(0.0, (now - started).total_seconds())
             return self._outcome(
                 watch,
@@ -403,7 +446,7 @@ class Tracker:
                 f"upgraded from {watch.submission.from_version} to {version} (EngineVersion verified)",
                 duration_seconds=round(duration, 1),
             )
-        upgrade = (latest.instance_id, latest.to_version)
+        upgrade = (latest.instance_id, watch.expected)
         if status in engine.upgrading_statuses:
             marks.saw(upgrade)
         elif status in engine.ready_statuses and upgrade in marks.seen:
@@ -413,10 +456,14 @@ class Tracker:
         elif status in engine.ready_statuses and latest.effective == "maintenance_window":
             # Booked and not started: it waits for the window's next opening, however far the
             # clock jumped; only a window that opened and stayed quiet past the limit is stuck.
-            started = awaited_opening(watch.submitted_at, now, attributes)
+            started = (
+                parse_time(latest.switch_at)
+                if latest.switch_at
+                else awaited_opening(watch.submitted_at, now, attributes)
+            )
             overdue = now - started > timedelta(seconds=self.settings.stuck_after[engine.name])
         if status in engine.ready_statuses and now < started:
-            if latest.status == "scheduled":
+            if latest.status in ("scheduled", "rescheduled"):
                 return None
             return self._outcome(
                 watch,
@@ -438,6 +485,8 @@ class Tracker:
     def _start(watch: _Watch, attributes: Mapping[str, Any]) -> datetime:
         """When the upgrade starts: at submission, or when the maintenance window next opens."""
         submitted = watch.submitted_at
+        if watch.latest.switch_at:  # an operator moved the booking (dbupgrade.booked)
+            return parse_time(watch.latest.switch_at)
         start, end = attributes.get("MaintainStartTime"), attributes.get("MaintainEndTime")
         if watch.latest.effective != "maintenance_window" or not (
             isinstance(start, str) and isinstance(end, str)
@@ -477,6 +526,10 @@ class Tracker:
             message=message,
             duration_seconds=duration_seconds,
             account_id=submission.account_id,  # its claim is the account's (store.claims)
+            hop=watch.latest.hop,
+            hops=watch.latest.hops,
+            path=watch.latest.path,
+            switch_at=watch.latest.switch_at,
             at=now.strftime(TIME_FORMAT),
         )
 
@@ -486,3 +539,10 @@ class Tracker:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
         return advance_all(self.upgrader, ctx)
+
+
+def _in_chain(verdict: Outcome, chain: Chain) -> Outcome:
+    """A hop's failed / stuck / scheduled verdict as the chain's: which hop, of how many, along what."""
+    verdict.hop, verdict.hops, verdict.path = chain.hop, chain.hops, list(chain.path)
+    verdict.message = f"hop {chain.hop}/{chain.hops} to {chain.version}: {verdict.message}"
+    return verdict

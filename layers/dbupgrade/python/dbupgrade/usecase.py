@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from dbupgrade import clock
+from dbupgrade import clock, hops
 from dbupgrade.accounts import MemberCredentials
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
@@ -294,17 +294,22 @@ class Upgrader:
         return self.store.history(instance_id, limit)
 
     def finish(
-        self, outcome: Outcome, context: Any = None, *, follows: Outcome | None = None
+        self,
+        outcome: Outcome,
+        context: Any = None,
+        *,
+        follows: Outcome | None = None,
+        claim: ClaimChange | None = None,
     ) -> Outcome | None:
         """Record and notify an outcome decided outside ``run`` (the tracker, rollouts).
 
         ``follows``: the in-flight outcome this one concludes (the tracker). When another outcome
         replaced it meanwhile (a new submission) nothing is written and None is returned: the
         newer one is kept and followed. A final verdict on the upgrade (not in flight) releases
-        the instance's claim on that target in the same write.
+        the instance's claim on that target in the same write; ``claim``: another change instead
+        (a chain's next hop keeps it, ``dbupgrade.hops``).
         """
-        claim = None
-        if follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
+        if claim is None and follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
             account = None if self.accounts.is_own(outcome.account_id) else outcome.account_id
             claim = ClaimChange("release_version", outcome.to_version, account_id=account)
         return self._record(outcome, adapt_context(context), claim=claim, follows=follows)
@@ -540,16 +545,21 @@ class Upgrader:
         if verdict is not None:
             return verdict, None
         from_version = str(attributes.get(job.engine.version_key))
+        path = hops.path_to(job.engine, from_version, job.request.target_version)
         if not submit:
-            return job.outcome(
+            preview = job.outcome(
                 "submitted", from_version=from_version, reason="dry_run", message="would submit"
-            ), None
+            )
+            return (hops.as_hop(preview, path, 1) if path else preview), None
         seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
         claim = job.claim(utc_now())
         held = self.store.claim(claim, seconds)
         if held is not None:
             return self._claimed(job, held), None
-        outcome = self._submit(job, from_version)
+        if path is None:
+            outcome = self._submit(job, from_version)
+        else:
+            outcome = hops.submit_first(self, job, from_version, path)
         if outcome.status == "submitted":
             accepted = claim.accepted(outcome.request_id)
             return outcome, ClaimChange("accept", job.owner, accepted, seconds, job.claim_account)
@@ -675,12 +685,17 @@ class Upgrader:
         if engine.available_action:
             body = self._call(job, engine.available_action, {engine.id_param: job.request.instance_id})
             offered = sorted({str(v) for v in dig(body, engine.available_path)}, key=_version_order)
-            if target not in offered:
+            path = hops.path_to(engine, current, target)
+            if path is not None:  # several majors ahead: a chain of hops (dbupgrade.hops)
+                refused = hops.refusal(engine, path, offered, self.config.max_hops)
+            else:
+                refused = _not_offered(engine, current, target, offered) if target not in offered else None
+            if refused is not None:
                 return job.outcome(
                     "rejected",
                     reason="not_offered",
                     field="target_version",
-                    message=_not_offered(engine, current, target, offered),
+                    message=refused,
                     from_version=current,
                     request_id=body.get("RequestId"),
                 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from dbupgrade.cli.booked import booked, status_command
 from dbupgrade.cli.invoke import invoke_command
 from dbupgrade.cli.rollout import rollout
 from dbupgrade.cli.up import local_up
@@ -227,6 +228,8 @@ def serve_webhook(port: int, host: str, fc3: bool) -> None:
 
 cli.add_command(rollout)
 cli.add_command(invoke_command)
+cli.add_command(booked)
+cli.add_command(status_command)
 
 
 def main(argv: list[str] | None = None) -> int:

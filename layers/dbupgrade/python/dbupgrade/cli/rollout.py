@@ -304,12 +304,15 @@ def plan_command(
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} {'WHEN':<34} WHY")
+    click.echo(
+        f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} {'WHEN':<34} "
+        f"{'PATH':<30} WHY"
+    )
     for row in result["rows"]:
         why = "" if row["action"] == "submit" else row["message"] or row["reason"] or ""
         click.echo(
             f"{row['instance_id']:<26} {row['engine'] or '-':<8} {row['current_version'] or '-':<8} "
-            f"{row['target_version']:<7} {row['action']:<12} {row['when']:<34} {why}"
+            f"{row['target_version']:<7} {row['action']:<12} {row['when']:<34} {_path_text(row):<30} {why}"
         )
     totals = ", ".join(f"{count} {action}" for action, count in result["totals"].items())
     if accounts or all_accounts or len(result["locations"]) > 1:
@@ -324,6 +327,13 @@ def plan_command(
         click.echo(f"window {result['window']}, outside it: {result['window_policy']}")
     for line in budget_lines(result, max_errors):
         click.echo(line)
+
+
+def _path_text(row: dict[str, Any]) -> str:
+    """``4.4>5.0>6.0>7.0 ~3h00m`` for a multi-hop upgrade; ``-`` for one hop."""
+    if not row.get("path"):
+        return "-"
+    return ">".join(row["path"]) + f" ~{_duration(row['expected_seconds'])}"
 
 
 def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
@@ -737,11 +747,25 @@ ROW_HEADER = (
 def _row_line(row: dict[str, Any], resumes_at: str | None) -> str:
     when = row["finished_at"] or row["released_at"] or (resumes_at if row["state"] == "pending" else None)
     versions = f"{row['from_version'] or '?'} -> {row['to_version']}"
-    why = " - ".join(str(part) for part in (row["code"] or row["reason"], row["message"]) if part)
+    why = progress_text(row) or " - ".join(
+        str(part) for part in (row["code"] or row["reason"], row["message"]) if part
+    )
     return (
         f"{row['instance_id']:<24} {row['wave']:>4} {row['state']:<10} {versions:<14} "
         f"{row['request_id'] or '-':<36} {when or '-':<20} {why}"
     ).rstrip()
+
+
+def progress_text(fields: dict[str, Any]) -> str:
+    """An in-flight upgrade's task as the tracker last read it: ``hop 2/3, 42% (5m00s left, exec_task)``."""
+    parts = []
+    if fields.get("hops"):
+        parts.append(f"hop {fields.get('hop')}/{fields['hops']}")
+    if fields.get("progress") is not None:
+        detail = [f"{_duration(fields['remaining_seconds'])} left"] if fields.get("remaining_seconds") else []
+        detail += [str(fields["current_step"])] if fields.get("current_step") else []
+        parts.append(f"{fields['progress']:g}%" + (f" ({', '.join(detail)})" if detail else ""))
+    return ", ".join(parts)
 
 
 def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:

@@ -52,6 +52,8 @@ OUTCOME_STATES = {
     "completed": "completed",
     "stuck": "stuck",
     "halted": "halted",
+    "rescheduled": "submitted",  # an operator moved the booking (dbupgrade.booked): still to come
+    "cancelled": "halted",  # an operator cancelled the booking: it never ran
 }
 ROLLOUT_STATUSES = ("running", "halted", "cancelled", "completed")
 ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

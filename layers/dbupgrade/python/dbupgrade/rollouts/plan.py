@@ -31,7 +31,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbupgrade import clock
+from dbupgrade import clock, hops
 from dbupgrade.config import Config, Window
 from dbupgrade.context import adapt_context
 from dbupgrade.engines import ENGINES
@@ -104,6 +104,9 @@ def plan(
             "message": outcome.message,
             "when": _when(outcome, upgrader.config.window, now),
             "account_id": target.get("account_id"),
+            # A multi-hop upgrade (dbupgrade.hops): every version on the way, and how long it may take.
+            "path": outcome.path,
+            "expected_seconds": hops.expected_seconds(outcome.hops) if outcome.hops else None,
         }
         for outcome, target in zip(outcomes, targets, strict=True)
     ]

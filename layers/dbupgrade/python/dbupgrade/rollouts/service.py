@@ -46,7 +46,7 @@ from dbupgrade.rollouts.model import (
     parse_waves,
 )
 from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
-from dbupgrade.rollouts.summary import summarize, summary_message
+from dbupgrade.rollouts.summary import summarize, summary_message, task_progress
 from dbupgrade.triggers import dispatch
 from dbupgrade.triggers.fanout import fanout_payload
 from dbupgrade.usecase import Upgrader
@@ -198,9 +198,16 @@ class Rollouts:
         return summarize(spec, meta, states)
 
     def status(self, rollout_id: str) -> dict[str, Any]:
-        """The rollout's progress as recorded (read-only: the tracker or ``advance`` moves it)."""
+        """The rollout's progress as recorded (read-only: the tracker or ``advance`` moves it), each
+        in-flight row with its upgrade's task progress and hop as the tracker last read them."""
         spec = self._spec(rollout_id)
-        return summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+        summary = summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+        for row in summary["rows"]:
+            followed = (
+                self.upgrader.store.following(row["instance_id"]) if row["state"] == "submitted" else None
+            )
+            row.update(task_progress(followed))
+        return summary
 
     # -- steps ----------------------------------------------------------------------------------
 

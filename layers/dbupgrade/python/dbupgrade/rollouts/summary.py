@@ -173,6 +173,14 @@ def _row(target: dict[str, Any], state: TargetState) -> dict[str, Any]:
     }
 
 
+PROGRESS_FIELDS = ("progress", "remaining_seconds", "current_step", "hop", "hops")
+
+
+def task_progress(followed: Any) -> dict[str, Any]:
+    """A row's progress fields from its followed outcome (None each when nothing is followed)."""
+    return {name: getattr(followed, name, None) for name in PROGRESS_FIELDS}
+
+
 def summarize(
     spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], now: float | None = None
 ) -> dict[str, Any]:

@@ -4,6 +4,8 @@
   followed in-flight upgrade (compare-and-set for the tracker: a newer outcome is never
   overwritten), the in-flight index, the outbox entry and the instance's claim, in one Lua script.
 - ``claim`` / ``claim_of``: one accepted upgrade per instance (``dbupgrade.store.claims``).
+- ``save_chain`` / ``chain_of`` / ``drop_chain``: a multi-hop upgrade's checkpoint (``dbupgrade.hops``).
+- ``set_progress``: a task's progress kept on the followed outcome (compare-and-set, not recorded).
 - ``lock``: redis-py's ``Lock`` (token-checked atomic release, ``extend``) for the tracker, the
   rollouts and the outbox drain, each held no longer than its caller's deadline allows.
 - the notification outbox: ``drain``, ``outbox_done`` / ``outbox_due`` for the entry an outcome

@@ -12,6 +12,8 @@
 ``dbupgrade:outbox:set_aside``              notifications MNS refused for good (the newest 1,000)
 ``dbupgrade:idempotency#...``               Powertools idempotency records
 ``dbupgrade:tracker:shard:<n>``             one tracker tick at a time on a shard of the in-flight upgrades
+``dbupgrade:chain:<instance>``              a multi-hop upgrade's checkpoint (JSON, ``dbupgrade.hops``)
+``dbupgrade:booked:lock:<instance>``        one change of a booked upgrade at a time (``dbupgrade.booked``)
 ``dbupgrade:tracker:upgrading:<i>:<v>``     the tracker saw that upgrade running (rollback detection)
 ``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
 ``dbupgrade:rollouts:active``               rollouts the tracker advances
@@ -57,6 +59,14 @@ def claim(identity: str) -> str:
 
 def tracker_shard_lock(shard: int) -> str:
     return f"{PREFIX}tracker:shard:{shard}"
+
+
+def chain(instance_id: str) -> str:
+    return f"{PREFIX}chain:{instance_id}"
+
+
+def booked_lock(instance_id: str) -> str:
+    return f"{PREFIX}booked:lock:{instance_id}"
 
 
 def seen_upgrading(instance_id: str, to_version: str) -> str:

@@ -28,6 +28,7 @@ class MemoryStore:
         self._locks: dict[str, float] = {}
         self._outbox: list[str] = []
         self._set_aside: list[dict[str, Any]] = []
+        self._chains: dict[str, tuple[str, float]] = {}
         self._lock = threading.RLock()
 
     def finish(
@@ -91,6 +92,34 @@ class MemoryStore:
         with self._lock:
             followed = [self._following[i] for i in sorted(self._following)]
         yield from followed
+
+    def set_progress(self, followed: Outcome, fields: dict[str, Any]) -> bool:
+        instance = followed.instance_id
+        with self._lock:
+            following = self._following.get(instance)
+            if following is None or follow_identity(following) != follow_identity(followed):
+                return False
+            for outcome in (following, self.latest(instance)):
+                if outcome is not None and follow_identity(outcome) == follow_identity(followed):
+                    for name, value in fields.items():
+                        setattr(outcome, name, value)
+            return True
+
+    def save_chain(self, instance_id: str, chain: dict[str, Any], seconds: int) -> None:
+        with self._lock:
+            self._chains[instance_id] = (json.dumps(chain), time.monotonic() + seconds)
+
+    def chain_of(self, instance_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            held = self._chains.get(instance_id)
+            if held is None or held[1] <= time.monotonic():
+                self._chains.pop(instance_id, None)
+                return None
+            return dict(json.loads(held[0]))
+
+    def drop_chain(self, instance_id: str) -> None:
+        with self._lock:
+            self._chains.pop(instance_id, None)
 
     def claim(self, claim: Claim, seconds: int) -> Claim | None:
         with self._lock:

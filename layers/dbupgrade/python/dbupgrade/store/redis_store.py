@@ -39,6 +39,7 @@ class RedisStore:
         self.redis = client
         self._finish = client.register_script(scripts.FINISH)
         self._claim = client.register_script(scripts.CLAIM)
+        self._progress = client.register_script(scripts.PROGRESS)
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -130,6 +131,34 @@ class RedisStore:
             for raw in raws:
                 if raw is not None:
                     yield Outcome.from_dict(json.loads(raw))
+
+    def set_progress(self, followed: Outcome, fields: dict[str, Any]) -> bool:
+        """Keep ``fields`` (a task's progress) on the followed outcome ``followed`` and on the latest
+        when it is that same outcome; no history entry, no notification. False when the followed
+        outcome changed meanwhile (nothing written)."""
+        instance = followed.instance_id
+        with redis_errors():
+            written = self._progress(
+                keys=[keys.following(instance), keys.latest(instance)],
+                args=[follow_identity(followed), json.dumps(fields, sort_keys=True)],
+            )
+        return bool(int(written))
+
+    # -- multi-hop checkpoints ------------------------------------------------------------------
+
+    def save_chain(self, instance_id: str, chain: dict[str, Any], seconds: int) -> None:
+        """Checkpoint a multi-hop upgrade (``dbupgrade.hops``); it expires after ``seconds``."""
+        with redis_errors():
+            self.redis.set(keys.chain(instance_id), json.dumps(chain, sort_keys=True), ex=max(1, seconds))
+
+    def chain_of(self, instance_id: str) -> dict[str, Any] | None:
+        with redis_errors():
+            raw = self.redis.get(keys.chain(instance_id))
+        return dict(json.loads(raw)) if raw else None
+
+    def drop_chain(self, instance_id: str) -> None:
+        with redis_errors():
+            self.redis.delete(keys.chain(instance_id))
 
     # -- claims ---------------------------------------------------------------------------------
 

@@ -48,6 +48,30 @@ end
 return 1
 """
 
+# Keep a task's progress on the followed outcome (and on the latest, when it is the same one),
+# never recorded in the history nor notified. KEYS: 1 following, 2 latest. ARGV: 1 the followed
+# outcome's identity (as FINISH compares it), 2 the progress fields (JSON object).
+# Returns 1 when set, 0 when the followed outcome changed meanwhile.
+PROGRESS = """
+local function s(v) if v == nil or v == cjson.null then return '' end return tostring(v) end
+local function identity(o) return s(o.at)..'|'..s(o.status)..'|'..s(o.request_id)..'|'..s(o.to_version) end
+local fields = cjson.decode(ARGV[2])
+local written = 0
+for index, key in ipairs(KEYS) do
+  local raw = redis.call('GET', key)
+  if raw then
+    local o = cjson.decode(raw)
+    if identity(o) == ARGV[1] then
+      for name, value in pairs(fields) do o[name] = value end
+      redis.call('SET', key, cjson.encode(o))
+      if index == 1 then written = 1 end
+    end
+  end
+  if index == 1 and written == 0 then return 0 end
+end
+return written
+"""
+
 # Take an instance's claim: KEYS[1] the claim; ARGV: 1 claim JSON, 2 its owner, 3 time to live.
 # Free, or already this owner's (a redelivery after its holder died): taken, returns nil.
 # Held by another owner: returns the holder's JSON, untouched.

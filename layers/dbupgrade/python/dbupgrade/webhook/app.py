@@ -1,7 +1,9 @@
 """The webhook app: routes, authentication, and the reply for each outcome.
 
 Routes (``/openapi.json`` documents them): ``POST /upgrades``, ``GET /upgrades/{instance_id}``,
-``GET /healthz``, ``GET /openapi.json``.
+``GET /booked``, ``POST /booked/{instance_id}/reschedule``, ``POST /booked/{instance_id}/cancel``
+(``dbupgrade.booked``), ``GET /healthz``, ``GET /openapi.json``. The GETs take the status bearer
+token; the booked POSTs are signed like ``POST /upgrades``.
 
 Why a small router of our own and not Powertools' ``APIGatewayHttpResolver``: four fixed routes
 need no framework, FC hands us neither API Gateway event (so the resolver would sit behind two
@@ -53,13 +55,16 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from dbupgrade import __version__
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.errors import ConfigError, StoreUnavailable
 from dbupgrade.logging import bind_invocation, bind_request, logger, register_secret
 from dbupgrade.model import InvalidRequest, Outcome
 from dbupgrade.request import BODY_DIGEST_PREFIX, parse_request
+from dbupgrade.store import Locked
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.adapters import (
     fc3_reply,
@@ -208,6 +213,8 @@ class WebhookApp:
             if method != "GET":
                 return _method_not_allowed("GET")
             return self._get_status(request, path.removeprefix("/upgrades/"), invocation)
+        if path == "/booked" or path.startswith("/booked/"):
+            return self._booked(request, path, invocation)
         if path == "/healthz":
             if method != "GET":
                 return _method_not_allowed("GET")
@@ -255,6 +262,80 @@ class WebhookApp:
                 "no-outcome",
                 f"no upgrade outcome is recorded for {instance_id}",
                 instance_id=instance_id,
+            )
+        return json_response(200, outcome.to_dict())
+
+    def _booked(self, request: HttpRequest, path: str, invocation: InvocationContext) -> HttpResponse:
+        """``GET /booked`` (bearer), ``POST /booked/{instance_id}/reschedule|cancel`` (signed)."""
+        from dbupgrade.booked import Booked, BookingNotFound, BookingRefused
+
+        parts = path.strip("/").split("/")
+        settings = self._load_settings()
+        if len(parts) == 1:
+            if request.method != "GET":
+                return _method_not_allowed("GET")
+            try:
+                settings.status_auth.check(request)
+            except Unauthorized as error:
+                return _unauthorized(str(error), scheme="Bearer")
+            query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+            try:
+                rows = Booked(self._load_upgrader(), invocation).bookings(
+                    engine=query.get("engine"),
+                    region=query.get("region"),
+                    instance_id=query.get("instance_id"),
+                )
+            except InvalidRequest as error:
+                return problem(422, "invalid-field", str(error), field=error.field)
+            except CloudError as error:
+                return _cloud_problem(error)
+            return json_response(200, {"booked": rows})
+        if len(parts) != 3 or parts[2] not in ("reschedule", "cancel"):
+            return problem(404, "not-found", f"no route for {path}")
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        if request.body_error is not None:
+            return request.body_error
+        if settings.authenticator is None:
+            return problem(503, "not-configured", f"the webhook is not configured: set {SECRET_VARIABLE}")
+        try:
+            settings.authenticator.verify(request)
+        except Unauthorized as error:
+            return _unauthorized(str(error), scheme=settings.mode)
+        instance_id, action = parts[1], parts[2]
+        try:
+            body = _parse_body(request.body.decode("utf-8") or "{}")
+            booked = Booked(self._load_upgrader(), invocation)
+            region = body.get("region") if isinstance(body.get("region"), str) else None
+            if action == "reschedule":
+                switch_time = body.get("switch_time")
+                if not isinstance(switch_time, str):
+                    raise InvalidRequest("switch_time", "is required: 2026-12-01T18:00:00Z (UTC)")
+                outcome = booked.reschedule(instance_id, switch_time, region=region)
+            else:
+                outcome = booked.cancel(instance_id, region=region)
+        except (InvalidRequest, UnicodeDecodeError) as error:
+            field = error.field if isinstance(error, InvalidRequest) else "body"
+            return problem(422, "invalid-field", str(error), field=field)
+        except BookingNotFound as error:
+            return problem(404, "no-booking", str(error), instance_id=instance_id)
+        except CloudError as error:
+            return _cloud_problem(error)
+        except BookingRefused as error:
+            # The service's own answer (e.g. SwitchTimeAfterDeadline): nothing changed.
+            return problem(
+                409,
+                "refused",
+                f"the service refused it, nothing changed: {error.message} ({error.code})",
+                code=error.code,
+                instance_id=instance_id,
+            )
+        except Locked:
+            return problem(
+                409,
+                "in-flight",
+                "the tracker is checking this instance; retry",
+                headers={"retry-after": "10"},
             )
         return json_response(200, outcome.to_dict())
 
@@ -498,6 +579,13 @@ def _store_unavailable_item(invocation: InvocationContext) -> ItemReply:
         ).body
     )
     return ItemReply(503, body, retry_after=seconds)
+
+
+def _cloud_problem(error: CloudError) -> HttpResponse:
+    """A read of the booked upgrades that failed: the API's code, never a client library's text."""
+    if error.configuration:
+        return problem(500, "misconfigured", error.explain(), code=error.code)
+    return problem(502, "upstream-failed", f"the cloud API call failed ({error.code})", code=error.code)
 
 
 def _unauthorized(detail: str, *, scheme: str) -> HttpResponse:

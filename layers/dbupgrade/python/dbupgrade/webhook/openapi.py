@@ -97,6 +97,31 @@ def openapi_document() -> dict[str, Any]:
                 "type": ["string", "null"],
                 "description": "A replayed reply (idempotency): the original outcome's `at`.",
             },
+            "hop": {
+                "type": ["integer", "null"],
+                "description": "A multi-hop MongoDB upgrade: which hop this is (1-based); null for one hop.",
+            },
+            "hops": {"type": ["integer", "null"], "description": "How many hops the upgrade takes."},
+            "path": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "Every version from the start to to_version; the hop goes to path[hop].",
+            },
+            "switch_at": {
+                "type": ["string", "null"],
+                "description": "rescheduled: when the booked upgrade now switches (UTC).",
+            },
+            "progress": {
+                "type": ["number", "null"],
+                "description": "The upgrade's task, percent done (DescribeHistoryTasks, read by the tracker).",
+            },
+            "remaining_seconds": {
+                "type": ["integer", "null"],
+                "description": "The task's estimated time left.",
+            },
+            "current_step": {"type": ["string", "null"], "description": "The task's step running now."},
+            "task_status": {"type": ["string", "null"], "description": "The task's Status (Running, ...)."},
+            "progress_at": {"type": ["string", "null"], "description": "When the task was last read."},
             "at": {"type": "string", "format": "date-time"},
         },
     }
@@ -141,6 +166,40 @@ def openapi_document() -> dict[str, Any]:
             ("webhook-signature", "Space-separated `v1,<base64>` signatures; any one may match."),
         )
     ]
+    instance_parameter = {"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    booking = {
+        "type": "object",
+        "properties": {
+            "instance_id": {"type": "string"},
+            "engine": {"type": "string"},
+            "event_id": {"type": ["integer", "string", "null"]},
+            "state": {"type": "string", "examples": ["pending", "running", "cancelled"]},
+            "switch_time": {"type": ["string", "null"]},
+            "deadline": {"type": ["string", "null"]},
+            "ours": {"type": "boolean"},
+        },
+    }
+
+    def booked_responses(done: str) -> dict[str, Any]:
+        return {
+            "200": _json(_OUTCOME, done),
+            "400": _problem("Body not UTF-8 (`field`: body)."),
+            "401": _problem("Missing, malformed, expired or non-matching signature. Nothing changed."),
+            "404": _problem("dbupgrade follows no pending booked upgrade of this instance."),
+            "409": _problem(
+                "The service refused it (`code`, e.g. SwitchTimeAfterDeadline, IncorrectTaskStatus): "
+                "nothing changed. Or the tracker is checking the instance: retry after Retry-After.",
+                retry_after=True,
+            ),
+            "413": _problem(f"Body larger than {MAX_BODY_BYTES} bytes."),
+            "422": _problem("A field is invalid or missing (`field`)."),
+            "500": _problem("Misconfigured: `detail` says what to fix (key, RAM policy, endpoint)."),
+            "502": _problem("The cloud API call failed (`code`)."),
+            "503": _problem(
+                "The store is unavailable, or the webhook has no secret configured.", retry_after=True
+            ),
+        }
+
     post_responses = {
         "200": _json(
             _OUTCOME,
@@ -237,6 +296,83 @@ def openapi_document() -> dict[str, Any]:
                         "404": _problem("No outcome recorded for this instance."),
                         "503": _problem("The store is unavailable.", retry_after=True),
                     },
+                }
+            },
+            "/booked": {
+                "get": {
+                    "operationId": "listBooked",
+                    "summary": "Upgrades booked for the maintenance window (DescribeActiveOperationTasks)",
+                    "security": [{"StatusBearer": []}, {}],
+                    "parameters": [
+                        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                        for name in ("engine", "region", "instance_id")
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["booked"],
+                                "properties": {"booked": {"type": "array", "items": booking}},
+                            },
+                            "Every O&M event; `ours`: dbupgrade booked it (only those can be changed here).",
+                        ),
+                        "401": _problem("Missing or wrong bearer token, or status reads disabled."),
+                        "422": _problem("A bad engine, region or instance_id (`field`)."),
+                        "500": _problem(
+                            "Misconfigured: `detail` says what to fix (key, RAM policy, endpoint)."
+                        ),
+                        "502": _problem("The cloud API call failed (`code`)."),
+                        "503": _problem("The store is unavailable.", retry_after=True),
+                    },
+                }
+            },
+            "/booked/{instance_id}/reschedule": {
+                "post": {
+                    "operationId": "rescheduleBooked",
+                    "summary": "Move a booked upgrade (ModifyActiveOperationTasks), not past its deadline",
+                    "security": [{"StandardWebhooks": []}, {"HubSignature256": []}, {}],
+                    "parameters": [instance_parameter, *standard_headers],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["switch_time"],
+                                    "properties": {
+                                        "switch_time": {
+                                            "type": "string",
+                                            "examples": ["2026-12-01T18:00:00Z"],
+                                            "description": "UTC, yyyy-MM-ddTHH:mm:ssZ.",
+                                        },
+                                        "region": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": booked_responses(
+                        "rescheduled: recorded and notified (upgrade.rescheduled)."
+                    ),
+                }
+            },
+            "/booked/{instance_id}/cancel": {
+                "post": {
+                    "operationId": "cancelBooked",
+                    "summary": "Cancel a booked upgrade before it starts (CancelActiveOperationTasks)",
+                    "security": [{"StandardWebhooks": []}, {"HubSignature256": []}, {}],
+                    "parameters": [instance_parameter, *standard_headers],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"region": {"type": "string"}}}
+                            }
+                        },
+                    },
+                    "responses": booked_responses(
+                        "cancelled: no switchover happens; recorded and notified (upgrade.cancelled)."
+                    ),
                 }
             },
             "/healthz": {
