@@ -380,7 +380,7 @@ class Tracker:
             return self.chains.resume(followed, chain, ctx, now)
         verdict = self._verdict(watch, now, marks)
         if verdict is None:
-            if task is not None:
+            if task is not None and _progressed(followed, task):
                 store.set_progress(followed, task)
             return None
         if chain is not None and verdict.status == "completed":
@@ -539,6 +539,21 @@ class Tracker:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
         return advance_all(self.upgrader, ctx)
+
+
+# Progress is written again once it moved this many percentage points (or its step or status
+# changed): a tick whose upgrades crept on by a fraction of a percent writes nothing.
+PROGRESS_STEP = 5.0
+
+
+def _progressed(followed: Outcome, task: Mapping[str, Any]) -> bool:
+    """Whether the task shows news the followed outcome does not keep yet."""
+    if (followed.current_step, followed.task_status) != (task.get("current_step"), task.get("task_status")):
+        return True
+    before, after = followed.progress, task.get("progress")
+    if before is None or after is None:
+        return before != after
+    return abs(float(after) - before) >= PROGRESS_STEP
 
 
 def _in_chain(verdict: Outcome, chain: Chain) -> Outcome:
