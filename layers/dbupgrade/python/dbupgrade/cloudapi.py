@@ -102,15 +102,15 @@ DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 
 
 def resendable(engine: Engine, action: str) -> bool:
-    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade only
-    reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
+    """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade and
+    its CreateBackup (a second backup job, or BackupJobExists) only reads (describe, list, DescribeEngineVersion, DescribeAvailableEngineVersion), so doing it twice is
     harmless. The one place that tells reads from the write.
 
     >>> from dbupgrade.engines import REDIS
     >>> resendable(REDIS, "DescribeInstanceAttribute"), resendable(REDIS, "ModifyInstanceMajorVersion")
     (True, False)
     """
-    return action != engine.upgrade_action
+    return action not in (engine.upgrade_action, engine.backup_create_action)
 
 
 class CloudError(Exception):

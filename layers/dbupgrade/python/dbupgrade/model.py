@@ -28,21 +28,26 @@ Status = Literal[
     "stuck",
     # Set by a rollout for the targets it never released (error budget spent, or cancelled).
     "halted",
+    # The backup gate (DBUPGRADE_BACKUP) started a backup: the tracker submits the upgrade once it
+    # finished. In flight: the instance's claim is held meanwhile (dbupgrade.backup).
+    "awaiting_backup",
 ]
 STATUSES: tuple[str, ...] = get_args(Status)
 
 SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
 EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")
 # Outcomes that mean "the instance is, or will be, at the target": a retry must not resubmit.
-SUCCESS_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "scheduled", "completed"})
+SUCCESS_STATUSES: frozenset[str] = frozenset(
+    {"submitted", "noop", "in_progress", "scheduled", "completed", "awaiting_backup"}
+)
 # Outcomes of an upgrade that is under way (the tracker follows them); every other status is final.
-IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled"})
+IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled", "awaiting_backup"})
 # Verdicts that settle a request for good: a redelivery of the same request gets this very verdict
 # back (replayed) for the idempotency window. ``halted`` settles a rollout's release: the rollout
 # stopped it, and a resume releases the target again under a new delivery id. Every other verdict
 # (a refusal, a deferral, a failure) is re-evaluated on the next delivery: the sender may have
 # fixed the cause since, the instance may be free, the throttling over.
-FINAL_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "halted"})
+FINAL_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "halted", "awaiting_backup"})
 
 
 def utc_now() -> str:
@@ -110,6 +115,9 @@ class Outcome:
     upgrade: dict[str, Any] | None = None
     # A reply replayed by idempotency (never recorded or notified again): the original's ``at``.
     replay_of: str | None = None
+    backup_id: str | None = None  # the backup the gate took (or found) before the upgrade
+    rollback: str | None = None  # failed / stuck / halted: what rolling back means (dbupgrade.runbook)
+    readiness: dict[str, Any] | None = None  # dry runs and refusals: the readiness report (never notified)
     at: str = dataclass_field(default_factory=utc_now)
 
     @property
@@ -139,8 +147,8 @@ class Outcome:
     def notification(self) -> dict[str, Any]:
         """Notification message v1 (README "Notifications"); absent fields are null.
 
-        ``upgrade`` and ``replay_of`` were added to v1 (additive: a consumer that ignores unknown
-        fields is unaffected). A replay is never notified, so ``replay_of`` is null in messages and
+        ``upgrade``, ``replay_of``, ``backup_id`` and ``rollback`` were added to v1 (additive: a
+        consumer that ignores unknown fields is unaffected). A replay is never notified, so ``replay_of`` is null in messages and
         set only in replies."""
         return {
             "version": 1,
@@ -162,5 +170,7 @@ class Outcome:
             "duration_seconds": self.duration_seconds,
             "upgrade": self.upgrade,
             "replay_of": self.replay_of,
+            "backup_id": self.backup_id,
+            "rollback": self.rollback,
             "at": self.at,
         }

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dbupgrade import clock
+from dbupgrade import clock, gate
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine, dig
@@ -236,6 +236,8 @@ class Tracker:
                     return (
                         None  # changed since it was read (another tick, a new request): next tick looks again
                     )
+                if followed.status == "awaiting_backup":  # the backup gate: submits once it finished
+                    return gate.after_backup(self.upgrader, followed, ctx, now)
                 watch = _Watch(followed, self._submission(followed), ENGINES[str(followed.engine)])
                 verdict = self._verdict(watch, ctx, now)
                 if verdict is None:
