@@ -359,6 +359,8 @@ def assess(
                 else f"could not be read ({error.code}); fails closed"
             )
             findings.append(Finding("state", "block", engine.describe_action, text))
+        if attributes is None:  # nothing else is worth asking about an instance that cannot be described
+            return Readiness(instance_id, engine.name, target, None, tuple(findings))
     current = str(attributes.get(engine.version_key)) if attributes is not None else None
     if attributes is not None:
         if "state" in wanted:

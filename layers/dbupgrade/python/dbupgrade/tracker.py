@@ -393,6 +393,7 @@ class Tracker:
             code=code,
             message=message,
             duration_seconds=duration_seconds,
+            backup_id=submission.backup_id,  # the gate's backup: what a rollback restores
             at=now.strftime(TIME_FORMAT),
         )
 

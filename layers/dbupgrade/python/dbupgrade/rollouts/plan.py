@@ -8,7 +8,9 @@ the notification outbox: it changes nothing anywhere.
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
 instance's own, the cloud schedules it), or ``deferred until <the window's next opening>`` - and the
-plan sums the rows that would spend a rollout's error budget (``predicted_errors``).
+plan sums the rows that would spend a rollout's error budget (``predicted_errors``). Each row carries
+the readiness report of its target (``verdict`` go / warn / blocked and its ``findings``): the same
+report ``dbupgrade check`` prints.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def plan(
             "code": outcome.code,
             "message": outcome.message,
             "when": _when(outcome, upgrader.config.window, now),
+            # The readiness report (dbupgrade.readiness): go / warn / blocked and its findings; None
+            # when the request was refused before any check (outside the window, out of scope).
+            "verdict": (outcome.readiness or {}).get("verdict"),
+            "findings": (outcome.readiness or {}).get("findings", []),
         }
         for outcome in outcomes
     ]
@@ -90,5 +96,6 @@ def plan(
         "window": window.text if window else None,
         "window_policy": upgrader.config.window_policy if window else None,
         "predicted_errors": sum(row["action"] in BUDGET_ACTIONS for row in rows),
+        "verdicts": dict(sorted(Counter(row["verdict"] or "-" for row in rows).items())),
         "rows": rows,
     }

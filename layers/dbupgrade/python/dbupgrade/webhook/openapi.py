@@ -97,6 +97,19 @@ def openapi_document() -> dict[str, Any]:
                 "type": ["string", "null"],
                 "description": "A replayed reply (idempotency): the original outcome's `at`.",
             },
+            "backup_id": {
+                "type": ["string", "null"],
+                "description": "The backup the gate (DBUPGRADE_BACKUP) found or took before the upgrade.",
+            },
+            "rollback": {
+                "type": ["string", "null"],
+                "description": "failed / stuck / halted: what rolling back means for this engine and path.",
+            },
+            "readiness": {
+                "type": ["object", "null"],
+                "description": "Dry runs and `blocked` refusals: the readiness report (verdict go / warn / "
+                "blocked and its findings, each naming its source API).",
+            },
             "at": {"type": "string", "format": "date-time"},
         },
     }
