@@ -50,7 +50,14 @@ def test_check_grades_the_default_seed_and_submits_nothing(
         "dds-bp1demo000000005": "blocked",
     }
     go = rows["r-bp1demo0000000002"]
-    assert {f["check"] for f in go["findings"]} >= {"state", "mode", "offered", "operations", "tasks", "backup"}
+    assert {f["check"] for f in go["findings"]} >= {
+        "state",
+        "mode",
+        "offered",
+        "operations",
+        "tasks",
+        "backup",
+    }
     assert any(f["source"] == "DescribeEngineVersion.EnableUpgradeMajorVersion" for f in go["findings"])
     assert any(f["source"] == "DescribeBackups" and f["grade"] == "ok" for f in go["findings"])
     bloom = findings(rows["r-bp1demo0000000006"], "warn")
@@ -59,10 +66,16 @@ def test_check_grades_the_default_seed_and_submits_nothing(
     assert any("write_concern" in text for text in findings(rows["dds-bp1demo000000001"], "warn"))
     assert any("Rebooting" in text for text in findings(rows["dds-bp1demo000000005"], "block"))
     calls = requests.get(f"{lc.url}/_localcloud/calls", timeout=10).json()["calls"]
-    assert not [c for c in calls if c["action"] in ("CreateBackup", "ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion")]
+    assert not [
+        c
+        for c in calls
+        if c["action"] in ("CreateBackup", "ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion")
+    ]
 
 
-def test_a_read_that_fails_blocks_the_instance(make_localcloud: Callable[..., RunningServer], tmp_path: Path) -> None:
+def test_a_read_that_fails_blocks_the_instance(
+    make_localcloud: Callable[..., RunningServer], tmp_path: Path
+) -> None:
     lc = make_localcloud()
     rule = {"product": "dds", "action": "DescribeActiveOperationTasks", "error_rate": 1.0}
     requests.post(f"{lc.url}/_localcloud/faults", json={"seed": 1, "rules": [rule]}, timeout=10)
@@ -72,11 +85,15 @@ def test_a_read_that_fails_blocks_the_instance(make_localcloud: Callable[..., Ru
     assert code == 1
     mongo = rows["dds-bp1demo000000001"]
     assert mongo["verdict"] == "blocked"
-    assert any("DescribeActiveOperationTasks" in text and "fails closed" in text for text in findings(mongo, "block"))
+    assert any(
+        "DescribeActiveOperationTasks" in text and "fails closed" in text for text in findings(mongo, "block")
+    )
     assert rows["r-bp1demo0000000002"]["verdict"] == "go"  # another product's read still answers
 
 
-def test_check_prints_the_findings_for_a_person(make_localcloud: Callable[..., RunningServer], tmp_path: Path) -> None:
+def test_check_prints_the_findings_for_a_person(
+    make_localcloud: Callable[..., RunningServer], tmp_path: Path
+) -> None:
     lc = make_localcloud()
     manifest = tmp_path / "one.json"
     manifest.write_text(json.dumps(TARGETS[1:2]))

@@ -79,7 +79,6 @@ class Engine:
     backup_create_action: str = "CreateBackup"
     backup_created_key: str = "BackupJobID"  # what CreateBackup answers
     backup_filter_param: str = "BackupJobId"  # the DescribeBackups parameter that finds its set
-    backup_tasks_action: str = "DescribeBackupTasks"
     operations_action: str = "DescribeActiveOperationTasks"  # upgrades booked for the window (O&M events)
     history_action: str = "DescribeHistoryTasks"  # tasks accepted and their progress
 
@@ -99,7 +98,6 @@ class Engine:
         return (
             self.backups_action,
             self.backup_create_action,
-            self.backup_tasks_action,
             self.operations_action,
             self.history_action,
         )

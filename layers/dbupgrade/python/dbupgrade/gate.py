@@ -166,6 +166,16 @@ def after_backup(
             now,
         )
     except CloudError as error:
+        if error.configuration:  # a missing permission or a wrong key: an operator's to fix, said once
+            refused = job.outcome(
+                "failed",
+                reason="configuration",
+                code=error.code,
+                from_version=waiting.from_version,
+                backup_id=waiting.backup_id,
+                message=f"not upgraded: the backup could not be followed: {error.explain(waiting.instance_id)}",
+            )
+            return upgrader._record(refused, ctx, claim=release, follows=waiting)
         logger.warning("backup could not be read; the next tick retries", extra={"code": error.code})
         return None
     if state.failed is not None:

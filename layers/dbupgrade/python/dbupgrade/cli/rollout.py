@@ -597,7 +597,9 @@ def cancel_command(rollout_id: str) -> None:
     Messages already released but not yet run end `halted` without an upgrade call. Upgrades already
     submitted to the cloud cannot be recalled: the command lists them, and what rollback means.
     """
+    from dbupgrade.engines import engine_for_instance
     from dbupgrade.rollouts import Rollouts
+    from dbupgrade.runbook import rollback_text
 
     with _operator_errors():
         status = Rollouts(_upgrader()).cancel(rollout_id)
@@ -620,6 +622,15 @@ def cancel_command(rollout_id: str) -> None:
                 f"  {row['instance_id']} {row['from_version'] or '?'} -> {row['to_version']}"
                 + (f" RequestId {row['request_id']}" if row["request_id"] else "")
             )
+            if state != "dispatched":  # what rolling this one back means (dbupgrade.runbook)
+                engine = engine_for_instance(str(row["instance_id"]))
+                text = rollback_text(
+                    engine.name if engine else None,
+                    row["from_version"],
+                    str(row["to_version"]),
+                    submitted=True,
+                )
+                click.echo(f"    rollback: {text}")
     if sent:
         click.echo(ROLLBACK)
     else:
