@@ -139,6 +139,7 @@ def run_webhook(run: Run) -> None:
     for ticket in (
         {"instance_id": REDIS, "target_version": "7.0"},
         {"instance_id": MONGO, "target_version": "5.0"},
+        {"instance_id": MONGO, "target_version": "5.0", "dry_run": True},  # the full readiness report
     ):
         body = json.dumps({**ticket, "ticket_id": f"CHG-{ticket['instance_id']}"}).encode()
         headers = {
@@ -168,6 +169,7 @@ def run_rollout(run: Run) -> None:
         {"instance_id": MONGO, "target_version": "5.0"},
     ):
         run.invoke("rollout", {**message, "rollout_id": "ram"})
+    run.invoke("rollout", {"instance_id": MONGO, "target_version": "5.0", "dry_run": True})  # readiness
     dead_letter(run, "rollout")
 
 

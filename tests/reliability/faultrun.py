@@ -308,7 +308,12 @@ def seed(upgrades: int) -> dict[str, Any]:
     """Three Redis instances for every MongoDB one, all ready and one major version below the target."""
     redis_instances, mongo_instances = [], []
     for n in range(upgrades):
-        common = {"RegionId": REGION, "MaintainStartTime": "18:00Z", "MaintainEndTime": "19:00Z"}
+        common = {
+            "RegionId": REGION,
+            "MaintainStartTime": "18:00Z",
+            "MaintainEndTime": "19:00Z",
+            "AutomaticBackup": "00:00Z",  # a fresh backup: the default backup gate submits at once
+        }
         if n % 4 == 3:
             mongo_instances.append(
                 {

@@ -34,6 +34,7 @@ INSTANCES = [
         "InstanceStatus": "Normal",
         "NodeType": "MASTER_SLAVE",
         "InstanceClass": "redis.shard.small.2.ce",
+        "AutomaticBackup": "00:00Z",  # a fresh backup: the default backup gate submits at once
         "Tags": {"env": "qa" if n == 1 else "staging"},  # the first one goes through the webhook
     }
     for n in range(1, 4)

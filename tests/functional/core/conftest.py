@@ -24,6 +24,8 @@ STS_TOKEN = "CAIStokenForCoreTests0123456789abcdefABCDEF"
 FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, reserve_seconds=0)
 
 
+BACKUP_AT = "00:00Z"
+
 # How the real API shows a deployment mode: NodeType and InstanceClass (there is no mode field).
 MODE_ATTRIBUTES = {
     "cloud_native": {"NodeType": "MASTER_SLAVE", "InstanceClass": "redis.shard.small.2.ce"},
@@ -42,6 +44,9 @@ def redis_entry(iid: str, version: str, mode: str, status: str = "Normal", **ext
         **MODE_ATTRIBUTES[mode],
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
+        # A daily automatic backup: the default DBUPGRADE_BACKUP (fresh:24) finds one and submits at
+        # once; a test of the backup gate passes AutomaticBackup=None (no backup at all).
+        "AutomaticBackup": BACKUP_AT,
         "Tags": extra.pop("Tags", {"env": "test"}),
         **extra,
     }
@@ -56,6 +61,9 @@ def mongo_entry(iid: str, version: str, status: str = "Running", **extra: Any) -
         "DBInstanceType": "replicate",
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
+        # A daily automatic backup: the default DBUPGRADE_BACKUP (fresh:24) finds one and submits at
+        # once; a test of the backup gate passes AutomaticBackup=None (no backup at all).
+        "AutomaticBackup": BACKUP_AT,
         "Tags": extra.pop("Tags", {"env": "test"}),
         **extra,
     }

@@ -39,6 +39,9 @@ UPGRADE_ACTIONS = ("ModifyInstanceMajorVersion", "UpgradeDBInstanceEngineVersion
 FAST_RETRY = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=12, reserve_seconds=0)
 
 
+BACKUP_AT = "00:00Z"  # a daily automatic backup: the backup gate finds one and submits at once
+
+
 def redis_instance(iid: str, version: str = "6.0", status: str = "Normal", **extra: Any) -> dict[str, Any]:
     # The real API shows the mode as NodeType / InstanceClass (no DeploymentMode field).
     if version in ("6.0", "7.0"):
@@ -51,6 +54,7 @@ def redis_instance(iid: str, version: str = "6.0", status: str = "Normal", **ext
         "EngineVersion": version,
         "InstanceStatus": status,
         **mode,
+        "AutomaticBackup": BACKUP_AT,  # fresh for the default DBUPGRADE_BACKUP (fresh:24)
         "Tags": {"env": "prod"},
         **extra,
     }
@@ -63,6 +67,7 @@ def mongo_instance(iid: str, version: str = "4.4", status: str = "Running") -> d
         "EngineVersion": version,
         "DBInstanceStatus": status,
         "DBInstanceType": "replicate",
+        "AutomaticBackup": BACKUP_AT,
         "Tags": {"env": "prod"},
     }
 

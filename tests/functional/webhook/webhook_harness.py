@@ -38,6 +38,7 @@ def redis_entry(iid: str, version: str, status: str = "Normal") -> dict[str, Any
         "InstanceClass": "redis.shard.small.2.ce",
         "MaintainStartTime": "18:00Z",
         "MaintainEndTime": "19:00Z",
+        "AutomaticBackup": "00:00Z",  # a fresh backup: the default backup gate submits at once
         "Tags": {"env": "test"},
     }
 
@@ -58,6 +59,7 @@ SEED: dict[str, Any] = {
             "DBInstanceType": "replicate",
             "MaintainStartTime": "18:00Z",
             "MaintainEndTime": "19:00Z",
+            "AutomaticBackup": "00:00Z",
             "Tags": {},
         }
     ],

@@ -119,13 +119,14 @@ class Api(Protocol):
     def endpoint(self, region: str) -> str: ...
 
 
-# Writes besides the upgrade: moving or cancelling a booked upgrade (``dbupgrade.booked``).
-ONCE_ONLY_ACTIONS = frozenset({"ModifyActiveOperationTasks", "CancelActiveOperationTasks"})
+# Writes besides the upgrade: moving or cancelling a booked upgrade (``dbupgrade.booked``) and
+# starting a backup (the gate, ``dbupgrade.backup``: a second job, or BackupJobExists).
+ONCE_ONLY_ACTIONS = frozenset({"ModifyActiveOperationTasks", "CancelActiveOperationTasks", "CreateBackup"})
 
 
 def resendable(engine: Api, action: str) -> bool:
     """Whether ``action`` may be sent again after a lost reply: every call but the engine's upgrade and
-    the booked-upgrade writes (``ONCE_ONLY_ACTIONS``) only reads (describe, list, DescribeEngineVersion,
+    the other writes (``ONCE_ONLY_ACTIONS``) only reads (describe, list, DescribeEngineVersion,
     DescribeAvailableEngineVersion, DescribeHistoryTasks), so doing it twice is harmless. The one place
     that tells reads from the writes.
 

@@ -33,6 +33,8 @@ ACCOUNT_ID_PATTERN = re.compile(r"^[0-9]{1,32}$")
 DEFAULT_MEMBER_ROLE = "dbupgrade-member"
 # RAM role names: 1..64 letters, digits, '.' and '-' (RAM CreateRole, help.aliyun.com/document_detail/28710.html).
 ROLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9.-]{1,64}$")
+BACKUP_VARIABLE = "DBUPGRADE_BACKUP"
+DEFAULT_BACKUP_HOURS = 24  # the automatic backup is daily: yesterday's is enough by default
 # FC sets these in every function instance; their absence means "not running in FC".
 FC_MARKERS = ("FC_FUNCTION_NAME", "FC_SERVICE_NAME", "FC_FUNC_CODE_PATH", "FC_RUNTIME_VERSION")
 
@@ -84,6 +86,43 @@ class Window:
         return local >= self.start or local < self.end
 
 
+@dataclass(frozen=True)
+class BackupPolicy:
+    """``DBUPGRADE_BACKUP``: which backup an upgrade needs before it is submitted.
+
+    ``fresh:<hours>`` (default ``fresh:24``): a finished backup that recent is enough (the automatic
+    daily one), else one is taken first; ``required``: always a new one; ``off``: none (explicit).
+
+    >>> BackupPolicy.parse("fresh:6").max_age_hours, BackupPolicy.parse("required").mode
+    (6.0, 'required')
+    """
+
+    mode: str = "fresh"  # "fresh" | "required" | "off"
+    max_age_hours: float = DEFAULT_BACKUP_HOURS
+
+    @property
+    def text(self) -> str:
+        return f"fresh:{self.max_age_hours:g}" if self.mode == "fresh" else self.mode
+
+    @classmethod
+    def parse(cls, text: str) -> BackupPolicy:
+        raw = text.strip().lower()
+        if not raw:
+            return cls()
+        if raw in ("required", "off"):
+            return cls(raw)
+        kind, sep, hours = raw.partition(":")
+        try:
+            age = float(hours) if kind == "fresh" and sep else -1.0
+        except ValueError:
+            age = -1.0
+        if not 0 < age <= 24 * 366:
+            raise ConfigError(
+                BACKUP_VARIABLE, f"expected fresh:<hours> (e.g. fresh:24), required or off, got {text!r}"
+            )
+        return cls("fresh", age)
+
+
 def _list(env: Mapping[str, str], variable: str) -> frozenset[str] | None:
     raw = env.get(variable, "").strip()
     if not raw:
@@ -129,6 +168,7 @@ class Config:
     window: Window | None = None
     window_policy: str = "reject"
     idempotency: bool = True
+    backup: BackupPolicy = field(default_factory=BackupPolicy)
     fc_endpoint: str | None = None
     in_fc: bool = False
     access_key_id: str | None = field(default=None, repr=False)
@@ -234,6 +274,7 @@ class Config:
             window=window,
             window_policy=policy,
             idempotency=idempotency_text == "on",
+            backup=BackupPolicy.parse(env.get(BACKUP_VARIABLE, "")),
             fc_endpoint=fc_endpoint,
             in_fc=any(env.get(marker) for marker in FC_MARKERS),
             access_key_id=key_id,

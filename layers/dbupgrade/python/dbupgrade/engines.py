@@ -80,6 +80,15 @@ class Engine:
     gate_key: str = ""
     # The offered list holds only the next major version: a target past it is a later hop.
     one_hop: bool = False
+    # Readiness and the backup gate (dbupgrade.readiness, dbupgrade.backup); the same action names in
+    # both products (API metadata research/api-meta, both files), their ID fields differ.
+    backups_action: str = "DescribeBackups"
+    backups_path: tuple[str, ...] = ("Backups", "Backup")
+    backup_create_action: str = "CreateBackup"
+    backup_created_key: str = "BackupJobID"  # what CreateBackup answers
+    backup_filter_param: str = "BackupJobId"  # the DescribeBackups parameter that finds its set
+    operations_action: str = "DescribeActiveOperationTasks"  # upgrades booked for the window (O&M events)
+    history_action: str = "DescribeHistoryTasks"  # tasks accepted and their progress
 
     def endpoint(self, region: str) -> str:
         """The official endpoint host of ``region`` (as the product SDK's endpoint map has it)."""
@@ -90,7 +99,17 @@ class Engine:
     def actions(self) -> tuple[str, ...]:
         """Every API action called for this engine (what its RAM policies must allow together)."""
         calls = (self.describe_action, self.list_action, self.gate_action, self.available_action)
-        return tuple(action for action in (*calls, self.upgrade_action, *TASK_ACTIONS) if action)
+        every = (*calls, *self.readiness_actions(), self.upgrade_action, *TASK_ACTIONS)
+        return tuple(dict.fromkeys(action for action in every if action))
+
+    def readiness_actions(self) -> tuple[str, ...]:
+        """The reads of the readiness report and the backup gate, and the backup it may start."""
+        return (
+            self.backups_action,
+            self.backup_create_action,
+            self.operations_action,
+            self.history_action,
+        )
 
     def listable(self, item: Mapping[str, Any]) -> bool:
         """Whether a list item is an instance this engine upgrades (not Memcache, say)."""
@@ -280,6 +299,9 @@ MONGODB = Engine(
     # Cloud-disk instances are offered only the next major version (4.4 -> 5.0 -> 6.0 ...):
     # help.aliyun.com/en/mongodb/product-overview/upgrades-of-mongodb-major-versions.
     one_hop=True,
+    # Dds CreateBackup answers BackupId, and DescribeBackups filters on BackupId (API metadata).
+    backup_created_key="BackupId",
+    backup_filter_param="BackupId",
 )
 
 ENGINES: dict[str, Engine] = {engine.name: engine for engine in (REDIS, MONGODB)}

@@ -31,6 +31,9 @@ Status = Literal[
     # A booked (maintenance-window) upgrade moved or cancelled by an operator (``dbupgrade.booked``).
     "rescheduled",
     "cancelled",
+    # The backup gate (DBUPGRADE_BACKUP) started a backup: the tracker submits the upgrade once it
+    # finished. In flight: the instance's claim is held meanwhile (dbupgrade.backup).
+    "awaiting_backup",
 ]
 STATUSES: tuple[str, ...] = get_args(Status)
 
@@ -38,16 +41,18 @@ SOURCES: tuple[str, ...] = ("timer", "webhook", "queue", "cli")
 EFFECTIVE_VALUES: tuple[str, ...] = ("immediate", "maintenance_window")
 # Outcomes that mean "the instance is, or will be, at the target": a retry must not resubmit.
 SUCCESS_STATUSES: frozenset[str] = frozenset(
-    {"submitted", "noop", "in_progress", "scheduled", "rescheduled", "completed"}
+    {"submitted", "noop", "in_progress", "scheduled", "rescheduled", "completed", "awaiting_backup"}
 )
 # Outcomes of an upgrade that is under way (the tracker follows them); every other status is final.
-IN_FLIGHT_STATUSES: frozenset[str] = frozenset({"submitted", "in_progress", "scheduled", "rescheduled"})
+IN_FLIGHT_STATUSES: frozenset[str] = frozenset(
+    {"submitted", "in_progress", "scheduled", "rescheduled", "awaiting_backup"}
+)
 # Verdicts that settle a request for good: a redelivery of the same request gets this very verdict
 # back (replayed) for the idempotency window. ``halted`` settles a rollout's release: the rollout
 # stopped it, and a resume releases the target again under a new delivery id. Every other verdict
 # (a refusal, a deferral, a failure) is re-evaluated on the next delivery: the sender may have
 # fixed the cause since, the instance may be free, the throttling over.
-FINAL_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "halted"})
+FINAL_STATUSES: frozenset[str] = frozenset({"submitted", "noop", "in_progress", "halted", "awaiting_backup"})
 
 
 def utc_now() -> str:
@@ -134,6 +139,9 @@ class Outcome:
     current_step: str | None = None
     task_status: str | None = None
     progress_at: str | None = None
+    backup_id: str | None = None  # the backup the gate took (or found) before the upgrade
+    rollback: str | None = None  # failed / stuck / halted: what rolling back means (dbupgrade.runbook)
+    readiness: dict[str, Any] | None = None  # dry runs and refusals: the readiness report (never notified)
     at: str = dataclass_field(default_factory=utc_now)
 
     @property
@@ -163,10 +171,11 @@ class Outcome:
     def notification(self) -> dict[str, Any]:
         """Notification message v1 (README "Notifications"); absent fields are null.
 
-        ``upgrade``, ``replay_of`` and ``account_id`` were added to v1 (additive: a consumer that
-        ignores unknown fields is unaffected). A replay is never notified, so ``replay_of`` is null in
-        messages and set only in replies. ``hop``, ``hops`` and ``path`` (a multi-hop upgrade) and
-        ``switch_at`` (a rescheduled booking) were added the same way; progress is never notified."""
+        ``upgrade``, ``replay_of``, ``account_id``, ``backup_id`` and ``rollback`` were added to v1
+        (additive: a consumer that ignores unknown fields is unaffected). A replay is never notified,
+        so ``replay_of`` is null in messages and set only in replies. ``hop``, ``hops`` and ``path``
+        (a multi-hop upgrade) and ``switch_at`` (a rescheduled booking) were added the same way;
+        progress and readiness are never notified."""
         return {
             "version": 1,
             "event": self.event,
@@ -192,6 +201,8 @@ class Outcome:
             "hops": self.hops,
             "path": self.path,
             "switch_at": self.switch_at,
+            "backup_id": self.backup_id,
+            "rollback": self.rollback,
             "at": self.at,
         }
 

@@ -48,7 +48,13 @@ PUBLISH_PAUSE_SECONDS = 0.1
 CONNECTION_TIMEOUT_SECONDS = 5  # the SDK's default is 60 s, longer than we can wait inside FC
 MESSAGE_BYTES_MAX = 65536  # the module docstring gives the sources
 # Per-field caps: a person reads the message; ids and codes are short in every real case.
-FIELD_CHARS = {"message": 2000, "reason": 128, "code": 128, "field": 128}
+FIELD_CHARS = {
+    "message": 2000,
+    "rollback": 600,
+    "reason": 128,
+    "code": 128,
+    "field": 128,
+}  # rollback: runbook.ROLLBACK_MAX
 STRING_CHARS = 256  # ids (instance, ticket, rollout, correlation, request), versions, regions...
 LIST_ITEMS = 50
 ENVELOPE = ("version", "event", "request_id", "instance_id", "rollout_id", "ticket_id", "status", "at")

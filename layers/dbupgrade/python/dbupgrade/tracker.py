@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from dbupgrade import clock, progress
+from dbupgrade import clock, gate, progress
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.engines import ENGINES, Engine
@@ -374,6 +374,8 @@ class Tracker:
         is kept on the followed outcome (not notified)."""
         store = self.upgrader.store
         followed = watch.latest
+        if followed.status == "awaiting_backup":  # the backup gate: submits once it finished
+            return gate.after_backup(self.upgrader, followed, ctx, now)
         chain = self._chain(followed)
         if chain is not None and chain.state != "submitted":
             # A tick died between a hop's checkpoint and its record: look, then go on.
@@ -530,6 +532,7 @@ class Tracker:
             hops=watch.latest.hops,
             path=watch.latest.path,
             switch_at=watch.latest.switch_at,
+            backup_id=submission.backup_id,  # the gate's backup: what a rollback restores
             at=now.strftime(TIME_FORMAT),
         )
 

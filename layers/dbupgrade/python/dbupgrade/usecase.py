@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from dbupgrade import clock, hops
+from dbupgrade import clock, gate, hops
 from dbupgrade.accounts import MemberCredentials
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
@@ -231,7 +231,7 @@ class Upgrader:
             job = replace(job, credentials=credentials, claim_account=claim_account)
         if request.dry_run:
             verdict, _ = self._verdict(job, submit=False)
-            return verdict  # a preview: neither recorded nor notified
+            return gate.preview(self, job, verdict)  # a preview: neither recorded nor notified
         if key is None:
             verdict, claim = self._verdict(job)
             return self._conclude(verdict, job, claim=claim)
@@ -551,15 +551,21 @@ class Upgrader:
                 "submitted", from_version=from_version, reason="dry_run", message="would submit"
             )
             return (hops.as_hop(preview, path, 1) if path else preview), None
+        report = gate.submission_readiness(self, job, attributes)  # the backup read: fails closed
+        if report.verdict == "blocked":
+            return gate.blocked(job, report), None
         seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
         claim = job.claim(utc_now())
         held = self.store.claim(claim, seconds)
         if held is not None:
             return self._claimed(job, held), None
+        if report.needs_backup:
+            return gate.start(self, job, claim, seconds, from_version)
         if path is None:
             outcome = self._submit(job, from_version)
         else:
             outcome = hops.submit_first(self, job, from_version, path)
+        outcome.backup_id = report.fresh_backup_id
         if outcome.status == "submitted":
             accepted = claim.accepted(outcome.request_id)
             return outcome, ClaimChange("accept", job.owner, accepted, seconds, job.claim_account)
@@ -839,6 +845,7 @@ class Upgrader:
         """One store write (record, followed upgrade, in-flight index, outbox entry, claim), then
         the publish: the entry leaves the outbox once MNS accepted it, else it is due for a drain.
         Exactly one notification per outcome, even if this instance dies right after the write."""
+        gate.attach_rollback(outcome)
         message = outcome.notification()
         finished = self.store.finish(
             outcome, message=message if self.notifier.enabled else None, claim=claim, follows=follows

@@ -11,7 +11,7 @@ import click
 
 from dbupgrade.cli.booked import booked, status_command
 from dbupgrade.cli.invoke import invoke_command
-from dbupgrade.cli.rollout import rollout
+from dbupgrade.cli.rollout import MANIFEST_HELP, check_command, rollout, target_options
 from dbupgrade.cli.up import local_up
 
 
@@ -239,3 +239,20 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
     return 0
+
+
+@cli.command("check", epilog=MANIFEST_HELP)
+@target_options
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Instances read at once."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(**options: Any) -> None:
+    """Read-only readiness report: per instance go / warn / blocked, with graded findings.
+
+    Each finding names the API (or document) it comes from: state, deployment mode, the offered
+    versions, booked O&M events, running tasks, backup freshness (DBUPGRADE_BACKUP), the window,
+    end of service and the documented caveats of the path. A check that cannot be read blocks.
+    Exit status 1 when any instance is not ready (blocked, or refused before any check).
+    """
+    check_command(**options)

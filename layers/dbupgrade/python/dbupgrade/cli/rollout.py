@@ -305,14 +305,15 @@ def plan_command(
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(
-        f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} {'WHEN':<34} "
-        f"{'PATH':<30} WHY"
+        f"{'INSTANCE':<26} {'ENGINE':<8} {'CURRENT':<8} {'TARGET':<7} {'ACTION':<12} {'VERDICT':<8} "
+        f"{'WHEN':<34} {'PATH':<30} WHY"
     )
     for row in result["rows"]:
         why = "" if row["action"] == "submit" else row["message"] or row["reason"] or ""
         click.echo(
             f"{row['instance_id']:<26} {row['engine'] or '-':<8} {row['current_version'] or '-':<8} "
-            f"{row['target_version']:<7} {row['action']:<12} {row['when']:<34} {_path_text(row):<30} {why}"
+            f"{row['target_version']:<7} {row['action']:<12} {row['verdict'] or '-':<8} {row['when']:<34} "
+            f"{_path_text(row):<30} {why}"
         )
     totals = ", ".join(f"{count} {action}" for action, count in result["totals"].items())
     if accounts or all_accounts or len(result["locations"]) > 1:
@@ -323,6 +324,8 @@ def plan_command(
                 what = f"UNREACHABLE - {location['reason']}"
             click.echo(f"{location['location']:<36} {location['targets']:>7}  {what}")
     click.echo(f"\n{result['targets']} targets: {totals}")
+    verdicts = ", ".join(f"{count} {verdict}" for verdict, count in result["verdicts"].items())
+    click.echo(f"readiness: {verdicts} (`dbupgrade check` lists the findings)")
     if result["window"]:
         click.echo(f"window {result['window']}, outside it: {result['window_policy']}")
     for line in budget_lines(result, max_errors):
@@ -334,6 +337,47 @@ def _path_text(row: dict[str, Any]) -> str:
     if not row.get("path"):
         return "-"
     return ">".join(row["path"]) + f" ~{_duration(row['expected_seconds'])}"
+
+
+def check_command(
+    manifest: Path | None,
+    engine: str | None,
+    tags: tuple[str, ...],
+    regions: tuple[str, ...],
+    from_versions: tuple[str, ...],
+    targets: tuple[str, ...],
+    effective: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """``dbupgrade check``: the readiness report of every target (read-only, like ``rollout plan``)."""
+    from dbupgrade.rollouts import plan
+
+    with _operator_errors():
+        upgrader = _cloud_upgrader(reads_store=False)
+        found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
+        result = plan(upgrader, found, concurrency=concurrency)
+    misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
+    if misconfigured:
+        raise click.ClickException(str(misconfigured[0]["message"]))
+    if as_json:
+        click.echo(json.dumps({"verdicts": result["verdicts"], "rows": result["rows"]}, indent=2))
+    else:
+        for row in result["rows"]:
+            verdict = row["verdict"] or f"- ({row['action']}: {row['message'] or row['reason']})"
+            click.echo(
+                f"{row['instance_id']} {row['engine'] or '-'} {row['current_version'] or '?'} -> "
+                f"{row['target_version']}: {verdict}"
+            )
+            for finding in row["findings"]:
+                if finding["grade"] != "ok":
+                    click.echo(
+                        f"  [{finding['grade']}] {finding['check']} ({finding['source']}): {finding['message']}"
+                    )
+        verdicts = ", ".join(f"{count} {verdict}" for verdict, count in result["verdicts"].items())
+        click.echo(f"\n{result['targets']} targets: {verdicts}")
+    if any(row["verdict"] != "go" and row["verdict"] != "warn" for row in result["rows"]):
+        sys.exit(1)  # a script stops on anything not ready (blocked, or refused before any check)
 
 
 def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
@@ -686,7 +730,9 @@ def cancel_command(rollout_id: str) -> None:
     Messages already released but not yet run end `halted` without an upgrade call. Upgrades already
     submitted to the cloud cannot be recalled: the command lists them, and what rollback means.
     """
+    from dbupgrade.engines import engine_for_instance
     from dbupgrade.rollouts import Rollouts
+    from dbupgrade.runbook import rollback_text
 
     with _operator_errors():
         status = Rollouts(_upgrader()).cancel(rollout_id)
@@ -709,6 +755,15 @@ def cancel_command(rollout_id: str) -> None:
                 f"  {row['instance_id']} {row['from_version'] or '?'} -> {row['to_version']}"
                 + (f" RequestId {row['request_id']}" if row["request_id"] else "")
             )
+            if state != "dispatched":  # what rolling this one back means (dbupgrade.runbook)
+                engine = engine_for_instance(str(row["instance_id"]))
+                text = rollback_text(
+                    engine.name if engine else None,
+                    row["from_version"],
+                    str(row["to_version"]),
+                    submitted=True,
+                )
+                click.echo(f"    rollback: {text}")
     if sent:
         click.echo(ROLLBACK)
     else:

@@ -45,6 +45,7 @@ OUTCOME_STATES = {
     "submitted": "submitted",
     "in_progress": "submitted",
     "scheduled": "submitted",  # a maintenance-window upgrade the tracker follows
+    "awaiting_backup": "submitted",  # the tracker submits it once its backup finished
     "noop": "noop",
     "rejected": "rejected",
     "failed": "failed",

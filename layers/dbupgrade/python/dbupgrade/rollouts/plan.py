@@ -15,7 +15,9 @@ its version - DTS tasks, network type, storage type), paced by the fleet-wide ra
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
 instance's own, the cloud schedules it), or ``deferred until <the window's next opening>`` - and the
-plan sums the rows that would spend a rollout's error budget (``predicted_errors``).
+plan sums the rows that would spend a rollout's error budget (``predicted_errors``). Each row carries
+the readiness report of its target (``verdict`` go / warn / blocked and its ``findings``): the same
+report ``dbupgrade check`` prints.
 
 ``locations`` says per location (account x region) what the plan found: its targets and actions,
 or, for a location whose fleet could not be listed (``unreachable``, from ``select_locations``),
@@ -107,6 +109,10 @@ def plan(
             # A multi-hop upgrade (dbupgrade.hops): every version on the way, and how long it may take.
             "path": outcome.path,
             "expected_seconds": hops.expected_seconds(outcome.hops) if outcome.hops else None,
+            # The readiness report (dbupgrade.readiness): go / warn / blocked and its findings; None
+            # when the request was refused before any check (outside the window, out of scope).
+            "verdict": (outcome.readiness or {}).get("verdict"),
+            "findings": (outcome.readiness or {}).get("findings", []),
         }
         for outcome, target in zip(outcomes, targets, strict=True)
     ]
@@ -143,6 +149,7 @@ def plan(
         "window_policy": upgrader.config.window_policy if window else None,
         "predicted_errors": sum(row["action"] in BUDGET_ACTIONS for row in rows),
         "locations": found,
+        "verdicts": dict(sorted(Counter(row["verdict"] or "-" for row in rows).items())),
         "rows": rows,
     }
 

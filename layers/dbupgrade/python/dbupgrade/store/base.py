@@ -89,6 +89,6 @@ def follow_identity(outcome: Outcome) -> str:
 
 def role(outcome: Outcome) -> str:
     """How an outcome bears on the followed upgrade: a new one, still under way, or over."""
-    if outcome.status == "submitted":
+    if outcome.status in ("submitted", "awaiting_backup"):  # an upgrade (or its backup) just started
         return "submitted"
     return "in_flight" if outcome.status in IN_FLIGHT_STATUSES else "done"

@@ -25,14 +25,16 @@ so an anonymous caller cannot fill the store or the topic):
 Outcome -> HTTP status:
 
 - submitted 202 (``request_id`` = the upgrade API's RequestId; the same on every redelivery); a dry
-  run that would submit 200 (``dry_run`` true, reason ``dry_run``); a dry run is never recorded;
+  run that would submit 200 (``dry_run`` true, reason ``dry_run``); a dry run is never recorded and
+  carries the readiness report (``readiness``: verdict and findings); ``awaiting_backup`` 202 (the
+  backup gate took a backup first: the tracker submits the upgrade once it finished, ``backup_id``);
 - the same delivery already in flight (``in_progress`` / ``duplicate_in_flight``, not recorded)
   409 + Retry-After: a retry gets the first run's outcome, or runs again once its lock expired;
 - noop / in_progress 200; deferred 200 (outside ``DBUPGRADE_WINDOW`` with policy ``reject``:
   nothing was submitted and nothing will be by itself; ``message`` names the window, resend inside it);
 - rejected: invalid input (code ``InvalidRequest``) 422 naming ``field``; rejected by the pre-check
-  or the scope guard (not found, not ready, downgrade, not offered, out of scope) 409, ``reason``
-  says which;
+  or the scope guard (not found, not ready, downgrade, not offered, out of scope, a ``blocked``
+  readiness report) 409, ``reason`` says which;
 - failed: a configuration error (reason ``configuration``: a wrong AccessKey, a missing RAM
   permission, a wrong endpoint) 500 ``misconfigured``, ``detail`` saying what to fix and the code;
   the instance busy with another task (reason ``instance_busy``) 503 + Retry-After; a throttling
@@ -465,8 +467,9 @@ class WebhookApp:
 
 def outcome_reply(outcome: Outcome) -> ItemReply:
     """The HTTP status and body for an outcome (the table in the module docstring)."""
-    if outcome.status == "submitted":
+    if outcome.status in ("submitted", "awaiting_backup"):
         # A dry run that would submit accepted nothing: 200, so no sender takes it for a submission.
+        # Waiting for its backup is accepted too: the tracker submits it once the backup finished.
         return ItemReply(200 if outcome.dry_run else 202, outcome.to_dict())
     if outcome.reason == "duplicate_in_flight":
         # Another invocation holds this delivery's lock, or died holding it with its outcome

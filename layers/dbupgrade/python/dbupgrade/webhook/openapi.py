@@ -122,6 +122,19 @@ def openapi_document() -> dict[str, Any]:
             "current_step": {"type": ["string", "null"], "description": "The task's step running now."},
             "task_status": {"type": ["string", "null"], "description": "The task's Status (Running, ...)."},
             "progress_at": {"type": ["string", "null"], "description": "When the task was last read."},
+            "backup_id": {
+                "type": ["string", "null"],
+                "description": "The backup the gate (DBUPGRADE_BACKUP) found or took before the upgrade.",
+            },
+            "rollback": {
+                "type": ["string", "null"],
+                "description": "failed / stuck / halted: what rolling back means for this engine and path.",
+            },
+            "readiness": {
+                "type": ["object", "null"],
+                "description": "Dry runs and `blocked` refusals: the readiness report (verdict go / warn / "
+                "blocked and its findings, each naming its source API).",
+            },
             "at": {"type": "string", "format": "date-time"},
         },
     }
