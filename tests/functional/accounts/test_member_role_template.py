@@ -100,11 +100,18 @@ def _member_run(
         except CloudError as error:
             refused.append(error.code)
     for instance, target in ((REDIS, "7.0"), (MONGO, "5.0")):
+        # A dry run reads the whole readiness report (booked events, task history) first.
+        preview = upgrader.run(UpgradeRequest(instance, target, account_id=PROD, dry_run=True))
         outcome = upgrader.run(UpgradeRequest(instance, target, account_id=PROD, ticket_id="CHG-16"))
-        if outcome.status != "submitted":
-            assert outcome.reason == "configuration", outcome
-            refused.append(str(outcome.code))
-            assert PROD in (outcome.message or "") or outcome.code == "Forbidden.RAM", outcome.message
+        for verdict in (preview, outcome):
+            if verdict.status == "submitted":
+                continue
+            if verdict.reason == "blocked":  # a readiness read refused: it fails closed, naming the code
+                refused.extend(code for code in ("Forbidden.RAM",) if code in (verdict.message or ""))
+                continue
+            assert verdict.reason == "configuration", verdict
+            refused.append(str(verdict.code))
+            assert PROD in (verdict.message or "") or verdict.code == "Forbidden.RAM", verdict.message
     return refused
 
 
@@ -128,4 +135,5 @@ def test_each_statement_is_needed(member_run, sid):
 def test_a_role_trusting_another_account_cannot_be_assumed(member_run):
     refused = member_run(TEMPLATE, management="9000000000000009")
 
-    assert refused == ["NoPermission"] * 4
+    # Two selections, and for each instance a dry run and a request: every one refused NoPermission.
+    assert refused == ["NoPermission"] * 6

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dbupgrade import backup, readiness, runbook
+from dbupgrade import backup, hops, readiness, runbook
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.context import InvocationContext
 from dbupgrade.engines import ENGINES
@@ -40,10 +40,15 @@ def _assess(
     upgrader: Upgrader, job: _Job, attributes: Mapping[str, Any] | None, checks: tuple[str, ...]
 ) -> readiness.Readiness:
     config = upgrader.config
+    target = job.request.target_version
+    if attributes is not None:
+        # A multi-hop upgrade (dbupgrade.hops) is offered hop by hop: the report checks the first.
+        path = hops.path_to(job.engine, str(attributes.get(job.engine.version_key)), target)
+        target = path[1] if path else target
     return readiness.assess(
         job.engine,
         job.request.instance_id,
-        job.request.target_version,
+        target,
         _caller(upgrader, job),
         region=job.region,
         now=upgrader._now(),
@@ -57,8 +62,17 @@ def _assess(
 
 
 def preview(upgrader: Upgrader, job: _Job, verdict: Outcome) -> Outcome:
-    """A dry run's verdict with the full readiness report attached (``Outcome.readiness``)."""
-    report = _assess(upgrader, job, None, readiness.ALL_CHECKS)
+    """A dry run's verdict with the full readiness report attached (``Outcome.readiness``).
+
+    The instance's attributes come through the use case's own describe, so a plan that read the
+    fleet through the list APIs (``rollouts.plan``) answers them from those reads."""
+    if verdict.reason == "not_found":
+        return verdict  # no instance: nothing to be ready
+    try:
+        attributes, _ = upgrader._describe(job)
+    except CloudError:
+        attributes = None  # the report describes it again and, failing, blocks (fail closed)
+    report = _assess(upgrader, job, attributes, readiness.ALL_CHECKS)
     if verdict.status == "submitted" and report.verdict == "blocked":
         verdict = blocked(job, report)
     elif verdict.status == "submitted" and report.needs_backup:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +84,10 @@ class _Job:
     owner: str  # who holds the instance's claim for this request: its idempotency key, or a token
     stop: Callable[[], tuple[str, str] | None] | None = None
     claim_account: str | None = None  # the claim's account: a member's, None for the own account
+    # The request's answers of the offered-versions reads, by (action, params): the pre-check and the
+    # readiness report ask the same ones (DescribeEngineVersion, DescribeAvailableEngineVersion)
+    # within milliseconds. Describes are never kept: a reconciliation must see the instance anew.
+    reads: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = field(default_factory=dict)
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -607,10 +611,17 @@ class Upgrader:
         )
 
     def _call(self, job: _Job, action: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """One of the job's cloud calls: its engine, region and credentials, retried until its deadline."""
-        return self.cloud.call_with_retries(
+        """One of the job's cloud calls: its engine, region and credentials, retried until its deadline.
+        An offered-versions read is asked once per request (``_Job.reads``); anything else goes out."""
+        key = (action, tuple(sorted((k, str(v)) for k, v in params.items())))
+        if key in job.reads:
+            return job.reads[key]
+        body = self.cloud.call_with_retries(
             job.engine, job.region, action, params, job.credentials, deadline=job.context.deadline
         )
+        if action in (job.engine.gate_action, job.engine.available_action):
+            job.reads[key] = body
+        return body
 
     def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
         engine = job.engine

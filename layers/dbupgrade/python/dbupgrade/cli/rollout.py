@@ -347,6 +347,8 @@ def check_command(
     from_versions: tuple[str, ...],
     targets: tuple[str, ...],
     effective: str | None,
+    accounts: tuple[str, ...],
+    all_accounts: bool,
     concurrency: int,
     as_json: bool,
 ) -> None:
@@ -355,9 +357,22 @@ def check_command(
 
     with _operator_errors():
         upgrader = _cloud_upgrader(reads_store=False)
-        found = _resolve_targets(upgrader, manifest, engine, tags, regions, from_versions, targets, effective)
-        result = plan(upgrader, found, concurrency=concurrency)
-    misconfigured = [row for row in result["rows"] if row["reason"] == "configuration"]
+        found, unreachable = _resolve_targets(
+            upgrader,
+            manifest,
+            engine,
+            tags,
+            regions,
+            from_versions,
+            targets,
+            effective,
+            accounts,
+            all_accounts,
+            label="check",
+        )
+        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label="check")
+    # A member account's configuration is that account's (its location says so); the own one's is all.
+    misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
     if misconfigured:
         raise click.ClickException(str(misconfigured[0]["message"]))
     if as_json:
