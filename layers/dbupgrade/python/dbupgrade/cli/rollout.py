@@ -246,6 +246,47 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _planned(
+    label: str,
+    manifest: Path | None,
+    engine: str | None,
+    tags: tuple[str, ...],
+    regions: tuple[str, ...],
+    from_versions: tuple[str, ...],
+    targets: tuple[str, ...],
+    effective: str | None,
+    accounts: tuple[str, ...],
+    all_accounts: bool,
+    concurrency: int,
+) -> dict[str, Any]:
+    """The plan (with each target's readiness report) of `rollout plan` and `check`, read-only;
+    ``label`` names the member accounts' role sessions."""
+    from dbupgrade.rollouts import plan
+
+    with _operator_errors():
+        upgrader = _cloud_upgrader(reads_store=False)
+        found, unreachable = _resolve_targets(
+            upgrader,
+            manifest,
+            engine,
+            tags,
+            regions,
+            from_versions,
+            targets,
+            effective,
+            accounts,
+            all_accounts,
+            label=label,
+        )
+        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label=label)
+    # A member account's configuration is that account's (its location says so); the own one's is all.
+    misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
+    if misconfigured:
+        # Every row would say the same: the key, role or endpoint is wrong. One line says what to fix.
+        raise click.ClickException(str(misconfigured[0]["message"]))
+    return result
+
+
 @rollout.command("plan", epilog=MANIFEST_HELP)
 @target_options
 @click.option(
@@ -278,29 +319,19 @@ def plan_command(
     deployed functions would do: immediate, the instance's maintenance window, or deferred until the
     window opens.
     """
-    from dbupgrade.rollouts import plan
-
-    with _operator_errors():
-        upgrader = _cloud_upgrader(reads_store=False)
-        found, unreachable = _resolve_targets(
-            upgrader,
-            manifest,
-            engine,
-            tags,
-            regions,
-            from_versions,
-            targets,
-            effective,
-            accounts,
-            all_accounts,
-            label="plan",
-        )
-        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label="plan")
-    # A member account's configuration is that account's (its location says so); the own one's is all.
-    misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
-    if misconfigured:
-        # Every row would say the same: the key, role or endpoint is wrong. One line says what to fix.
-        raise click.ClickException(str(misconfigured[0]["message"]))
+    result = _planned(
+        "plan",
+        manifest,
+        engine,
+        tags,
+        regions,
+        from_versions,
+        targets,
+        effective,
+        accounts,
+        all_accounts,
+        concurrency,
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -353,28 +384,19 @@ def check_command(
     as_json: bool,
 ) -> None:
     """``dbupgrade check``: the readiness report of every target (read-only, like ``rollout plan``)."""
-    from dbupgrade.rollouts import plan
-
-    with _operator_errors():
-        upgrader = _cloud_upgrader(reads_store=False)
-        found, unreachable = _resolve_targets(
-            upgrader,
-            manifest,
-            engine,
-            tags,
-            regions,
-            from_versions,
-            targets,
-            effective,
-            accounts,
-            all_accounts,
-            label="check",
-        )
-        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label="check")
-    # A member account's configuration is that account's (its location says so); the own one's is all.
-    misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
-    if misconfigured:
-        raise click.ClickException(str(misconfigured[0]["message"]))
+    result = _planned(
+        "check",
+        manifest,
+        engine,
+        tags,
+        regions,
+        from_versions,
+        targets,
+        effective,
+        accounts,
+        all_accounts,
+        concurrency,
+    )
     if as_json:
         click.echo(json.dumps({"verdicts": result["verdicts"], "rows": result["rows"]}, indent=2))
     else:
