@@ -59,6 +59,7 @@ def seed(upgrades: int, qps: float) -> dict[str, Any]:
                 "EngineVersion": "6.0",
                 "InstanceStatus": "Normal",
                 "NodeType": "MASTER_SLAVE",
+                "AutomaticBackup": "00:00Z",  # a fresh daily backup: the default gate submits at once
             }
             for n in range(upgrades)
         ],

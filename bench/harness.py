@@ -61,6 +61,7 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "NodeType": "MASTER_SLAVE",
             "MaintainStartTime": "18:00Z",
             "MaintainEndTime": "19:00Z",
+            "AutomaticBackup": "00:00Z",  # a fresh daily backup: the default gate (fresh:24) submits
             "Tags": {"env": "bench"},
         }
         for pool, n in pools.items()
@@ -75,6 +76,7 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "DBInstanceType": "replicate",
             "MaintainStartTime": "18:00Z",
             "MaintainEndTime": "19:00Z",
+            "AutomaticBackup": "00:00Z",
             "Tags": {"env": "bench"},
         }
         for pool, n in pools.items()
