@@ -255,7 +255,9 @@ def test_only_the_scheduler_fans_out_and_the_tracker_follows_backups_it_never_st
     }
     assert follows_and_submits <= tracker
     never = {"kvstore:CreateBackup", "dds:CreateBackup"}
-    never |= {f"{ns}:{verb}ActiveOperationTasks" for ns in ("kvstore", "dds") for verb in ("Modify", "Cancel")}
+    never |= {
+        f"{ns}:{verb}ActiveOperationTasks" for ns in ("kvstore", "dds") for verb in ("Modify", "Cancel")
+    }
     assert not tracker & never
 
 
