@@ -235,13 +235,30 @@ def test_the_roles_allow_together_exactly_what_the_code_calls_plus_what_fc_does_
         assert all(statement["Effect"] == "Allow" for statement in inline_statements(service))
 
 
-def test_only_the_scheduler_fans_out_or_lists_and_the_tracker_upgrades_no_redis() -> None:
-    fan_out_and_list = {"fc:InvokeFunction", "kvstore:DescribeInstances", "dds:DescribeDBInstances"}
+def test_only_the_scheduler_fans_out_and_the_tracker_follows_backups_it_never_starts() -> None:
+    fan_out, lists = {"fc:InvokeFunction"}, {"kvstore:DescribeInstances", "dds:DescribeDBInstances"}
     for function, service in SERVICE_OF.items():
-        expected = fan_out_and_list if function == "scheduled" else set()
-        assert granted(service) & fan_out_and_list == expected, function
-    # The tracker submits a multi-hop MongoDB upgrade's next hop (dbupgrade.hops); it never upgrades Redis.
-    assert "kvstore:ModifyInstanceMajorVersion" not in granted(SERVICE_OF["tracker"])
+        assert granted(service) & fan_out == (fan_out if function == "scheduled" else set()), function
+        # Fleet selectors list; the tracker reads its in-flight instances in lists (dbupgrade.fleet).
+        expected = lists if function in ("scheduled", "tracker") else set()
+        assert granted(service) & lists == expected, function
+    # The tracker upgrades only what waited for it: a backup-gated target once the backup its request
+    # started finished (dbupgrade.gate), and a multi-hop chain's next hop (dbupgrade.hops). It reads
+    # backups and never starts one, nor moves or cancels a booking.
+    tracker = granted(SERVICE_OF["tracker"])
+    follows_and_submits = {
+        "kvstore:DescribeBackups",
+        "dds:DescribeBackups",
+        "kvstore:DescribeEngineVersion",
+        "kvstore:ModifyInstanceMajorVersion",
+        "dds:UpgradeDBInstanceEngineVersion",
+    }
+    assert follows_and_submits <= tracker
+    never = {"kvstore:CreateBackup", "dds:CreateBackup"}
+    never |= {
+        f"{ns}:{verb}ActiveOperationTasks" for ns in ("kvstore", "dds") for verb in ("Modify", "Cancel")
+    }
+    assert not tracker & never
 
 
 def test_writes_are_scoped_to_our_topics_function_queue_and_instances() -> None:

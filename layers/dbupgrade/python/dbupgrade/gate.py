@@ -6,13 +6,16 @@
   DescribeBackups); ``blocked`` refuses the request (``rejected``, reason ``blocked``), no upgrade call;
 - ``start``: no backup qualifies -> CreateBackup, ``awaiting_backup`` (the claim stays held);
 - ``after_backup``: the tracker's step for an ``awaiting_backup`` outcome (under its instance lock):
-  the backup finished -> describe, pre-check and submit; failed -> ``failed`` / ``backup_failed``;
+  the backup finished -> describe, pre-check and submit (hop 1 of a chain when the target is several
+  majors ahead, ``dbupgrade.hops``); failed -> ``failed`` / ``backup_failed``. A member account's
+  target is followed and submitted with the credentials of the member's role, its claim the member's;
 - ``attach_rollback``: a failed, stuck or halted outcome carries what rollback means (``runbook``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +109,7 @@ def start(upgrader: Upgrader, job: _Job, claim: Claim, seconds: int, from_versio
         halted = job.outcome(
             "halted", reason=reason, from_version=from_version, message=f"not upgraded: {why}"
         )
-        return halted, ClaimChange("release", job.owner)
+        return halted, ClaimChange("release", job.owner, account_id=job.claim_account)
     try:
         body = upgrader._call(
             job, job.engine.backup_create_action, {job.engine.id_param: job.request.instance_id}
@@ -120,7 +123,7 @@ def start(upgrader: Upgrader, job: _Job, claim: Claim, seconds: int, from_versio
             from_version=from_version,
             message=f"the backup before the upgrade was refused ({error.code}): {error.message[:200]}",
         )
-        return failed, ClaimChange("release", job.owner)
+        return failed, ClaimChange("release", job.owner, account_id=job.claim_account)
     backup_id = str(body.get(job.engine.backup_created_key) or "")
     waiting = job.outcome(
         "awaiting_backup",
@@ -134,7 +137,7 @@ def start(upgrader: Upgrader, job: _Job, claim: Claim, seconds: int, from_versio
         ),
     )
     keep = seconds + backup.BACKUP_WAIT_SECONDS
-    return waiting, ClaimChange("accept", job.owner, claim.accepted(None), keep)
+    return waiting, ClaimChange("accept", job.owner, claim.accepted(None), keep, job.claim_account)
 
 
 def after_backup(
@@ -156,8 +159,10 @@ def after_backup(
         rollout_id=waiting.rollout_id,
         source=waiting.source if waiting.source in ("timer", "webhook", "queue", "cli") else "cli",
         correlation_id=waiting.correlation_id,
+        account_id=waiting.account_id,
     )
-    held = upgrader.store.claim_of(waiting.instance_id)
+    member = hops.claim_account(upgrader, waiting.account_id)
+    held = upgrader.store.claim_of(waiting.instance_id, member)
     owner = held.owner if held is not None and held.to_version == waiting.to_version else ""
     job = _Job(
         request,
@@ -165,12 +170,18 @@ def after_backup(
         region,
         str(request.effective),
         ctx,
-        upgrader.cloud.credentials(ctx.credentials),
+        None,  # the target account's, read in the try below: a refused role is recorded like a refused read
         owner,
         _rollout_stop(upgrader, waiting.rollout_id),
+        claim_account=member,
     )
-    release = ClaimChange("release_version", waiting.to_version)
+    release = ClaimChange("release_version", waiting.to_version, account_id=member)
     try:
+        # A member account's backup and upgrade are its own: read and submitted through its role.
+        job = replace(
+            job,
+            credentials=upgrader.credentials_for(waiting.account_id, ctx, region, waiting.rollout_id),
+        )
         state = backup.follow(
             engine,
             _caller(upgrader, job),
@@ -211,7 +222,7 @@ def after_backup(
 
 def _submit_after(upgrader: Upgrader, job: _Job, waiting: Outcome) -> tuple[Outcome, ClaimChange | None]:
     """Describe, pre-check and submit, as a request does, now that the backup finished."""
-    release = ClaimChange("release_version", waiting.to_version)
+    release = ClaimChange("release_version", waiting.to_version, account_id=job.claim_account)
     try:
         attributes, describe_id = upgrader._describe(job)
         verdict = upgrader._precheck(job, attributes, describe_id) if attributes is not None else None
@@ -228,22 +239,15 @@ def _submit_after(upgrader: Upgrader, job: _Job, waiting: Outcome) -> tuple[Outc
     if verdict is not None:
         return verdict, release
     from_version = str(attributes.get(job.engine.version_key))
-    outcome = upgrader._submit(job, from_version)
+    path = hops.path_to(job.engine, from_version, job.request.target_version)
+    if path is None:
+        outcome = upgrader._submit(job, from_version)
+    else:  # several majors ahead: hop 1 of the chain, the tracker submits the rest (dbupgrade.hops)
+        outcome = hops.submit_first(upgrader, job, from_version, path)
     if outcome.status == "submitted":
         seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
-        accepted = Claim(
-            instance_id=job.request.instance_id,
-            to_version=job.request.target_version,
-            owner=job.owner,
-            source=job.request.source,
-            ticket_id=job.request.ticket_id,
-            rollout_id=job.request.rollout_id,
-            effective=job.effective,
-            at=waiting.at,
-            request_id=outcome.request_id,
-            state="accepted",
-        )
-        return outcome, ClaimChange("accept", job.owner, accepted, seconds)
+        accepted = job.claim(waiting.at).accepted(outcome.request_id)
+        return outcome, ClaimChange("accept", job.owner, accepted, seconds, job.claim_account)
     if outcome.reason == "unknown_result":
         return outcome, None  # the upgrade may have landed: the claim stays until it expires
     return outcome, release

@@ -25,6 +25,10 @@ The chain is checkpointed in the store (``Store.save_chain``) BEFORE each hop's 
 (or at it) means the call landed - it is recorded, never sent again. Only a maintenance-window hop
 whose reply was lost is ambiguous (a booking shows nothing until the window opens): like the use
 case, it ends ``failed`` / ``unknown_result`` for a person to check rather than risk a second booking.
+
+A member account's chain (``Chain.account_id``) is the member's from end to end: the tracker makes
+every hop's calls with the credentials of the member's role (``Upgrader.credentials_for``) and keeps
+the claim under the member's key, as the request that started it did.
 """
 
 from __future__ import annotations
@@ -127,6 +131,9 @@ class Chain:
     started_at: str | None = None
     request_ids: dict[str, str | None] = field(default_factory=dict)  # hop -> the upgrade's RequestId
     verified: list[dict[str, Any]] = field(default_factory=list)  # {"hop", "version", "at"} per hop done
+    # The instance's account (None: the own account): every hop is called with that account's
+    # credentials, and its claim is the account's (``dbupgrade.store.claims``).
+    account_id: str | None = None
 
     @property
     def hops(self) -> int:
@@ -174,6 +181,7 @@ def submit_first(upgrader: Upgrader, job: _Job, from_version: str, path: list[st
         ticket_id=request.ticket_id,
         rollout_id=request.rollout_id,
         correlation_id=request.correlation_id,
+        account_id=request.account_id,
     )
     _save(upgrader, job.engine, chain)
     hop_job = replace(job, request=request.with_(target_version=path[1]))
@@ -256,15 +264,28 @@ class Chains:
             rollout_id=chain.rollout_id,
             source=chain.source,
             correlation_id=chain.correlation_id,
+            account_id=chain.account_id,
         )
+        try:
+            credentials = upgrader.credentials_for(chain.account_id, ctx, chain.region, chain.rollout_id)
+        except CloudError as error:  # the member's role: missing or untrusting, or STS unreachable
+            if error.transient:
+                logger.warning(
+                    "next hop: no credentials yet; the next tick retries", extra={"code": error.code}
+                )
+                return None
+            why = error.explain(chain.instance_id)
+            return self._end(followed, chain, "failed", "configuration", error.code, why, now, ctx)
+        member = claim_account(upgrader, chain.account_id)
         job = _Job(
             request,
             engine,
             chain.region,
             chain.effective,
             ctx,
-            upgrader.cloud.credentials(ctx.credentials),
+            credentials,
             chain.owner,
+            claim_account=member,
         )
         seconds = claim_seconds(engine.stuck_after_seconds, chain.effective)
         claim = Claim(
@@ -276,6 +297,7 @@ class Chains:
             rollout_id=chain.rollout_id,
             effective=chain.effective,
             at=now.strftime(TIME_FORMAT),
+            account_id=member,
         )
         held = store.claim(claim, seconds)
         if held is not None:
@@ -373,7 +395,9 @@ class Chains:
         ctx: InvocationContext,
     ) -> Outcome | None:
         """Record hop ``chain.hop``'s submission (replacing the followed outcome) and keep the claim."""
-        accepted = ClaimChange("accept", chain.owner, claim.accepted(outcome.request_id), seconds)
+        accepted = ClaimChange(
+            "accept", chain.owner, claim.accepted(outcome.request_id), seconds, claim.account_id
+        )
         recorded = self.upgrader.finish(outcome, ctx, follows=followed, claim=accepted)
         if recorded is not None:
             chain.state = SUBMITTED
@@ -411,6 +435,7 @@ class Chains:
             hop=chain.hop,
             hops=chain.hops,
             path=list(chain.path),
+            account_id=chain.account_id,  # the claim released is the account's
             message=(
                 f"hop {chain.hop}/{chain.hops} to {chain.version} not submitted: {why}; the instance stays "
                 f"at {chain.path[chain.hop - 1]} (hops verified: {len(chain.verified)})"
@@ -421,6 +446,12 @@ class Chains:
         if recorded is not None:
             self.upgrader.store.drop_chain(chain.instance_id)
         return recorded
+
+
+def claim_account(upgrader: Upgrader, account_id: str | None) -> str | None:
+    """The account an instance's claim is kept under: a member's, None for the own account (as the
+    use case takes it, whether or not the request named the own account)."""
+    return None if upgrader.accounts.is_own(account_id) else account_id
 
 
 def _parse(text: str) -> datetime:

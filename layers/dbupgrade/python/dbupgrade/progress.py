@@ -8,7 +8,9 @@ products) and a start-time range (``FromStartTime`` / ``ToStartTime``, required;
 back", same metadata), paged at ``PAGE_SIZE`` (the metadata's maximum).
 
 What is read is shown, never decided on: completion is the version read back (``dbupgrade.tracker``).
-A failed read is logged and the tick goes on without progress.
+A failed read is logged and the tick goes on without progress. A member account's upgrades are read
+per account, with the credentials of the member's role (``Upgrader.credentials_for``): its tasks are
+only visible in its own account.
 
 Example::
 
@@ -77,15 +79,23 @@ def read(
     upgrader: Upgrader, followed: Sequence[Outcome], ctx: InvocationContext, now: datetime
 ) -> dict[str, dict[str, Any]]:
     """Instance id -> the progress fields of its newest task started since its followed outcome."""
-    groups: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Outcome]] = defaultdict(list)
     for outcome in followed:
         region = outcome.region or upgrader.config.region or ctx.region
         if outcome.engine in ENGINES and region:
-            groups[(str(outcome.engine), str(region))].append(outcome)
+            groups[(str(outcome.engine), str(region), outcome.account_id or "")].append(outcome)
     found: dict[str, dict[str, Any]] = {}
-    credentials = upgrader.cloud.credentials(ctx.credentials)
-    for (name, region), outcomes in groups.items():
+    for (name, region, account), outcomes in groups.items():
         engine = ENGINES[name]
+        try:
+            # A member account's tasks are its own: read through its role (dbupgrade.accounts).
+            credentials = upgrader.credentials_for(account or None, ctx, region, outcomes[0].rollout_id)
+        except CloudError as error:
+            logger.warning(
+                "task progress not read: no credentials for the account; the next tick tries again",
+                extra={"account_id": account, "code": error.code},
+            )
+            continue
         for start in range(0, len(outcomes), IDS_PER_CALL):
             batch = outcomes[start : start + IDS_PER_CALL]
             since = {o.instance_id: _since(o) for o in batch}
