@@ -5,6 +5,10 @@ names like ``upgrade.in_progress`` are longer, so the tag is the event name with
 ``upgrade.`` prefix (``submitted``, ``in_progress``...): subscriptions filter on that, and the body's
 ``event`` keeps the full name.
 
+Besides the outcomes (and a rollout's ``rollout.completed`` / ``rollout.halted`` summary), a campaign
+publishes one ``campaign.digest`` a day (``dbupgrade.rollouts.campaign``: its burn-down; tag
+``campaign.digest``), additive to message v1.
+
 A publish is tried a few times; when it still fails the message goes to the store's outbox and
 ``Upgrader.drain_outbox`` delivers it later (the tracker drains it every tick), so an outcome is never
 lost and never notified twice by the same run.

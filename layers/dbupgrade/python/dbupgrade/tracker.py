@@ -36,7 +36,9 @@ fleet / page size. A booked (maintenance-window) upgrade is still described on i
 describe carries the window's bounds.
 
 A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
-and advances every active rollout (releasing the next wave once the previous one is over). The drain
+and advances every active rollout (releasing the next wave once the previous one is over), then
+sends each campaign (a rollout with ``--apply-by``) its one burn-down digest of the day
+(``dbupgrade.rollouts.campaign.send_digests``). The drain
 goes first, in batches, and stops ``OUTBOX_RESERVE_SECONDS`` before the invocation's deadline so the
 checks and the rollouts keep their time; what it leaves waits for the next tick, in order.
 
@@ -240,6 +242,7 @@ class Tracker:
         tasks = progress.read(self.upgrader, watched, ctx, now)
         transitions, checked = self._check_shards(watched, ctx, now, tasks)
         rollouts = self._advance_rollouts(ctx)
+        digests = self._campaign_digests(rollouts, ctx, now)
         summary = {
             "checked": checked,
             "unchecked": len(watched) - checked,
@@ -248,6 +251,7 @@ class Tracker:
             "outbox_left": self.upgrader.store.outbox_size(),
             "notifications_set_aside": self.upgrader.store.set_aside_size(),
             "rollouts": rollouts,
+            "digests": digests,
         }
         logger.info("tracker tick", extra={"checked": checked, "transitions": len(transitions)})
         return summary
@@ -542,6 +546,14 @@ class Tracker:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
         return advance_all(self.upgrader, ctx)
+
+    def _campaign_digests(
+        self, rollouts: list[dict[str, Any]], ctx: InvocationContext, now: datetime
+    ) -> list[str]:
+        """One ``campaign.digest`` per campaign per day (``dbupgrade.rollouts.campaign``)."""
+        from dbupgrade.rollouts.campaign import send_digests
+
+        return send_digests(self.upgrader, rollouts, ctx, now)
 
 
 # Progress is written again once it moved this many percentage points (or its step or status

@@ -79,6 +79,73 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def campaign_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--apply-by, --waves-by-tag and --exclude-unmatched (``dbupgrade.rollouts.campaign``)."""
+    options = [
+        click.option(
+            "--apply-by",
+            metavar="DATE",
+            help="A campaign: the date it must be done by (ISO date or datetime, UTC; 2026-09-25 is that "
+            "day's 00:00 UTC). `status` shows the burn-down; the tracker sends one digest a day.",
+        ),
+        click.option(
+            "--waves-by-tag",
+            metavar="KEY=V1,V2,...",
+            help="Wave n holds the targets whose tag KEY is the nth value (env=dev,staging,prod); "
+            "instead of --waves. A target with another value or none is refused unless --exclude-unmatched.",
+        ),
+        click.option(
+            "--exclude-unmatched",
+            is_flag=True,
+            help="With --waves-by-tag: leave out the targets whose tag has none of the values (counted "
+            "per value on stderr) instead of refusing.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _campaign(
+    upgrader: Any,
+    found: list[dict[str, Any]],
+    apply_by: str | None,
+    waves_by_tag: str | None,
+    exclude_unmatched: bool,
+    label: str,
+) -> tuple[str | None, list[dict[str, Any]], tuple[int, ...] | None, dict[str, Any] | None]:
+    """(apply_by, the targets in release order, the waves, the wave tag plan): the targets and waves
+    as given when no --waves-by-tag; refusals are one line (``InvalidRequest``)."""
+    from dbupgrade.model import InvalidRequest
+    from dbupgrade.rollouts.campaign import parse_apply_by, parse_wave_tag, read_tags
+    from dbupgrade.rollouts.campaign import waves_by_tag as by_tag
+
+    if exclude_unmatched and not waves_by_tag:
+        raise InvalidRequest("--exclude-unmatched", "goes with --waves-by-tag")
+    deadline = parse_apply_by(apply_by) if apply_by else None
+    if not waves_by_tag:
+        return deadline, found, None, None
+    key, values = parse_wave_tag(waves_by_tag)
+    tags = read_tags(upgrader, found, label=label)
+    ordered, sizes, plan = by_tag(found, tags, key, values, exclude_unmatched=exclude_unmatched)
+    for value, count in plan["excluded"].items():
+        click.echo(f"left out {count} target(s) with {key} {value}: not a wave of --waves-by-tag", err=True)
+    return deadline, ordered, sizes, plan
+
+
+def _wave_tag_lines(plan: dict[str, Any] | None) -> list[str]:
+    if not plan:
+        return []
+    waves = ", ".join(
+        f"wave {w['wave']} {plan['key']}={w['value']}: {w['targets']}"
+        if w["wave"]
+        else f"{plan['key']}={w['value']}: none"
+        for w in plan["waves"]
+    )
+    excluded = ", ".join(f"{value}: {count}" for value, count in plan["excluded"].items())
+    return [f"waves by tag: {waves}" + (f" (left out: {excluded})" if excluded else "")]
+
+
 # The manifest format, shown under `rollout --help`, `plan --help` and `start --help`.
 MANIFEST_HELP = """\b
 MANIFEST: a file of targets, its format by its suffix:
@@ -297,6 +364,16 @@ def _planned(
     type=click.IntRange(min=0),
     help="The error budget `start` would get: the plan says whether its predicted rejections spend it.",
 )
+@campaign_options
+@click.option(
+    "--max-in-flight", type=click.IntRange(min=1), help="The pace `start` would get: upgrades at once."
+)
+@click.option(
+    "--max-in-flight-per-location",
+    type=click.IntRange(min=1),
+    help="The pace `start` would get: upgrades at once per location.",
+)
+@click.option("--window", help="The release window `start` would get (default: DBUPGRADE_WINDOW).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan_command(
     manifest: Path | None,
@@ -310,6 +387,12 @@ def plan_command(
     all_accounts: bool,
     concurrency: int,
     max_errors: int | None,
+    apply_by: str | None,
+    waves_by_tag: str | None,
+    exclude_unmatched: bool,
+    max_in_flight: int | None,
+    max_in_flight_per_location: int | None,
+    window: str | None,
     as_json: bool,
 ) -> None:
     """Read-only: what a rollout would do to every target (describe APIs only, nothing is submitted).
@@ -318,6 +401,9 @@ def plan_command(
     point the CLI at the stack's values, e.g. `eval "$(dbupgrade local env)"`), so WHEN says what the
     deployed functions would do: immediate, the instance's maintenance window, or deferred until the
     window opens.
+
+    A campaign (--apply-by, --waves-by-tag): the waves by tag, and whether the date is reachable at
+    the pace the waves, --max-in-flight[-per-location] and the window allow.
     """
     result = _planned(
         "plan",
@@ -332,6 +418,16 @@ def plan_command(
         all_accounts,
         concurrency,
     )
+    if apply_by or waves_by_tag or exclude_unmatched:
+        result["campaign"] = _plan_campaign(
+            result,
+            apply_by,
+            waves_by_tag,
+            exclude_unmatched,
+            max_in_flight,
+            max_in_flight_per_location,
+            window,
+        )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -361,6 +457,67 @@ def plan_command(
         click.echo(f"window {result['window']}, outside it: {result['window_policy']}")
     for line in budget_lines(result, max_errors):
         click.echo(line)
+    for line in campaign_lines(result.get("campaign")):
+        click.echo(line)
+
+
+def _plan_campaign(
+    result: dict[str, Any],
+    apply_by: str | None,
+    waves_by_tag: str | None,
+    exclude_unmatched: bool,
+    max_in_flight: int | None,
+    max_in_flight_per_location: int | None,
+    window: str | None,
+) -> dict[str, Any]:
+    """The plan's campaign part: the waves by tag and the projection against the date."""
+    from collections import Counter
+
+    from dbupgrade.config import Window
+    from dbupgrade.errors import ConfigError
+    from dbupgrade.rollouts.campaign import EXPECTED_UPGRADE_SECONDS, projection
+    from dbupgrade.rollouts.model import location_of, parse_waves
+
+    with _operator_errors():
+        upgrader = _cloud_upgrader(reads_store=False)
+        try:
+            release = Window.parse(window, "--window") if window else upgrader.config.window
+        except ConfigError as error:
+            raise click.BadParameter(str(error), param_hint="--window") from None
+        fields = ("instance_id", "engine", "region", "account_id", "target_version")
+        found = [{k: row[k] for k in fields if row.get(k) is not None} for row in result["rows"]]
+        deadline, ordered, sizes, plan = _campaign(
+            upgrader, found, apply_by, waves_by_tag, exclude_unmatched, "plan"
+        )
+        waves = sizes or parse_waves("1,10%,100%", len(ordered))
+        # A multi-hop row says how long it takes; the others are one hop.
+        longest = max((row["expected_seconds"] or 0 for row in result["rows"]), default=0)
+        projected = projection(
+            waves,
+            Counter(location_of(t) for t in ordered),
+            apply_by=deadline,
+            max_in_flight=max_in_flight,
+            max_in_flight_per_location=max_in_flight_per_location,
+            window=release,
+            upgrade_seconds=max(longest, EXPECTED_UPGRADE_SECONDS),
+        )
+    return {"apply_by": deadline, "waves_by_tag": plan, "waves": list(waves), "projection": projected}
+
+
+def campaign_lines(campaign: dict[str, Any] | None) -> list[str]:
+    """The plan's campaign part in words: the waves by tag, the projected end against the date."""
+    if not campaign:
+        return []
+    lines = _wave_tag_lines(campaign["waves_by_tag"])
+    p = campaign["projection"]
+    pace = (
+        f"at {p['upgrades_at_once']} upgrade(s) at once, {p['rounds']} round(s) of ~{_duration(p['upgrade_seconds'])}: "
+        f"~{p['projected_days']} day(s), done ~{p['projected_end']} (~{p['pace_per_day']}/day)"
+    )
+    if campaign["apply_by"]:
+        verdict = "REACHABLE" if p["reachable"] else "NOT REACHABLE at this pace: raise the in-flight limits"
+        pace += f"; apply by {campaign['apply_by']} ({p['days_left']} days left): {verdict}"
+    return [*lines, pace]
 
 
 def _path_text(row: dict[str, Any]) -> str:
@@ -434,7 +591,10 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
 @rollout.command("start", epilog=MANIFEST_HELP)
 @target_options
 @click.option("--id", "rollout_id", help="Rollout id (default: ro-<UTC time>); used by status/resume/cancel.")
-@click.option("--waves", default="1,10%,100%", show_default=True, help="Cumulative wave sizes: counts or %.")
+@click.option(
+    "--waves",
+    help="Cumulative wave sizes: counts or % (default 1,10%,100%); or --waves-by-tag instead.",
+)
 @click.option(
     "--max-in-flight", type=click.IntRange(min=1), help="Upgrades released but not finished, at most."
 )
@@ -466,6 +626,7 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
         "of refusing to start."
     ),
 )
+@campaign_options
 @click.option("--yes", "-y", is_flag=True, help="Start without the confirmation prompt (scripts, CI).")
 def start_command(
     manifest: Path | None,
@@ -478,7 +639,7 @@ def start_command(
     accounts: tuple[str, ...],
     all_accounts: bool,
     rollout_id: str | None,
-    waves: str,
+    waves: str | None,
     max_in_flight: int | None,
     max_errors: int | None,
     max_in_flight_per_location: int | None,
@@ -486,6 +647,9 @@ def start_command(
     window: str | None,
     exclude_predicted_errors: bool,
     exclude_owned: bool,
+    apply_by: str | None,
+    waves_by_tag: str | None,
+    exclude_unmatched: bool,
     yes: bool,
 ) -> None:
     """Record a rollout and release its first wave; prints the rollout id.
@@ -499,13 +663,23 @@ def start_command(
 
     Later waves are released by `rollout advance` or the tracker function (every minute), each only
     once every target of the waves before it has finished, while the error budget holds.
+
+    A campaign: --apply-by DATE records the date (`status` shows the burn-down, the tracker sends a
+    digest a day); --waves-by-tag env=dev,staging,prod releases one tag value per wave, in that
+    order, under the same budgets and in-flight limits (not with --waves).
     """
     from dbupgrade.config import Window
     from dbupgrade.errors import ConfigError
     from dbupgrade.model import InvalidRequest
     from dbupgrade.rollouts import Rollouts, RolloutSpec, parse_waves
+    from dbupgrade.rollouts.campaign import wave_text
     from dbupgrade.rollouts.model import ROLLOUT_ID
 
+    if waves is not None and waves_by_tag:
+        raise click.BadParameter(
+            "give --waves or --waves-by-tag, not both: waves by tag release one tag value per wave",
+            param_hint="--waves",
+        )
     rollout_id = rollout_id or datetime.now(timezone.utc).strftime("ro-%Y%m%dT%H%M%SZ")
     if not ROLLOUT_ID.match(rollout_id):
         raise click.BadParameter("letters, digits, '.', '_' or '-', at most 64", param_hint="--id")
@@ -531,8 +705,12 @@ def start_command(
         )
         if max_errors is not None:
             found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors, rollout_id)
+        deadline, found, by_tag, plan = _campaign(
+            upgrader, found, apply_by, waves_by_tag, exclude_unmatched, rollout_id
+        )
+        waves = wave_text(plan) if plan else (waves or "1,10%,100%")
         try:
-            sizes = parse_waves(waves, len(found))
+            sizes = by_tag or parse_waves(waves, len(found))
         except InvalidRequest as error:
             raise click.BadParameter(str(error), param_hint="--waves") from None
         spec = RolloutSpec(
@@ -546,6 +724,8 @@ def start_command(
             max_in_flight_per_location=max_in_flight_per_location,
             max_errors_per_location=max_errors_per_location,
             unreachable=tuple(unreachable),
+            apply_by=deadline,
+            wave_tags=plan,
         )
         if not yes:
             _confirm_start(upgrader, spec)
@@ -569,7 +749,8 @@ def _confirm_start(upgrader: Any, spec: Any) -> None:
         + (f" ({len(spec.unreachable)} location(s) unreachable)" if spec.unreachable else "")
         + ", "
         f"{prod_text(count_prod_like(upgrader, spec.targets), total)}, "
-        f"waves {list(spec.waves)} (cumulative), "
+        f"waves {'by tag ' + spec.wave_text + ' ' if spec.wave_tags else ''}{list(spec.waves)} (cumulative), "
+        + (f"apply by {spec.apply_by}, " if spec.apply_by else "")
         + (f"released only inside {spec.window}" if spec.window else "released from now on")
         + (f", halts past {spec.max_errors} errors" if spec.max_errors is not None else ", no error budget")
         + f"; when: {when_text(upgrader, [t.get('effective') for t in spec.targets])}",
@@ -881,6 +1062,7 @@ def render_status(status: dict[str, Any], max_lines: int | None = None) -> str:
         + (f" (budget {status['max_errors']})" if status["max_errors"] is not None else "")
         + f"; elapsed {_duration(status['duration_seconds'])}",
         *_location_lines(status),
+        *burndown_lines(status),
         ROW_HEADER,
     ]
     rows = status["rows"]
@@ -915,6 +1097,39 @@ def _location_lines(status: dict[str, Any]) -> list[str]:
         why = f" - {g['reason']}" if g["reason"] else ""
         lines.append(f"  {g['location']:<34} {g['status'].upper():<11} {counts}{why}")
     return lines
+
+
+def burndown_lines(status: dict[str, Any]) -> list[str]:
+    """A campaign's burn-down: per location and in total, done / remaining / failed or halted, the
+    pace the date needs against the pace so far (upgrades a day), and days left."""
+    burn = status.get("burndown")
+    if not burn:
+        return []
+    lines = _wave_tag_lines(burn["waves_by_tag"])
+    if burn["apply_by"]:
+        lines.append(f"apply by {burn['apply_by']}: {_days(burn['days_left'])}")
+    lines.append(
+        f"  {'BURN-DOWN':<34} {'TARGETS':>7} {'DONE':>6} {'REMAINING':>9} {'FAILED/HALTED':>13} "
+        f"{'NEEDED/DAY':>10} {'SO FAR/DAY':>10}"
+    )
+    for group in [*burn["locations"], {**burn["total"], "location": "total"}]:
+        track = {True: "", False: "  BEHIND", None: ""}[group["on_track"]]
+        lines.append(
+            f"  {group['location']:<34} {group['targets']:>7} {group['done']:>6} {group['remaining']:>9} "
+            f"{group['failed_or_halted']:>13} {_rate(group['pace_needed_per_day']):>10} "
+            f"{_rate(group['pace_so_far_per_day']):>10}{track}"
+        )
+    return lines
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _days(days_left: float | None) -> str:
+    if days_left is None:
+        return "-"
+    return f"{days_left:g} days left" if days_left > 0 else f"PAST the date by {-days_left:g} days"
 
 
 def _loud(headline: str) -> str:

@@ -138,6 +138,10 @@ class RolloutSpec:
     # Locations whose fleet could not even be listed (the member's role missing or untrusting):
     # {"account_id", "region", "code", "message"}; they have no targets, the status reports them.
     unreachable: tuple[dict[str, Any], ...] = ()
+    # A campaign (``dbupgrade.rollouts.campaign``): the date it must be done by (RFC 3339 UTC), and
+    # the waves by tag ({"key", "values", "waves": [{"value", "targets", "wave"}], "excluded", ...}).
+    apply_by: str | None = None
+    wave_tags: dict[str, Any] | None = None
 
     def wave_of(self, index: int) -> int:
         """1-based wave number of the target at ``index``."""
@@ -164,6 +168,8 @@ class RolloutSpec:
             max_in_flight_per_location=data.get("max_in_flight_per_location"),
             max_errors_per_location=data.get("max_errors_per_location"),
             unreachable=tuple(data.get("unreachable") or ()),
+            apply_by=data.get("apply_by"),
+            wave_tags=data.get("wave_tags"),
         )
 
 

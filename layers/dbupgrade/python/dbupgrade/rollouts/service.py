@@ -31,6 +31,7 @@ from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import bind_invocation, logger
 from dbupgrade.model import Outcome, Status
+from dbupgrade.rollouts.campaign import kept_waves
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
@@ -536,6 +537,9 @@ def _without(spec: RolloutSpec, owned: dict[str, str]) -> RolloutSpec:
     targets = tuple(t for t in spec.targets if t["instance_id"] not in owned)
     if not targets:
         raise TargetsOwned(owned)  # nothing left to roll out
+    if spec.wave_tags:  # waves by tag: each keeps its value (dbupgrade.rollouts.campaign)
+        waves, plan = kept_waves(spec, {t["instance_id"] for t in targets})
+        return replace(spec, targets=targets, waves=waves, wave_tags=plan)
     return replace(spec, targets=targets, waves=parse_waves(spec.wave_text, len(targets)))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from dbupgrade import clock
 from dbupgrade.config import Window
+from dbupgrade.rollouts.campaign import burndown
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
@@ -254,6 +255,9 @@ def summarize(
         "max_in_flight_per_location": spec.max_in_flight_per_location,
         "max_errors_per_location": spec.max_errors_per_location,
         "locations": locations,
+        "apply_by": spec.apply_by,
+        # A campaign's burn-down (dbupgrade.rollouts.campaign); None for a rollout without a date or tag waves.
+        "burndown": burndown(spec, meta, states, now) if spec.apply_by or spec.wave_tags else None,
         "rows": [_row(target, states[target["instance_id"]]) for target in spec.targets],
     }
 

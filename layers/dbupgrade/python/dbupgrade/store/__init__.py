@@ -8,6 +8,7 @@
 - ``set_progress``: a task's progress kept on the followed outcome (compare-and-set, not recorded).
 - ``lock``: redis-py's ``Lock`` (token-checked atomic release, ``extend``) for the tracker, the
   rollouts and the outbox drain, each held no longer than its caller's deadline allows.
+- ``claim_digest``: a campaign's digest of the day, claimed and queued in the outbox in one script.
 - the notification outbox: ``drain``, ``outbox_done`` / ``outbox_due`` for the entry an outcome
   write queued.
 

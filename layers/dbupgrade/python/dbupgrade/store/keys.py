@@ -19,6 +19,7 @@
 ``dbupgrade:rollouts:active``               rollouts the tracker advances
 ``dbupgrade:rollouts:start-lock``           one ``rollout start`` at a time (target ownership check)
 ``dbupgrade:ratelimit:<account>:<product>:<action>``  a token bucket (``dbupgrade.ratelimit``)
+``dbupgrade:campaign:<id>:digest:<day>``    a campaign's digest of that UTC day was queued (expires)
 ==========================================  ==================================================================
 """
 
@@ -79,3 +80,8 @@ def rollout(rollout_id: str, part: str) -> str:
 
 def ratelimit(account: str, product: str, action: str) -> str:
     return f"{RATELIMIT_PREFIX}{account}:{product}:{action}"
+
+
+def campaign_digest(rollout_id: str, day: str) -> str:
+    """``day``: ``YYYY-MM-DD`` (UTC); see ``dbupgrade.rollouts.campaign.send_digests``."""
+    return f"{PREFIX}campaign:{rollout_id}:digest:{day}"

@@ -29,6 +29,7 @@ class MemoryStore:
         self._outbox: list[str] = []
         self._set_aside: list[dict[str, Any]] = []
         self._chains: dict[str, tuple[str, float]] = {}
+        self._digests: dict[tuple[str, str], float] = {}
         self._lock = threading.RLock()
 
     def finish(
@@ -174,6 +175,14 @@ class MemoryStore:
         finally:
             with self._lock:
                 self._locks.pop(name, None)
+
+    def claim_digest(self, rollout_id: str, day: str, message: dict[str, Any], seconds: int) -> bool:
+        with self._lock:
+            if self._digests.get((rollout_id, day), 0) > time.monotonic():
+                return False
+            self._digests[(rollout_id, day)] = time.monotonic() + seconds
+            self._outbox.append(outbox_entry(message, due_now=True))
+            return True
 
     def outbox_add(self, entry: dict[str, Any]) -> None:
         with self._lock:

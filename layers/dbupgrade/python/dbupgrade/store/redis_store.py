@@ -40,6 +40,7 @@ class RedisStore:
         self._finish = client.register_script(scripts.FINISH)
         self._claim = client.register_script(scripts.CLAIM)
         self._progress = client.register_script(scripts.PROGRESS)
+        self._digest = client.register_script(scripts.DIGEST)
 
     # -- outcomes -------------------------------------------------------------------------------
 
@@ -239,6 +240,18 @@ class RedisStore:
                 pass  # expired (the holder outlived its deadline) and possibly taken since: not ours
             except redis.exceptions.RedisError as exc:
                 raise StoreUnavailable(f"state store unavailable: {type(exc).__name__}") from None
+
+    # -- campaigns ------------------------------------------------------------------------------
+
+    def claim_digest(self, rollout_id: str, day: str, message: dict[str, Any], seconds: int) -> bool:
+        """Claim the campaign's digest of ``day`` and queue ``message`` in the outbox (due at once),
+        in one script; False when that day's digest was already claimed (nothing queued)."""
+        entry = outbox_entry(message, due_now=True)
+        with redis_errors():
+            claimed = self._digest(
+                keys=[keys.campaign_digest(rollout_id, day), keys.OUTBOX], args=[entry, seconds]
+            )
+        return bool(int(claimed))
 
     # -- the notification outbox ----------------------------------------------------------------
 

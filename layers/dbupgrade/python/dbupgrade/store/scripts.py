@@ -72,6 +72,15 @@ end
 return written
 """
 
+# Claim a campaign's digest of one day and queue it in the outbox, both or neither: one digest per
+# campaign per day however many ticks run, at once or later. KEYS: 1 the day's claim, 2 outbox.
+# ARGV: 1 the outbox entry JSON, 2 the claim's time to live (seconds). Returns 1 when claimed now.
+DIGEST = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # Take an instance's claim: KEYS[1] the claim; ARGV: 1 claim JSON, 2 its owner, 3 time to live.
 # Free, or already this owner's (a redelivery after its holder died): taken, returns nil.
 # Held by another owner: returns the holder's JSON, untouched.
