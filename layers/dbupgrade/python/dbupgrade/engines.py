@@ -102,7 +102,13 @@ class Engine:
 
     def actions(self) -> tuple[str, ...]:
         """Every API action called for this engine (what its RAM policies must allow together)."""
-        calls = (self.describe_action, self.list_action, self.gate_action, self.available_action)
+        calls = (
+            self.describe_action,
+            self.list_action,
+            self.regions_action,
+            self.gate_action,
+            self.available_action,
+        )
         every = (*calls, *self.readiness_actions(), self.upgrade_action, *TASK_ACTIONS)
         return tuple(dict.fromkeys(action for action in every if action))
 
