@@ -47,11 +47,14 @@ _FORMAT_RANGE = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 # Parameters sent flattened (``Tag.1.Key``): named by the metadata, checked by no rule here.
 _STRUCTURED = frozenset({"array", "object"})
 _SCALAR = frozenset({"string", "integer", "boolean"})
-# STS and Resource Manager: only AssumeRole and ListAccounts, transcribed from the same metadata
-# mirror (each file's "source" says where); regenerate.py does not write them.
+# STS and Resource Manager (only AssumeRole and ListAccounts) and the products' DescribeRegions (absent
+# from the research copy regenerate.py reads): transcribed from the same metadata mirror (each file's
+# "source" says where); regenerate.py does not write them.
 _FILES = (
     "r-kvstore-2015-01-01.json",
+    "r-kvstore-2015-01-01-regions.json",
     "dds-2015-12-01.json",
+    "dds-2015-12-01-regions.json",
     "sts-2015-04-01.json",
     "resourcemanager-2020-03-31.json",
 )

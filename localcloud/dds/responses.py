@@ -10,6 +10,7 @@ from typing import Any
 
 from localcloud.dds.models import DdsBackend, upgrade_targets
 from localcloud.openapi.errors import require
+from localcloud.openapi.handler import CallContext
 from localcloud.openapi.instance_responses import InstanceActions
 from localcloud.openapi.lifecycle import BackupJob, BackupSet, Instance, iso
 from localcloud.openapi.task_responses import TASK_ACTIONS, TaskResponse
@@ -22,6 +23,13 @@ LIST_KEYS = (
     "StorageType", "VpcAuthMode", "ZoneId",
 )  # fmt: skip
 
+
+REGIONS_ACTION = "DescribeRegions"
+# The metadata's example answers cn-hangzhou with the central host (DescribeRegions EndPoint,
+# "mongodb.aliyuncs.com"). assumption: every other region answers its regional host (tea-openapi's
+# "regional" rule); a region's RegionName and a zone's ZoneName are their IDs (localcloud keeps no
+# table of names) and every zone is VpcEnabled (the metadata's example).
+CENTRAL_ENDPOINT = ("cn-hangzhou", "mongodb.aliyuncs.com")
 
 # assumption: a plausible backup set size; no rule reads it.
 BACKUP_SIZE = 6 * 1024 * 1024
@@ -37,7 +45,7 @@ class DdsResponse(TaskResponse[DdsBackend]):
         versions="DescribeAvailableEngineVersion",
         upgrade="UpgradeDBInstanceEngineVersion",
     )
-    actions = action_names.names() | TASK_ACTIONS
+    actions = action_names.names() | TASK_ACTIONS | {REGIONS_ACTION}
     db_type = "mongodb"  # "fixed: mongodb" (metadata DescribeHistoryTasks DbType)
     history_product = "dds"  # "fixed: dds" (metadata DescribeHistoryTasks Product)
     # assumption: the history TaskType of an engine-version upgrade; the documented list (metadata) has
@@ -52,6 +60,32 @@ class DdsResponse(TaskResponse[DdsBackend]):
 
     def __init__(self, cloud: Any) -> None:
         super().__init__(cloud.dds)
+        self._answers[REGIONS_ACTION] = self.describe_regions
+
+    def describe_regions(self, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
+        """The regions Dds serves (SDK ``_describe_regions_response_body.py``: Regions.DdsRegion[] of
+        RegionId, RegionName, EndPoint, Zones.Zone[] {ZoneId, ZoneName, VpcEnabled}). A RegionId
+        parameter names the one region wanted (the SDK request model: "If you do not specify this
+        parameter, all supported regions are queried"); the host's region filters nothing."""
+        wanted = params.get("RegionId")
+        return {
+            "Regions": {
+                "DdsRegion": [
+                    {
+                        "RegionId": region,
+                        "RegionName": region,
+                        "EndPoint": CENTRAL_ENDPOINT[1]
+                        if region == CENTRAL_ENDPOINT[0]
+                        else f"mongodb.{region}.aliyuncs.com",
+                        "Zones": {
+                            "Zone": [{"ZoneId": zone, "ZoneName": zone, "VpcEnabled": True} for zone in zones]
+                        },
+                    }
+                    for region, zones in self.backends.served_regions()
+                    if not wanted or region == wanted
+                ]
+            }
+        }
 
     def describe_versions(self, backend: DdsBackend, inst: Instance) -> dict[str, Any]:
         return {"EngineVersions": {"EngineVersion": upgrade_targets(inst.attrs)}}

@@ -10,6 +10,7 @@ from typing import Any
 
 from localcloud.kvstore.models import MEMCACHE, KvstoreBackend
 from localcloud.openapi.errors import require
+from localcloud.openapi.handler import CallContext
 from localcloud.openapi.instance_responses import InstanceActions
 from localcloud.openapi.lifecycle import BackupJob, BackupSet, Instance, iso
 from localcloud.openapi.task_responses import TASK_ACTIONS, TaskResponse
@@ -23,6 +24,13 @@ LIST_KEYS = (
     "ResourceGroupId", "ShardCount", "UserName", "VSwitchId", "VpcId", "ZoneId",
 )  # fmt: skip
 
+
+REGIONS_ACTION = "DescribeRegions"
+# The metadata's example answers cn-hangzhou with the central host (DescribeRegions RegionEndpoint,
+# "r-kvstore.aliyuncs.com"; the SDK client's ``_endpoint_map`` maps cn-hangzhou there too).
+# assumption: every other region answers its regional host (tea-openapi's "regional" rule), and a
+# region's LocalName is its ID (localcloud keeps no table of region names).
+CENTRAL_ENDPOINT = ("cn-hangzhou", "r-kvstore.aliyuncs.com")
 
 # assumption: the backup set size and download hosts are plausible values; no rule reads them.
 BACKUP_SIZE = 1024 * 1024
@@ -38,7 +46,7 @@ class KvstoreResponse(TaskResponse[KvstoreBackend]):
         versions="DescribeEngineVersion",
         upgrade="ModifyInstanceMajorVersion",
     )
-    actions = action_names.names() | TASK_ACTIONS
+    actions = action_names.names() | TASK_ACTIONS | {REGIONS_ACTION}
     db_type = "redis"  # "fixed: redis" (metadata DescribeHistoryTasks DbType)
     history_product = "kvstore"  # "fixed: kvstore" (metadata DescribeHistoryTasks Product)
     # assumption: the history TaskType of a major upgrade; the documented types (metadata: ModifyInsSpec,
@@ -52,6 +60,28 @@ class KvstoreResponse(TaskResponse[KvstoreBackend]):
 
     def __init__(self, cloud: Any) -> None:
         super().__init__(cloud.kvstore)
+        self._answers[REGIONS_ACTION] = self.describe_regions
+
+    def describe_regions(self, params: dict[str, str], ctx: CallContext) -> dict[str, Any]:
+        """Every region R-kvstore serves (SDK ``_describe_regions_response_body.py``: RegionIds.
+        KVStoreRegion[] of RegionId, LocalName, RegionEndpoint, ZoneIds "a,b", ZoneIdList.ZoneId[]).
+        The metadata names no RegionId parameter: whatever the caller's region, all are listed."""
+        return {
+            "RegionIds": {
+                "KVStoreRegion": [
+                    {
+                        "RegionId": region,
+                        "LocalName": region,
+                        "RegionEndpoint": CENTRAL_ENDPOINT[1]
+                        if region == CENTRAL_ENDPOINT[0]
+                        else f"r-kvstore.{region}.aliyuncs.com",
+                        "ZoneIds": ",".join(zones),
+                        "ZoneIdList": {"ZoneId": zones},
+                    }
+                    for region, zones in self.backends.served_regions()
+                ]
+            }
+        }
 
     def describe_versions(self, backend: KvstoreBackend, inst: Instance) -> dict[str, Any]:
         """DescribeEngineVersion's fields (SDK ``_describe_engine_version_response_body.py`` L11-86)."""

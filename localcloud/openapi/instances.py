@@ -6,6 +6,8 @@ defaults, and the rules of its versions and upgrade. ``InstanceBackend.backends(
 product's ``BackendDict``: one backend per ``(account_id, region)``, each made on first use from the
 seed entries of that account (seed key ``AccountId``, default the seed's first account) and region
 (``RegionId``). Parsing requests and rendering bodies is the product's ``responses.py``.
+``InstanceBackends.served_regions()`` is what the product's DescribeRegions answers: the seed's
+``regions`` (every product serves them), else every region the product's seed entries are in.
 
 Example::
 
@@ -46,6 +48,11 @@ LOCAL_ONLY_SEED_KEYS = (
 )  # fmt: skip
 
 _Backend = TypeVar("_Backend", bound="InstanceBackend")
+
+# assumption: the zone of a served region no seeded instance is in; the products' seed defaults put an
+# instance in "<region>-h" (kvstore/models.py, dds/models.py), the zone of both metadata examples
+# (DescribeRegions, R-kvstore and Dds: cn-hangzhou-h).
+DEFAULT_ZONE_SUFFIX = "-h"
 
 
 class InstanceBackend:
@@ -109,6 +116,7 @@ class InstanceBackend:
             cloud.clock,
             float(seed.get("upgrade_seconds", 2)),
             float(seed.get("backup_seconds", 5)),
+            regions=[str(region) for region in seed.get("regions") or []],
         )
 
     # --- what each product defines --------------------------------------------------------------
@@ -212,18 +220,33 @@ class InstanceBackends(BackendDict[_Backend]):
         clock: Clock,
         upgrade_seconds: float,
         backup_seconds: float = 5.0,
+        regions: list[str] | None = None,
     ) -> None:
+        """``regions``: the regions the product serves (the seed's ``regions``); none given: the
+        regions its seed entries are in."""
         self.backend_cls = backend_cls
         self.clock = clock
         self.upgrade_seconds = upgrade_seconds
         self.backup_seconds = backup_seconds
         self.seeded_at = clock.now()
         self._entries: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._zones: dict[str, list[str]] = {}
         for entry in entries:
             attrs = backend_cls.seed_attrs(entry)  # a seed that contradicts itself fails here, at start
             key = (str(entry.get("AccountId") or default_account), str(attrs["RegionId"]))
             self._entries.setdefault(key, []).append(entry)
+            zones = self._zones.setdefault(key[1], [])
+            if str(attrs["ZoneId"]) not in zones:
+                zones.append(str(attrs["ZoneId"]))
+        self._regions = regions or sorted(self._zones)
         super().__init__(self._make, self._entries)
+
+    def served_regions(self) -> list[tuple[str, list[str]]]:
+        """``(region, zones)`` of every region the product serves, in the seed's order (else sorted);
+        a region's zones are its seeded instances' (whatever account owns them)."""
+        return [
+            (region, self._zones.get(region) or [region + DEFAULT_ZONE_SUFFIX]) for region in self._regions
+        ]
 
     def _make(self, account_id: str, region: str) -> _Backend:
         entries = self._entries.get((account_id, region), [])

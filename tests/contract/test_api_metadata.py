@@ -287,6 +287,7 @@ def key_paths(value: Any, path: str = "") -> set[str]:
 
 KVSTORE_CALLS = [
     ("DescribeInstances", {}, km.DescribeInstancesResponseBody),
+    ("DescribeRegions", {}, km.DescribeRegionsResponseBody),
     *[("DescribeInstanceAttribute", {"InstanceId": i}, km.DescribeInstanceAttributeResponseBody) for i in REDIS_IDS],
     *[("DescribeEngineVersion", {"InstanceId": i}, km.DescribeEngineVersionResponseBody) for i in REDIS_IDS],
     (
@@ -310,6 +311,7 @@ KVSTORE_CALLS = [
 ]  # fmt: skip
 DDS_CALLS = [
     ("DescribeDBInstances", {}, dm.DescribeDBInstancesResponseBody),
+    ("DescribeRegions", {}, dm.DescribeRegionsResponseBody),
     ("DescribeDBInstances", {"DBInstanceType": "sharding"}, dm.DescribeDBInstancesResponseBody),
     *[("DescribeDBInstanceAttribute", {"DBInstanceId": i}, dm.DescribeDBInstanceAttributeResponseBody) for i in MONGO_IDS],
     *[("DescribeAvailableEngineVersion", {"DBInstanceId": i}, dm.DescribeAvailableEngineVersionResponseBody) for i in MONGO_IDS],

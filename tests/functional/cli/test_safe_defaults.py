@@ -102,9 +102,12 @@ def test_a_selector_says_which_regions_it_scans(
     lc = make_localcloud()
     default = run_cli(lc, tmp_path, "--engine", "redis", "--target", "7.0", command="rollout plan")
     assert default.returncode == 0, default.stderr
-    assert default.stderr.splitlines()[0] == (
-        "scanning redis in cn-hangzhou (DBUPGRADE_REGION; --region to scan others)"
-    )
+    # No --region: every region R-kvstore serves (its DescribeRegions: the seed's three regions).
+    assert default.stderr.splitlines()[:2] == [
+        "scanning redis in every region the product serves (DescribeRegions)",
+        "  the own account: redis in cn-beijing, cn-hangzhou, cn-shanghai",
+    ]
+    assert "r-bp1demo0000000008" in default.stdout and "r-bp1demo0000000002" in default.stdout
     named = run_cli(
         lc, tmp_path, "--engine", "redis", "--region", "cn-beijing", "--region", "cn-shanghai",
         "--target", "7.0", command="rollout plan",

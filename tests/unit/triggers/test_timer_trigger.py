@@ -87,6 +87,12 @@ def test_payload_may_already_be_an_object() -> None:
         ({"select": {"tag": {"env": "prod"}}, "target_version": "7.0"}, "payload.select.tag"),
         ({"select": {"tags": {"env": 1}}, "target_version": "7.0"}, "payload.select.tags"),
         ({"select": {"regions": [1]}, "target_version": "7.0"}, "payload.select.regions"),
+        ({"select": {"accounts": ["prod"]}, "target_version": "7.0"}, "payload.select.accounts"),
+        ({"select": {"all_accounts": "yes"}, "target_version": "7.0"}, "payload.select.all_accounts"),
+        (
+            {"select": {"accounts": ["2"], "all_accounts": True}, "target_version": "7.0"},
+            "payload.select.accounts",
+        ),
         ({"select": {}, "target_version": {"redis": 7}}, "payload.target_version"),
         ({"select": {}, "target_version": "7.0", "inline_limit": True}, "payload.inline_limit"),
         ({"select": {}, "target_version": "7.0", "inline_limit": 1000}, "payload.inline_limit"),
@@ -153,3 +159,18 @@ def test_random_json_payloads_only_ever_raise_invalid_request(payload: object, a
     except InvalidRequest:
         return
     assert plan.upgrades or plan.select is not None
+
+
+def test_the_organisation_example_selects_every_account_in_every_served_region() -> None:
+    plan = parse_timer_event((EVENTS / "timer-select-accounts.json").read_bytes())
+
+    assert plan.select is not None
+    assert plan.select.all_accounts and plan.select.accounts == () and plan.select.regions == ()
+
+
+def test_a_selector_may_name_member_accounts() -> None:
+    plan = parse_timer_event(
+        json.dumps({"select": {"accounts": ["2000000000000002"]}, "target_version": "7.0"})
+    )
+
+    assert plan.select is not None and plan.select.accounts == ("2000000000000002",)

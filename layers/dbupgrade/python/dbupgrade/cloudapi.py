@@ -345,10 +345,12 @@ class CloudApi:
         credentials: Credentials | None,
         *,
         deadline: float | None = None,
+        regional: bool = True,
     ) -> dict[str, Any]:
         """One attempt; returns the JSON body (with RequestId) or raises ``CloudError``.
 
         With a limiter, the attempt first waits for a token of the fleet-wide rate limit.
+        ``regional=False`` sends no RegionId (Dds DescribeRegions lists only the region it names).
         """
         from alibabacloud_tea_openapi import models as open_api_models
         from darabonba.runtime import RuntimeOptions
@@ -368,7 +370,8 @@ class CloudApi:
             req_body_type="formData",
             body_type="json",
         )
-        query = {"RegionId": region, **{k: str(v) for k, v in params.items()}}
+        query = {"RegionId": region} if regional else {}
+        query.update({k: str(v) for k, v in params.items()})
         read_ms = DEFAULT_READ_TIMEOUT_MS
         if deadline is not None:
             read_ms = max(500, min(read_ms, int((deadline - time.monotonic()) * 1000)))
@@ -425,6 +428,7 @@ class CloudApi:
         *,
         deadline: float,
         sleep: Callable[[float], None] = time.sleep,
+        regional: bool = True,
     ) -> dict[str, Any]:
         """``call`` again after transient refusals until it answers, refuses for good or time runs out.
 
@@ -434,7 +438,9 @@ class CloudApi:
         attempt = 0
         while True:
             try:
-                return self.call(engine, region, action, params, credentials, deadline=deadline)
+                return self.call(
+                    engine, region, action, params, credentials, deadline=deadline, regional=regional
+                )
             except CloudError as error:
                 if (error.ambiguous and not resendable(engine, action)) or not error.transient:
                     raise

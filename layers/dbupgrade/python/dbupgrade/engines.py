@@ -89,6 +89,10 @@ class Engine:
     backup_filter_param: str = "BackupJobId"  # the DescribeBackups parameter that finds its set
     operations_action: str = "DescribeActiveOperationTasks"  # upgrades booked for the window (O&M events)
     history_action: str = "DescribeHistoryTasks"  # tasks accepted and their progress
+    # Every region the product serves (a selector that names no region scans them all): the same
+    # action in both products, its answer nested differently (SDK DescribeRegionsResponseBody).
+    regions_action: str = "DescribeRegions"
+    regions_path: tuple[str, ...] = ()
 
     def endpoint(self, region: str) -> str:
         """The official endpoint host of ``region`` (as the product SDK's endpoint map has it)."""
@@ -98,7 +102,13 @@ class Engine:
 
     def actions(self) -> tuple[str, ...]:
         """Every API action called for this engine (what its RAM policies must allow together)."""
-        calls = (self.describe_action, self.list_action, self.gate_action, self.available_action)
+        calls = (
+            self.describe_action,
+            self.list_action,
+            self.regions_action,
+            self.gate_action,
+            self.available_action,
+        )
         every = (*calls, *self.readiness_actions(), self.upgrade_action, *TASK_ACTIONS)
         return tuple(dict.fromkeys(action for action in every if action))
 
@@ -213,6 +223,7 @@ REDIS = Engine(
     version_key="EngineVersion",
     list_action="DescribeInstances",
     list_path=("Instances", "KVStoreInstance"),
+    regions_path=("RegionIds", "KVStoreRegion"),
     list_page_size=50,
     upgrade_action="ModifyInstanceMajorVersion",
     version_param="MajorVersion",
@@ -277,6 +288,7 @@ MONGODB = Engine(
     version_key="EngineVersion",
     list_action="DescribeDBInstances",
     list_path=("DBInstances", "DBInstance"),
+    regions_path=("Regions", "DdsRegion"),
     list_page_size=100,
     upgrade_action="UpgradeDBInstanceEngineVersion",
     version_param="EngineVersion",

@@ -237,7 +237,7 @@ def _resolve_targets(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The targets, and the locations that could not be listed (account x region, with why)."""
     from dbupgrade.model import InvalidRequest
-    from dbupgrade.rollouts import load_manifest, select_targets, validate_targets
+    from dbupgrade.rollouts import load_manifest, validate_targets
 
     selecting = bool(engine or tags or regions or from_versions or targets or accounts or all_accounts)
     if accounts and all_accounts:
@@ -248,12 +248,8 @@ def _resolve_targets(
         return validate_targets(load_manifest(manifest), effective=effective), []
     if not selecting:
         raise InvalidRequest("manifest", "give a MANIFEST file or a selector (--engine/--tag/... --target)")
-    scanned = list(regions) or [upgrader.config.region or "the default region (none set)"]
-    click.echo(
-        f"scanning {engine or 'redis and mongodb'} in {', '.join(map(str, scanned))}"
-        + ("" if regions else " (DBUPGRADE_REGION; --region to scan others)"),
-        err=True,
-    )
+    scanned = ", ".join(regions) if regions else "every region the product serves (DescribeRegions)"
+    click.echo(f"scanning {engine or 'redis and mongodb'} in {scanned}", err=True)
     selector = {
         "engine": engine,
         "tags": dict(_pair(tag, "--tag") for tag in tags),
@@ -269,9 +265,7 @@ def _resolve_targets(
             by_engine[engine] = target
         else:
             raise InvalidRequest("target", "with both engines selected, write ENGINE=VERSION (redis=7.0)")
-    if accounts or all_accounts:
-        return _select_organisation(upgrader, selector, by_engine, accounts, effective, label)
-    return select_targets(upgrader, selector, by_engine, effective=effective), []
+    return _select_organisation(upgrader, selector, by_engine, accounts, all_accounts, effective, label)
 
 
 def _select_organisation(
@@ -279,10 +273,12 @@ def _select_organisation(
     selector: dict[str, Any],
     by_engine: dict[str, str],
     accounts: tuple[str, ...],
+    all_accounts: bool,
     effective: str | None,
     label: str | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Select in each location (account x region); what each gave, one line each on stderr."""
+    """Select in each location (account x region): the own account alone unless --account or
+    --all-accounts names more; the regions scanned and what each location gave, on stderr."""
     from dbupgrade.accounts import organisation_accounts
     from dbupgrade.config import ACCOUNT_ID_PATTERN
     from dbupgrade.model import InvalidRequest
@@ -291,12 +287,25 @@ def _select_organisation(
     for account in accounts:
         if not ACCOUNT_ID_PATTERN.match(account):
             raise InvalidRequest("--account", f"expected a numeric account ID, got {account[:40]!r}")
-    regions = selector["regions"]
-    ids = list(accounts) or organisation_accounts(upgrader, None, regions[0] if regions else None)
-    click.echo(f"selecting in {len(ids)} account(s): {', '.join(ids)}", err=True)
-    selection = select_locations(upgrader, selector, by_engine, ids, effective=effective, label=label)
+    ids: list[str | None] = [None]
+    if accounts or all_accounts:
+        regions = selector["regions"]
+        ids = list(accounts) or list(organisation_accounts(upgrader, None, regions[0] if regions else None))
+        click.echo(f"selecting in {len(ids)} account(s): {', '.join(map(str, ids))}", err=True)
+
+    def scanning(account: str | None, by_engine: Any) -> None:
+        if selector["regions"]:
+            return  # the regions given, already shown
+        where = f"account {account}" if account else "the own account"
+        for name, regions in by_engine.items():
+            shown = ", ".join(regions) or "none (DBUPGRADE_ALLOWED_REGIONS excludes them all)"
+            click.echo(f"  {where}: {name} in {shown}", err=True)
+
+    selection = select_locations(
+        upgrader, selector, by_engine, ids, effective=effective, label=label, scanning=scanning
+    )
     for location in selection.locations:
-        where = f"{location['account_id']}/{location['region']}"
+        where = f"{location['account_id'] or 'own account'}/{location['region']}"
         if location["code"] is None:
             click.echo(f"  {where}: {location['found']} instance(s)", err=True)
         else:

@@ -9,7 +9,8 @@ rows, or ``{"targets": [...]}``.
 
 ``select_locations`` selects across accounts and regions (the locations): a location whose fleet
 cannot be listed because of its configuration (the member's role missing or untrusting) is reported
-as unreachable, and the other locations go on.
+as unreachable, and the other locations go on. A selector that names no region scans every region
+the product serves, asked per account with the product's own ``DescribeRegions``.
 """
 
 from __future__ import annotations
@@ -17,17 +18,24 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dbupgrade.cloudapi import CloudError
-from dbupgrade.engines import ENGINES
+from dbupgrade.context import adapt_context
+from dbupgrade.engines import ENGINES, dig
 from dbupgrade.model import InvalidRequest
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.model import TARGET_FIELDS
 from dbupgrade.usecase import Upgrader
+
+# Where DescribeRegions is asked when neither DBUPGRADE_REGION nor the function's region is known
+# (the products' central endpoint serves it: their SDKs' endpoint maps).
+DEFAULT_REGION = "cn-hangzhou"
+# The region of an unreachable location whose regions could not even be asked: all of them.
+ALL_REGIONS = "*"
 
 
 def load_manifest(path: Path) -> list[dict[str, Any]]:
@@ -117,20 +125,26 @@ def select_targets(
     return validate_targets(rows, effective=effective)
 
 
-def _select_rows(
-    upgrader: Upgrader, selector: Mapping[str, Any], targets_by_engine: Mapping[str, str], context: Any
-) -> list[dict[str, Any]]:
+def _engines(selector: Mapping[str, Any], targets_by_engine: Mapping[str, str]) -> list[str]:
+    """The engines a selector scans: its engine, else every engine given a target version."""
     if not targets_by_engine:
         raise InvalidRequest("target", "name a target version per engine, e.g. redis=7.0")
     unknown = sorted(set(targets_by_engine) - set(ENGINES))
     if unknown:
         raise InvalidRequest("target", f"unknown engine {unknown[0]!r}; allowed", allowed=sorted(ENGINES))
     engine = selector.get("engine")
-    engines = [engine] if engine else sorted(targets_by_engine)
-    rows: list[dict[str, Any]] = []
+    engines = [str(engine)] if engine else sorted(targets_by_engine)
     for name in engines:
         if name not in targets_by_engine:
             raise InvalidRequest("target", f"no target version for the selected engine {name}")
+    return engines
+
+
+def _select_rows(
+    upgrader: Upgrader, selector: Mapping[str, Any], targets_by_engine: Mapping[str, str], context: Any
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in _engines(selector, targets_by_engine):
         for item in upgrader.select({**selector, "engine": name}, context):
             rows.append(
                 {
@@ -141,6 +155,26 @@ def _select_rows(
                 }
             )
     return rows
+
+
+def served_regions(
+    upgrader: Upgrader, engine: str, account: str | None, context: Any = None, label: str | None = None
+) -> list[str]:
+    """Every region the engine's product serves, by its own ``DescribeRegions`` in ``account`` (None:
+    the own one; a member's through its role, the session named ``label``), cut to
+    DBUPGRADE_ALLOWED_REGIONS when that is set. Asked at DBUPGRADE_REGION's (or the function's)
+    endpoint, with no RegionId: Dds lists only the region a RegionId names (its SDK request model).
+    Raises ``CloudError`` (``MemberAccessError`` when the member's role cannot be assumed)."""
+    spec = ENGINES[engine]
+    ctx = adapt_context(context)
+    where = upgrader.config.region or ctx.region or DEFAULT_REGION
+    credentials = upgrader.credentials_for(account, ctx, where, label)
+    body = upgrader.cloud.call_with_retries(
+        spec, where, spec.regions_action, {}, credentials, deadline=ctx.deadline, regional=False
+    )
+    regions = [str(item["RegionId"]) for item in dig(body, spec.regions_path) if item.get("RegionId")]
+    allowed = upgrader.config.allowed_regions
+    return [region for region in regions if allowed is None or region in allowed]
 
 
 @dataclass
@@ -160,6 +194,70 @@ class Selection:
         ]
 
 
+def scan_locations(
+    upgrader: Upgrader,
+    selector: Mapping[str, Any],
+    targets_by_engine: Mapping[str, str],
+    accounts: Sequence[str | None],
+    *,
+    context: Any = None,
+    label: str | None = None,
+    scanning: Callable[[str | None, Mapping[str, list[str]]], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows each location (account x region) gives, and what each gave (``Selection.locations``).
+
+    The selector's regions, or, when it names none, every region each engine's product serves in
+    that account (``served_regions``); ``scanning(account, {engine: regions})`` is told which before
+    the account is listed. A member account whose role cannot be assumed, or whose policy refuses a
+    call (``CloudError.configuration``), is unreachable - one location per region, or one for every
+    region (``ALL_REGIONS``) when its regions could not be asked - and the others go on; the own
+    account's configuration error, and any other failure, raises (never act on half a fleet).
+    """
+    engines = _engines(selector, targets_by_engine)
+    given = [str(r) for r in selector.get("regions") or [] if r]
+    rows: list[dict[str, Any]] = []
+    locations: list[dict[str, Any]] = []
+
+    def unreachable(account: str | None, region: str, error: CloudError) -> None:
+        if upgrader.accounts.is_own(account) or not error.configuration:
+            raise error
+        locations.append(
+            {
+                "account_id": account,
+                "region": region,
+                "found": 0,
+                "code": error.code,
+                "message": error.explain(),
+            }
+        )
+
+    for account in accounts:
+        try:
+            by_engine = {
+                name: given or served_regions(upgrader, name, account, context, label) for name in engines
+            }
+        except CloudError as error:
+            unreachable(account, ALL_REGIONS, error)
+            continue
+        if scanning is not None:
+            scanning(account, by_engine)
+        for region in dict.fromkeys(region for name in engines for region in by_engine[name]):
+            serving = {name: targets_by_engine[name] for name in engines if region in by_engine[name]}
+            part = {**selector, "engine": None, "regions": [region], "account_id": account, "label": label}
+            try:
+                found = _select_rows(upgrader, part, serving, context)
+            except CloudError as error:
+                unreachable(account, region, error)
+                continue
+            for row in found:
+                if account is not None:
+                    row["account_id"] = account
+            locations.append({"account_id": account, "region": region, "found": len(found)})
+            locations[-1].update(code=None, message=None)
+            rows.extend(found)
+    return rows, locations
+
+
 def select_locations(
     upgrader: Upgrader,
     selector: Mapping[str, Any],
@@ -169,38 +267,12 @@ def select_locations(
     effective: str | None = None,
     context: Any = None,
     label: str | None = None,
+    scanning: Callable[[str | None, Mapping[str, list[str]]], None] | None = None,
 ) -> Selection:
-    """``select_targets`` in each account (None: the own one) and each of the selector's regions.
-
-    A location whose listing fails on configuration (``CloudError.configuration``: the member's role
-    cannot be assumed, or its policy refuses the list call) is unreachable - reported with its one
-    line - and the others go on; any other failure raises (a rollout must not act on a partial
-    fleet). ``label`` names the role sessions (the rollout).
-    """
-    regions = [str(r) for r in selector.get("regions") or [upgrader.config.region] if r]
-    if not regions:
-        raise InvalidRequest("regions", "no region: list them (--region) or set DBUPGRADE_REGION")
-    rows: list[dict[str, Any]] = []
-    locations: list[dict[str, Any]] = []
-    for account in accounts:
-        for region in regions:
-            location: dict[str, Any] = {"account_id": account, "region": region, "found": 0}
-            location.update(code=None, message=None)
-            part = {**selector, "regions": [region], "account_id": account, "label": label}
-            try:
-                found = _select_rows(upgrader, part, targets_by_engine, context)
-            except CloudError as error:
-                if not error.configuration:
-                    raise
-                location.update(code=error.code, message=error.explain())
-                locations.append(location)
-                continue
-            for row in found:
-                if account is not None:
-                    row["account_id"] = account
-            location["found"] = len(found)
-            locations.append(location)
-            rows.extend(found)
+    """``scan_locations``, its rows validated as targets; ``InvalidRequest`` when none matched."""
+    rows, locations = scan_locations(
+        upgrader, selector, targets_by_engine, accounts, context=context, label=label, scanning=scanning
+    )
     if not rows:
         unreachable = "; ".join(str(loc["message"]) for loc in locations if loc["message"])
         raise InvalidRequest("select", "matches no instance" + (f" ({unreachable})" if unreachable else ""))

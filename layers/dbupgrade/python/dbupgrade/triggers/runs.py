@@ -77,7 +77,7 @@ def run_timer(plan: TimerPlan, upgrader: Upgrader, context: InvocationContext) -
     runner = _with_window(upgrader, plan.window)
     correlation_id = context.aws_request_id
     try:
-        selected = _selected_targets(plan, upgrader, context)
+        selected, locations = _selected_targets(plan, upgrader, context)
     except CloudError as error:
         if not error.configuration:
             raise  # transient or unknown: the invocation fails and FC retries it
@@ -117,6 +117,9 @@ def run_timer(plan: TimerPlan, upgrader: Upgrader, context: InvocationContext) -
         "rollout_id": plan.rollout_id,
         "targets": len(targets),
     }
+    if locations:
+        # Per location (account x region) what the selector found, or why it could not look.
+        summary["locations"] = locations
     if len(requests) <= plan.inline_limit:
         summary["mode"] = "inline"
         outcomes.extend(runner.run(request, context) for request in requests)
@@ -289,36 +292,50 @@ def _explicit_targets(plan: TimerPlan) -> list[dict[str, Any]]:
 
 def _selected_targets(
     plan: TimerPlan, upgrader: Upgrader, context: InvocationContext
-) -> list[dict[str, Any]]:
-    """The fleet slice the selector names; a list-API failure propagates (never act on half a fleet)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fleet slice the selector names in each of its locations (account x region), and what each
+    location gave. A member location that cannot be reached (its role) is reported and the rest go
+    on; any other list failure propagates (never act on half a fleet)."""
     if plan.select is None:
-        return []
+        return [], []
+    from dbupgrade.accounts import organisation_accounts
+    from dbupgrade.rollouts.targets import scan_locations
+
     if plan.select.engine is not None:
         engines = [plan.select.engine]
     elif plan.targets_by_engine:
         engines = sorted(plan.targets_by_engine)
     else:
         engines = sorted(ENGINES)
-    targets: list[dict[str, Any]] = []
-    for engine in engines:
-        target = plan.target_for(engine)
-        if target is None:
-            continue
-        selector = {**plan.select.to_dict(), "engine": engine}
-        try:
-            found = upgrader.select(selector, context)
-        except InvalidRequest as error:
-            raise InvalidRequest(f"payload.select.{error.field}", error.reason, error.allowed) from None
-        targets.extend(
-            {
-                "instance_id": item["instance_id"],
-                "engine": engine,
-                "region": item["region"],
-                "target_version": target,
-            }
-            for item in found
+    targets_by_engine = {e: t for e in engines if (t := plan.target_for(e)) is not None}
+    if not targets_by_engine:
+        return [], []
+    accounts: list[str | None] = list(plan.select.accounts) or [None]
+    if plan.select.all_accounts:
+        accounts = list(organisation_accounts(upgrader, context))
+    try:
+        rows, locations = scan_locations(
+            upgrader,
+            plan.select.to_dict(),
+            targets_by_engine,
+            accounts,
+            context=context,
+            label=plan.rollout_id,
         )
-    return targets
+    except InvalidRequest as error:
+        raise InvalidRequest(f"payload.select.{error.field}", error.reason, error.allowed) from None
+    for location in locations:
+        if location["code"] is not None:
+            logger.error(
+                "timer location unreachable",
+                extra={
+                    "account_id": location["account_id"],
+                    "region": location["region"],
+                    "code": location["code"],
+                    "error": location["message"],
+                },
+            )
+    return rows, locations
 
 
 def _with_window(upgrader: Upgrader, window: str | None) -> Upgrader:

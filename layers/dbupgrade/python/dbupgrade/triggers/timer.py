@@ -5,12 +5,18 @@ Payload::
 
     {"upgrades": [{"instance_id": "r-bp1...", "target_version": "7.0", ...}],   # explicit targets
      "select": {"engine": "redis", "tags": {"env": "prod"}, "regions": ["cn-hangzhou"],
-                "from_versions": ["5.0", "6.0"]},                                # or a fleet selector
+                "from_versions": ["5.0", "6.0"],                                 # or a fleet selector
+                "accounts": ["2000000000000002"]},       # or "all_accounts": true (default: own account)
      "target_version": "7.0",                 # or per engine: {"redis": "7.0", "mongodb": "7.0"}
      "effective": "maintenance_window", "window": "02:00-05:00 Asia/Shanghai",
      "inline_limit": 5,                       # more targets than this fan out, one message each
      "fanout": "function",                    # "function" (FC async invoke) or "topic" (MNS)
      "rollout_id": "redis-7-wave-1"}          # default: trigger name + trigger time
+
+A selector without ``regions`` scans every region the product serves (its DescribeRegions). With
+``accounts`` (member account IDs, reached through DBUPGRADE_MEMBER_ROLE) or ``all_accounts`` (the
+Resource Directory's ListAccounts, the own account included) it selects in each account as the CLI's
+``--account`` / ``--all-accounts`` do; a member whose role is missing is reported, the rest go on.
 
 A payload invoked by hand (no ``triggerTime`` envelope) is accepted as the payload itself.
 """
@@ -22,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbupgrade.config import Window
+from dbupgrade.config import ACCOUNT_ID_PATTERN, Window
 from dbupgrade.errors import ConfigError
 from dbupgrade.model import InvalidRequest
 from dbupgrade.triggers._json import as_text, loads, loads_object
@@ -37,7 +43,7 @@ PAYLOAD_KEYS = (
     "fanout",
     "rollout_id",
 )
-SELECT_KEYS = ("engine", "tags", "regions", "from_versions")
+SELECT_KEYS = ("engine", "tags", "regions", "from_versions", "accounts", "all_accounts")
 FANOUT_MODES = ("function", "topic")
 DEFAULT_INLINE_LIMIT = 5
 MAX_INLINE_LIMIT = 100  # an FC invocation has minutes, not hours: past this, fan out
@@ -53,6 +59,8 @@ class Selector:
     tags: dict[str, str] = field(default_factory=dict)
     regions: tuple[str, ...] = ()
     from_versions: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()  # member accounts (none: the own account alone)
+    all_accounts: bool = False  # every account of the Resource Directory
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -168,11 +176,24 @@ def _selector(value: Any) -> Selector | None:
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
         raise InvalidRequest("payload.select.tags", "must be an object of string keys and string values")
+    accounts = _string_list(value.get("accounts"), "payload.select.accounts")
+    for account in accounts:
+        if not ACCOUNT_ID_PATTERN.match(account):
+            raise InvalidRequest(
+                "payload.select.accounts", f"expected numeric account IDs, got {account[:40]!r}"
+            )
+    all_accounts = value.get("all_accounts", False)
+    if not isinstance(all_accounts, bool):
+        raise InvalidRequest("payload.select.all_accounts", "must be true or false")
+    if accounts and all_accounts:
+        raise InvalidRequest("payload.select.accounts", "give accounts or all_accounts, not both")
     return Selector(
         engine=engine,
         tags=dict(tags),
         regions=_string_list(value.get("regions"), "payload.select.regions"),
         from_versions=_string_list(value.get("from_versions"), "payload.select.from_versions"),
+        accounts=accounts,
+        all_accounts=all_accounts,
     )
 
 
