@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +56,8 @@ HALTED: Status = "halted"
 BUSY_REASON = "instance_busy"
 TRANSIENT_REASONS = frozenset({"retries_exhausted", BUSY_REASON})
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
+PUBLISH_CONCURRENCY = 8  # wave messages published at once
+PUBLISH_MIN_SHARE = 4  # fewer messages than this per sender are not worth another connection
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
 
 
@@ -394,16 +397,7 @@ class Rollouts:
                 targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
             )
             payloads.append((delivery_id, state.instance_id, body))
-        credentials = self._credentials()
-        if credentials is None:
-            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
-        results = dispatch.send_to_topic(
-            payloads,
-            config=self.upgrader.config,
-            context=self.context,
-            credentials=credentials,
-            mns_endpoint=self.upgrader.notifier.endpoint(self.context),
-        )
+        results = self._publish_wave(payloads)
         now = clock.now()
         for state, delivery_id, result in zip(pending, delivery_ids, results, strict=True):
             if result.sent:
@@ -413,6 +407,34 @@ class Rollouts:
             else:  # stays pending: the next round sends it again under the same delivery id
                 state.message = f"not sent yet: {result.error}"
         return pending
+
+    def _publish_wave(self, payloads: list[tuple[str, str, bytes]]) -> list[dispatch.Dispatch]:
+        """Publish the released targets' messages ``PUBLISH_CONCURRENCY`` at a time (one MNS publish
+        takes a round trip: one at a time, a 5,000-target wave took 85 s). Each sender has its own
+        MNS Account: the SDK sends an Account's requests over one connection. Messages of one wave
+        arrive in no particular order; a halt does not rely on it (the rollout function refuses a
+        halted rollout's messages before upgrading, ``RolloutRepository.stopped``)."""
+        credentials = self._credentials()
+        if credentials is None:
+            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
+        endpoint = self.upgrader.notifier.endpoint(self.context)
+        senders = max(1, min(PUBLISH_CONCURRENCY, len(payloads) // PUBLISH_MIN_SHARE))
+        shares = [payloads[i::senders] for i in range(senders)]
+
+        def send(share: list[tuple[str, str, bytes]]) -> list[dispatch.Dispatch]:
+            return dispatch.send_to_topic(
+                share,
+                config=self.upgrader.config,
+                context=self.context,
+                credentials=credentials,
+                mns_endpoint=endpoint,
+            )
+
+        if senders == 1:
+            return send(payloads)
+        with ThreadPoolExecutor(senders, thread_name_prefix="wave-publish") as pool:
+            sent = {result.delivery_id: result for share in pool.map(send, shares) for result in share}
+        return [sent[delivery_id] for delivery_id, _, _ in payloads]
 
     def _halt_locations(
         self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], members: dict[str, str]
