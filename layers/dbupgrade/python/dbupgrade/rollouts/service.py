@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -46,7 +47,7 @@ from dbupgrade.rollouts.model import (
     location_of,
     parse_waves,
 )
-from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
+from dbupgrade.rollouts.state import LOCK_SECONDS, RolloutLocked, RolloutRepository
 from dbupgrade.rollouts.summary import summarize, summary_message, task_progress
 from dbupgrade.triggers import dispatch
 from dbupgrade.triggers.fanout import fanout_payload
@@ -56,6 +57,10 @@ HALTED: Status = "halted"
 BUSY_REASON = "instance_busy"
 TRANSIENT_REASONS = frozenset({"retries_exhausted", BUSY_REASON})
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
+# Left of the invocation for saving a round: its long steps (halting, releasing) stop this long
+# before the deadline, and what they did not reach waits for the next round.
+SAVE_RESERVE_SECONDS = 15
+RELEASE_CHUNK = 200  # messages published between two looks at the deadline
 PUBLISH_CONCURRENCY = 8  # wave messages published at once
 PUBLISH_MIN_SHARE = 4  # fewer messages than this per sender are not worth another connection
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
@@ -85,7 +90,16 @@ class TargetsOwned(ValueError):
 class Rollouts:
     """Rollout operations over the Upgrader's store, cloud clients and notifier."""
 
-    def __init__(self, upgrader: Upgrader, context: Any = None, *, source: str = "cli") -> None:
+    def __init__(
+        self,
+        upgrader: Upgrader,
+        context: Any = None,
+        *,
+        source: str = "cli",
+        fresh: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``fresh``: instance id -> ``dbupgrade.fleet.Read`` the caller (the tracker's tick) made
+        moments ago; the completion checks use them instead of reading those instances again."""
         if upgrader.store.redis is None:
             raise ConfigError("DBUPGRADE_REDIS_URL", "rollouts keep their state in Redis; set it")
         self.upgrader = upgrader
@@ -93,6 +107,7 @@ class Rollouts:
         bind_invocation(self.context)
         self.source = source
         self.repo = RolloutRepository(upgrader.store)
+        self.fresh = dict(fresh or {})
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -125,11 +140,18 @@ class Rollouts:
     def advance(self, rollout_id: str, *, wait: bool = False) -> dict[str, Any]:
         """One round: observe, halt or complete, release. Returns the status (``summarize``)."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=wait):
+        with self.repo.lock(rollout_id, wait=wait, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             meta.tick += 1
+            if meta.status in ("halted", "cancelled"):
+                # A halt or a cancel cut short by the deadline: its unreleased targets end now.
+                reason = "cancelled" if meta.status == "cancelled" else meta.halt_reason or "error_budget"
+                changed_early = self._halt_pending(spec, states, reason, meta.reason or meta.status)
+            else:
+                changed_early = []
             changed, misconfigured, members = self._observe(spec, meta, states)
+            changed += changed_early
             if misconfigured:
                 # A wrong key or a missing permission fails every target alike: stop now rather than
                 # burn through the fleet; resume once it is fixed. Not an error of any target.
@@ -163,7 +185,7 @@ class Rollouts:
         """Continue a halted rollout (or one with halted locations): its halted targets are released
         again; the budgets restart."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=True):
+        with self.repo.lock(rollout_id, wait=True, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             if meta.status in ("completed", "cancelled"):
                 raise RolloutFinished(f"rollout {rollout_id} is {meta.status}; start a new one")
@@ -189,7 +211,7 @@ class Rollouts:
     def cancel(self, rollout_id: str) -> dict[str, Any]:
         """Stop for good: nothing more is released; every unreleased target gets ``halted`` (cancelled)."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=True):
+        with self.repo.lock(rollout_id, wait=True, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             changed: list[TargetState] = []
@@ -219,6 +241,15 @@ class Rollouts:
         if spec is None:
             raise RolloutNotFound(f"no rollout {rollout_id!r}")
         return spec
+
+    def _lock_seconds(self) -> float:
+        """The rollout lock's lifetime: ``LOCK_SECONDS``, cut to expire by the invocation's deadline,
+        so an advance killed at its timeout leaves no lock for the next tick to wait on."""
+        return max(1.0, min(LOCK_SECONDS, self.context.remaining_seconds()))
+
+    def _out_of_time(self) -> bool:
+        """Whether a long step must stop now to leave ``SAVE_RESERVE_SECONDS`` for the save."""
+        return time.monotonic() >= self.context.deadline - SAVE_RESERVE_SECONDS
 
     def _credentials(self) -> Any:
         return self.upgrader.cloud.credentials(self.context.credentials)
@@ -320,14 +351,19 @@ class Rollouts:
         """
         from dbupgrade.fleet import read_instances
 
-        deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline)
+        deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline - SAVE_RESERVE_SECONDS)
         groups: dict[tuple[str, str, str], list[str]] = {}
         for target in targets:
             region = target.get("region") or self.upgrader.config.region or self.context.region
             key = (target["engine"], str(region), str(target.get("account_id") or ""))
             groups.setdefault(key, []).append(target["instance_id"])
-        reads: dict[str, Any] = {}
+        reads: dict[str, Any] = {
+            i: self.fresh[i] for i in self.fresh.keys() & {t["instance_id"] for t in targets}
+        }
         for (name, region, account), instance_ids in groups.items():
+            instance_ids = [i for i in instance_ids if i not in reads]
+            if not instance_ids:
+                continue
             try:
                 # A member account's instances are read through its role (dbupgrade.accounts).
                 credentials = self.upgrader.credentials_for(account or None, self.context, region, rollout_id)
@@ -397,16 +433,20 @@ class Rollouts:
                 targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
             )
             payloads.append((delivery_id, state.instance_id, body))
-        results = self._publish_wave(payloads)
+        results: list[dispatch.Dispatch] = []
+        for start in range(0, len(payloads), RELEASE_CHUNK):
+            if self._out_of_time():
+                break  # the rest stay pending, released by the next round
+            results += self._publish_wave(payloads[start : start + RELEASE_CHUNK])
         now = clock.now()
-        for state, delivery_id, result in zip(pending, delivery_ids, results, strict=True):
+        for state, delivery_id, result in zip(pending, delivery_ids, results, strict=False):
             if result.sent:
                 state.state, state.released_tick, state.dispatched_at = "dispatched", meta.tick, now
                 state.releases, state.delivery_id = state.releases + 1, delivery_id
                 state.code = state.reason = state.message = None
             else:  # stays pending: the next round sends it again under the same delivery id
                 state.message = f"not sent yet: {result.error}"
-        return pending
+        return pending[: len(results)]
 
     def _publish_wave(self, payloads: list[tuple[str, str, bytes]]) -> list[dispatch.Dispatch]:
         """Publish the released targets' messages ``PUBLISH_CONCURRENCY`` at a time (one MNS publish
@@ -489,6 +529,8 @@ class Rollouts:
             state = states[target["instance_id"]]
             if state.state != "pending" or (location is not None and location_of(target) != location):
                 continue
+            if self._out_of_time():
+                break  # the rest stay pending; the next round halts them (``advance``)
             outcome = Outcome(
                 status=HALTED,
                 instance_id=target["instance_id"],
@@ -512,7 +554,9 @@ class Rollouts:
 
     def _end_if_settled(self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]) -> None:
         """Once stopped and nothing is in flight: the summary notification, once; off the active set."""
-        if meta.status == "running" or any(s.state in IN_FLIGHT_STATES for s in states.values()):
+        if meta.status == "running" or any(
+            s.state in IN_FLIGHT_STATES or s.state == "pending" for s in states.values()
+        ):
             return
         if not meta.summary_published:
             meta.finished_at = meta.finished_at or clock.now()
@@ -594,14 +638,21 @@ def _misconfigured(outcome: Outcome) -> bool:
     return outcome.status == "failed" and outcome.reason == "configuration"
 
 
-def advance_all(upgrader: Upgrader, context: Any = None) -> list[dict[str, Any]]:
+def advance_all(
+    upgrader: Upgrader, context: Any = None, *, fresh: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One round of every active rollout (the tracker calls this once per tick); their statuses.
 
-    A rollout another caller is advancing right now is skipped this round (``"busy": true``).
+    A rollout another caller is advancing right now is skipped this round (``"busy": true``), and so
+    is one there is no time left for (``"skipped": true``: the next tick advances it). ``fresh``:
+    the tick's own reads of the instances (``Rollouts``).
     """
-    rollouts = Rollouts(upgrader, context, source="timer")
-    results = []
+    rollouts = Rollouts(upgrader, context, source="timer", fresh=fresh)
+    results: list[dict[str, Any]] = []
     for rollout_id in rollouts.repo.active():
+        if rollouts._out_of_time():
+            results.append({"rollout_id": rollout_id, "skipped": True})
+            continue
         try:
             results.append(rollouts.advance(rollout_id))
         except RolloutLocked:
