@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 from dbupgrade.rollouts import Rollouts, advance_all
 from dbupgrade.rollouts.service import SAVE_RESERVE_SECONDS
+from dbupgrade.tracker import Tracker
 
 from tests.functional.rollouts.conftest import UPGRADE_SECONDS, Fleet, redis_instance
 from tests.functional.rollouts.test_rollout_fleet import spec, targets_for
@@ -100,3 +101,18 @@ def test_a_cancel_cut_short_by_the_deadline_is_finished_by_the_next_round(
     assert [n["event"] for n in fleet.notifications() if n["event"].startswith("rollout.")] == [
         "rollout.halted"
     ]
+
+
+def test_a_tick_reads_each_instance_of_a_rollout_once(make_fleet: Callable[..., Fleet]) -> None:
+    ids = [f"r-once{n:05d}" for n in range(90)]
+    fleet = make_fleet([redis_instance(i) for i in ids])
+    fleet.rollouts.start(spec("once", targets_for(ids), "100%"))
+    fleet.deliver()  # 90 upgrades submitted, under way
+    before = len(fleet.calls(action="DescribeInstances"))
+
+    Tracker(fleet.tracker).tick(context_with(300))
+
+    # The tracker's checks read the 90 in 3 list calls (30 IDs each); the rollout's completion
+    # check reuses those reads instead of listing the same 90 again.
+    assert len(fleet.calls(action="DescribeInstances")) - before == 3
+    assert fleet.rollouts.status("once")["counts"] == {"submitted": 90}
