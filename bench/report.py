@@ -226,8 +226,40 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_scale(scale: dict[str, Any] | None) -> str:
+    """Section 8: the scaling curves (bench/scale.py)."""
+    if not scale:
+        return ""
+    lines = [
+        "## 8. Scaling curves",
+        "",
+        "N Redis instances on localcloud, one wave; the CLI's `rollout plan`, `start`, the rollout function "
+        "on every message, one tracker tick with all N in flight, `status`, then ticks until the rollout "
+        f"ends, under {scale['rate']:g} calls/s per action (the bound: the busiest such action's calls / rate). "
+        "Each cell: wall seconds / cloud calls / Redis commands (`bench/scale.py`).",
+        "",
+        "| targets | plan | start | tick (in flight) | status | whole rollout | of bound |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entry in scale["sizes"]:
+        cells = [
+            f"{entry[s]['seconds']:.2f} s / {entry[s]['calls']} / {entry[s]['redis_commands']}"
+            for s in ("plan", "start", "tick", "status")
+        ]
+        whole = entry["rollout"]
+        ok = whole["of_bound"] is not None and whole["of_bound"] >= 0.9
+        lines.append(
+            f"| {entry['targets']:,} | {' | '.join(cells)} | {whole['seconds']:.1f} s ({whole['status']}, "
+            f"{whole['ticks']} ticks; bound {whole['bound_seconds']:.1f} s) | {whole['of_bound']} "
+            f"{_verdict(ok) if entry['targets'] >= 10000 else ''} |"
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def write_report(results: dict[str, Any], path: Path) -> None:
     text = render(results)
+    text += render_scale(results.get("scale"))
     notes = Path(__file__).resolve().parent / "NOTES.md"
     if notes.exists():
         text += "\n" + notes.read_text()

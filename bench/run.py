@@ -13,7 +13,9 @@ prove the harness works: its numbers mean nothing and nothing is gated on them.
 5. package: the zipped layer (and each function's code) beside its dependency closure;
 6. localcloud: the latency it adds and the requests/s it sustains (bench/bench_localcloud.py);
 7. the fleet-wide rate limit (issue #4): 4 consumers under a 20 upgrades/s cloud limit, beside the
-   same consumers without the shared bucket (bench/bench_ratelimit.py).
+   same consumers without the shared bucket (bench/bench_ratelimit.py);
+8. scaling curves (issue #15): plan, start, one tracker tick, status and a whole rollout at 100,
+   1,000 and 10,000 targets with calls and Redis commands per step (bench/scale.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ RATE_LIMITED_ACTIONS = (
     "UpgradeDBInstanceEngineVersion",
 )
 BATCH_SIZE = 10
+# calls/s per action for the scaling curves' whole rollout (the operator's quota, enforced by
+# localcloud too): 10,000 upgrades are then bound to 100 s.
+SCALE_RATE = 100.0
 
 
 def run_child(
@@ -233,6 +238,13 @@ def shared_rate_limit(upgrades: int, consumers: int, qps: float) -> dict[str, An
     return bench_ratelimit.compare(upgrades, consumers, qps)
 
 
+def fleet_scale(sizes: list[int]) -> dict[str, Any]:
+    """Issue #15: plan, start, a tick, status and a whole rollout at each size (bench/scale.py)."""
+    import scale
+
+    return scale.scale(sizes, SCALE_RATE)
+
+
 def localcloud_overhead(calls: int, seconds: float) -> dict[str, Any]:
     import multiprocessing
     import statistics
@@ -349,6 +361,7 @@ def main() -> int:
                 "localcloud",
                 lambda: localcloud_overhead(calls=50 if quick else 2000, seconds=0.5 if quick else 4),
             ),
+            ("scale", lambda: fleet_scale([20] if quick else [100, 1000, 10000])),
         )
         for name, step in steps:
             step_started = time.monotonic()

@@ -64,6 +64,7 @@ BASE_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT"
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 LOG_LINES_KEPT = 2000
+_STDERR_LOCK = threading.Lock()  # localcloud's stderr, shared by every instance's log reader
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,11 @@ class HttpReply:
 
 
 class FcBackend:
-    """The functions, their warm instances and the async invocation queue.
+    """The functions, their warm instances and their async invocation queues.
+
+    Each function has its own async queue, served by as many threads as it may have instances
+    (FC scales each function on its own: a flood of one function's async invocations never holds
+    back another's, e.g. a wave's 10,000 rollout messages and the tracker's next timer tick).
 
     Other rooms call ``invoke`` (sync), ``invoke_async`` (queued), ``wait_idle`` and ``close``.
     """
@@ -170,7 +175,7 @@ class FcBackend:
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition()
-        self._async: ThreadPoolExecutor | None = None
+        self._async: dict[tuple[str, str], ThreadPoolExecutor] = {}
         self._closed = False
         self._role_credentials: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -209,7 +214,10 @@ class FcBackend:
         with self._lock:
             kept = self._logs.setdefault(label, deque(maxlen=LOG_LINES_KEPT))
         kept.append(line)
-        print(f"[fc {label}] {line}", file=sys.stderr, flush=True)
+        # One write per line under one lock: lines of concurrent instances never merge.
+        with _STDERR_LOCK:
+            sys.stderr.write(f"[fc {label}] {line}\n")
+            sys.stderr.flush()
 
     def _account(self, spec: FunctionSpec) -> dict[str, Any]:
         accounts = self.cloud.seed.get("accounts", [])
@@ -517,9 +525,11 @@ class FcBackend:
         with self._lock:
             if self._closed:
                 raise exceptions.service_unavailable()
-            if self._async is None:
-                self._async = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fc-async")
-            executor = self._async
+            executor = self._async.get((spec.service, spec.name))
+            if executor is None:
+                executor = self._async[(spec.service, spec.name)] = ThreadPoolExecutor(
+                    max_workers=spec.max_instances, thread_name_prefix=f"fc-async-{spec.name}"
+                )
         with self._idle:
             self._pending += 1
         executor.submit(self._run_async, spec, payload, qualifier, request_id)
@@ -656,14 +666,14 @@ class FcBackend:
         return {f"{s}/{f}": pool.size for (s, f), pool in pools.items()}
 
     def close(self) -> None:
-        """Stop the async queue and every instance."""
+        """Stop the async queues and every instance."""
         with self._lock:
             self._closed = True
             pools, self._pools = list(self._pools.values()), {}
-            executor = self._async
+            executors, self._async = list(self._async.values()), {}
         for pool in pools:
             pool.close()
-        if executor is not None:
+        for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -97,26 +97,35 @@ class Fleet:
         self.worker = Upgrader.from_env(self.env, retry=FAST_RETRY)
         self.tracker = Upgrader.from_env(self.env, retry=FAST_RETRY)
         self.rollouts = Rollouts(self.tracker)
+        self.held: list[bytes] = []  # released messages taken off the inbox, not run yet (``deliver``)
 
-    def deliver(self, limit: int | None = None) -> int:
-        """The rollout function on the released messages waiting in the inbox (all, or the first
-        ``limit``); how many ran."""
+    def deliver(self, only: set[str] | None = None) -> int:
+        """The rollout function on the released messages waiting in the inbox (all, or only those
+        for the instances ``only`` names: the others are taken off the queue and held, as messages
+        an invocation received but has not run yet, and run by the next unfiltered delivery);
+        how many ran. A wave's messages are published concurrently, so nothing here relies on
+        their order."""
         queue = Account(self.lc.url, AK_ID, AK_SECRET).get_queue(INBOX)
         queue.set_encoding(False)
-        ran = 0
-        while limit is None or ran < limit:
+        bodies, self.held = self.held, []
+        while True:
             try:
-                messages = queue.batch_receive_message(16 if limit is None else min(16, limit - ran))
+                messages = queue.batch_receive_message(16)
             except MNSServerException as exc:
                 if exc.type == "MessageNotExist":
-                    return ran
+                    break
                 raise
             for message in messages:
-                run_rollout(
-                    parse_rollout_event(message.message_body.encode()), self.worker, adapt_context(None)
-                )
+                bodies.append(message.message_body.encode())
                 queue.delete_message(message.receipt_handle)
-                ran += 1
+        ran = 0
+        for body in bodies:
+            messages = parse_rollout_event(body)
+            if only is not None and not {(m.data or {}).get("instance_id") for m in messages} & only:
+                self.held.append(body)
+                continue
+            run_rollout(messages, self.worker, adapt_context(None))
+            ran += 1
         return ran
 
     def tick(self) -> list[dict[str, Any]]:

@@ -83,7 +83,7 @@ def test_cancel_lists_what_was_already_submitted_and_says_what_rollback_means(
         "--waves", "2,100%", "--yes",
     )  # fmt: skip
     assert code == 0, err
-    fleet.deliver(limit=1)  # the first message runs: its upgrade is submitted to the cloud
+    fleet.deliver(only={ids[0]})  # the first message runs: its upgrade is submitted to the cloud
     fleet.rollouts.advance("recall")  # ...and recorded; the second message waits in the queue
 
     code, out, err = run(fleet, monkeypatch, "cancel", "recall")

@@ -68,8 +68,9 @@ import random
 import time
 import zlib
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -239,9 +240,14 @@ class Tracker:
         now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
         watched = list(self.in_flight())
-        tasks = progress.read(self.upgrader, watched, ctx, now)
-        transitions, checked = self._check_shards(watched, ctx, now, tasks)
-        rollouts = self._advance_rollouts(ctx)
+        # The task reads (DescribeHistoryTasks) and the instance reads (the list APIs) are paced by
+        # separate rate limits: run at once, a tick takes the longer of the two, not their sum.
+        with ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool:
+            # They stop with the checks (``ROLLOUT_RESERVE_SECONDS`` before the deadline).
+            checks_ctx = replace(ctx, deadline=ctx.deadline - ROLLOUT_RESERVE_SECONDS)
+            tasks = pool.submit(progress.read, self.upgrader, watched, checks_ctx, now)
+            transitions, checked, reads = self._check_shards(watched, ctx, now, tasks)
+        rollouts = self._advance_rollouts(ctx, reads)
         digests = self._campaign_digests(rollouts, ctx, now)
         summary = {
             "checked": checked,
@@ -272,9 +278,10 @@ class Tracker:
         watched: list[Outcome],
         ctx: InvocationContext,
         now: datetime,
-        tasks: Mapping[str, dict[str, Any]],
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked).
+        tasks: Future[dict[str, dict[str, Any]]],
+    ) -> tuple[list[dict[str, Any]], int, dict[str, Read]]:
+        """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked,
+        what the cloud showed of each instance read: the rollouts' completion checks reuse it).
 
         The shards' locks expire ``LOCK_MARGIN_SECONDS`` after the checks must stop, well before the
         invocation's deadline: a tick killed at its timeout leaves no lock for the next one to wait on.
@@ -300,11 +307,12 @@ class Tracker:
                 mine.extend(shards[shard])
             watches = self._reads(mine, ctx, stop_at)
             marks = self._marks(watches)
+            progress_of = tasks.result()
             for watch in watches:
                 if time.monotonic() >= stop_at:
                     break
                 checked += 1
-                outcome = self._conclude(watch, ctx, now, marks, tasks.get(watch.latest.instance_id))
+                outcome = self._conclude(watch, ctx, now, marks, progress_of.get(watch.latest.instance_id))
                 if outcome is not None:
                     transitions.append(
                         {
@@ -316,7 +324,7 @@ class Tracker:
             self.upgrader.store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
         if checked < len(watched):
             logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
-        return transitions, checked
+        return transitions, checked, {w.latest.instance_id: w.read for w in watches}
 
     def _reads(self, outcomes: list[Outcome], ctx: InvocationContext, stop_at: float) -> list[_Watch]:
         """Each followed outcome with what the cloud shows of its instance, read per (engine, region)
@@ -542,10 +550,11 @@ class Tracker:
 
     # -- rollouts -------------------------------------------------------------------------------
 
-    def _advance_rollouts(self, ctx: InvocationContext) -> list[dict[str, Any]]:
+    def _advance_rollouts(self, ctx: InvocationContext, reads: Mapping[str, Read]) -> list[dict[str, Any]]:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
-        return advance_all(self.upgrader, ctx)
+        # The tick's reads answer the rollouts' completion checks: no instance is read twice a tick.
+        return advance_all(self.upgrader, ctx, fresh=reads)
 
     def _campaign_digests(
         self, rollouts: list[dict[str, Any]], ctx: InvocationContext, now: datetime

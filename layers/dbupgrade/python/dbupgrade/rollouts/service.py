@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -46,7 +48,7 @@ from dbupgrade.rollouts.model import (
     location_of,
     parse_waves,
 )
-from dbupgrade.rollouts.state import RolloutLocked, RolloutRepository
+from dbupgrade.rollouts.state import LOCK_SECONDS, RolloutLocked, RolloutRepository
 from dbupgrade.rollouts.summary import summarize, summary_message, task_progress
 from dbupgrade.triggers import dispatch
 from dbupgrade.triggers.fanout import fanout_payload
@@ -56,6 +58,12 @@ HALTED: Status = "halted"
 BUSY_REASON = "instance_busy"
 TRANSIENT_REASONS = frozenset({"retries_exhausted", BUSY_REASON})
 DESCRIBE_SECONDS = 30  # budget of one completion check, retries included
+# Left of the invocation for saving a round: its long steps (halting, releasing) stop this long
+# before the deadline, and what they did not reach waits for the next round.
+SAVE_RESERVE_SECONDS = 15
+RELEASE_CHUNK = 200  # messages published between two looks at the deadline
+PUBLISH_CONCURRENCY = 8  # wave messages published at once
+PUBLISH_MIN_SHARE = 4  # fewer messages than this per sender are not worth another connection
 HISTORY_SCAN = 20  # outcomes looked back through for this rollout's (another trigger may have run since)
 
 
@@ -83,7 +91,16 @@ class TargetsOwned(ValueError):
 class Rollouts:
     """Rollout operations over the Upgrader's store, cloud clients and notifier."""
 
-    def __init__(self, upgrader: Upgrader, context: Any = None, *, source: str = "cli") -> None:
+    def __init__(
+        self,
+        upgrader: Upgrader,
+        context: Any = None,
+        *,
+        source: str = "cli",
+        fresh: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``fresh``: instance id -> ``dbupgrade.fleet.Read`` the caller (the tracker's tick) made
+        moments ago; the completion checks use them instead of reading those instances again."""
         if upgrader.store.redis is None:
             raise ConfigError("DBUPGRADE_REDIS_URL", "rollouts keep their state in Redis; set it")
         self.upgrader = upgrader
@@ -91,6 +108,7 @@ class Rollouts:
         bind_invocation(self.context)
         self.source = source
         self.repo = RolloutRepository(upgrader.store)
+        self.fresh = dict(fresh or {})
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -123,11 +141,18 @@ class Rollouts:
     def advance(self, rollout_id: str, *, wait: bool = False) -> dict[str, Any]:
         """One round: observe, halt or complete, release. Returns the status (``summarize``)."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=wait):
+        with self.repo.lock(rollout_id, wait=wait, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             meta.tick += 1
+            if meta.status in ("halted", "cancelled"):
+                # A halt or a cancel cut short by the deadline: its unreleased targets end now.
+                reason = "cancelled" if meta.status == "cancelled" else meta.halt_reason or "error_budget"
+                changed_early = self._halt_pending(spec, states, reason, meta.reason or meta.status)
+            else:
+                changed_early = []
             changed, misconfigured, members = self._observe(spec, meta, states)
+            changed += changed_early
             if misconfigured:
                 # A wrong key or a missing permission fails every target alike: stop now rather than
                 # burn through the fleet; resume once it is fixed. Not an error of any target.
@@ -161,7 +186,7 @@ class Rollouts:
         """Continue a halted rollout (or one with halted locations): its halted targets are released
         again; the budgets restart."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=True):
+        with self.repo.lock(rollout_id, wait=True, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             if meta.status in ("completed", "cancelled"):
                 raise RolloutFinished(f"rollout {rollout_id} is {meta.status}; start a new one")
@@ -187,7 +212,7 @@ class Rollouts:
     def cancel(self, rollout_id: str) -> dict[str, Any]:
         """Stop for good: nothing more is released; every unreleased target gets ``halted`` (cancelled)."""
         spec = self._spec(rollout_id)
-        with self.repo.lock(rollout_id, wait=True):
+        with self.repo.lock(rollout_id, wait=True, seconds=self._lock_seconds()):
             meta = self.repo.meta(rollout_id)
             states = self.repo.targets(rollout_id)
             changed: list[TargetState] = []
@@ -203,11 +228,12 @@ class Rollouts:
         in-flight row with its upgrade's task progress and hop as the tracker last read them."""
         spec = self._spec(rollout_id)
         summary = summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+        submitted = [row["instance_id"] for row in summary["rows"] if row["state"] == "submitted"]
+        followed = self.upgrader.store.following_many(submitted)  # batched: MGET per 500
         for row in summary["rows"]:
-            followed = (
-                self.upgrader.store.following(row["instance_id"]) if row["state"] == "submitted" else None
+            row.update(
+                task_progress(followed.get(row["instance_id"]) if row["state"] == "submitted" else None)
             )
-            row.update(task_progress(followed))
         return summary
 
     # -- steps ----------------------------------------------------------------------------------
@@ -217,6 +243,15 @@ class Rollouts:
         if spec is None:
             raise RolloutNotFound(f"no rollout {rollout_id!r}")
         return spec
+
+    def _lock_seconds(self) -> float:
+        """The rollout lock's lifetime: ``LOCK_SECONDS``, cut to expire by the invocation's deadline,
+        so an advance killed at its timeout leaves no lock for the next tick to wait on."""
+        return max(1.0, min(LOCK_SECONDS, self.context.remaining_seconds()))
+
+    def _out_of_time(self) -> bool:
+        """Whether a long step must stop now to leave ``SAVE_RESERVE_SECONDS`` for the save."""
+        return time.monotonic() >= self.context.deadline - SAVE_RESERVE_SECONDS
 
     def _credentials(self) -> Any:
         return self.upgrader.cloud.credentials(self.context.credentials)
@@ -318,14 +353,19 @@ class Rollouts:
         """
         from dbupgrade.fleet import read_instances
 
-        deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline)
+        deadline = min(time.monotonic() + DESCRIBE_SECONDS, self.context.deadline - SAVE_RESERVE_SECONDS)
         groups: dict[tuple[str, str, str], list[str]] = {}
         for target in targets:
             region = target.get("region") or self.upgrader.config.region or self.context.region
             key = (target["engine"], str(region), str(target.get("account_id") or ""))
             groups.setdefault(key, []).append(target["instance_id"])
-        reads: dict[str, Any] = {}
+        reads: dict[str, Any] = {
+            i: self.fresh[i] for i in self.fresh.keys() & {t["instance_id"] for t in targets}
+        }
         for (name, region, account), instance_ids in groups.items():
+            instance_ids = [i for i in instance_ids if i not in reads]
+            if not instance_ids:
+                continue
             try:
                 # A member account's instances are read through its role (dbupgrade.accounts).
                 credentials = self.upgrader.credentials_for(account or None, self.context, region, rollout_id)
@@ -395,25 +435,48 @@ class Rollouts:
                 targets[state.instance_id], rollout_id=spec.rollout_id, delivery_id=delivery_id
             )
             payloads.append((delivery_id, state.instance_id, body))
-        credentials = self._credentials()
-        if credentials is None:
-            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
-        results = dispatch.send_to_topic(
-            payloads,
-            config=self.upgrader.config,
-            context=self.context,
-            credentials=credentials,
-            mns_endpoint=self.upgrader.notifier.endpoint(self.context),
-        )
+        results: list[dispatch.Dispatch] = []
+        for start in range(0, len(payloads), RELEASE_CHUNK):
+            if self._out_of_time():
+                break  # the rest stay pending, released by the next round
+            results += self._publish_wave(payloads[start : start + RELEASE_CHUNK])
         now = clock.now()
-        for state, delivery_id, result in zip(pending, delivery_ids, results, strict=True):
+        for state, delivery_id, result in zip(pending, delivery_ids, results, strict=False):
             if result.sent:
                 state.state, state.released_tick, state.dispatched_at = "dispatched", meta.tick, now
                 state.releases, state.delivery_id = state.releases + 1, delivery_id
                 state.code = state.reason = state.message = None
             else:  # stays pending: the next round sends it again under the same delivery id
                 state.message = f"not sent yet: {result.error}"
-        return pending
+        return pending[: len(results)]
+
+    def _publish_wave(self, payloads: list[tuple[str, str, bytes]]) -> list[dispatch.Dispatch]:
+        """Publish the released targets' messages ``PUBLISH_CONCURRENCY`` at a time (one MNS publish
+        takes a round trip: one at a time, a 5,000-target wave took 85 s). Each sender has its own
+        MNS Account: the SDK sends an Account's requests over one connection. Messages of one wave
+        arrive in no particular order; a halt does not rely on it (the rollout function refuses a
+        halted rollout's messages before upgrading, ``RolloutRepository.stopped``)."""
+        credentials = self._credentials()
+        if credentials is None:
+            raise ConfigError("ALIBABA_CLOUD_ACCESS_KEY_ID", "no credentials to publish the waves with")
+        endpoint = self.upgrader.notifier.endpoint(self.context)
+        senders = max(1, min(PUBLISH_CONCURRENCY, len(payloads) // PUBLISH_MIN_SHARE))
+        shares = [payloads[i::senders] for i in range(senders)]
+
+        def send(share: list[tuple[str, str, bytes]]) -> list[dispatch.Dispatch]:
+            return dispatch.send_to_topic(
+                share,
+                config=self.upgrader.config,
+                context=self.context,
+                credentials=credentials,
+                mns_endpoint=endpoint,
+            )
+
+        if senders == 1:
+            return send(payloads)
+        with ThreadPoolExecutor(senders, thread_name_prefix="wave-publish") as pool:
+            sent = {result.delivery_id: result for share in pool.map(send, shares) for result in share}
+        return [sent[delivery_id] for delivery_id, _, _ in payloads]
 
     def _halt_locations(
         self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState], members: dict[str, str]
@@ -468,6 +531,8 @@ class Rollouts:
             state = states[target["instance_id"]]
             if state.state != "pending" or (location is not None and location_of(target) != location):
                 continue
+            if self._out_of_time():
+                break  # the rest stay pending; the next round halts them (``advance``)
             outcome = Outcome(
                 status=HALTED,
                 instance_id=target["instance_id"],
@@ -491,7 +556,9 @@ class Rollouts:
 
     def _end_if_settled(self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]) -> None:
         """Once stopped and nothing is in flight: the summary notification, once; off the active set."""
-        if meta.status == "running" or any(s.state in IN_FLIGHT_STATES for s in states.values()):
+        if meta.status == "running" or any(
+            s.state in IN_FLIGHT_STATES or s.state == "pending" for s in states.values()
+        ):
             return
         if not meta.summary_published:
             meta.finished_at = meta.finished_at or clock.now()
@@ -576,14 +643,21 @@ def _misconfigured(outcome: Outcome) -> bool:
     return outcome.status == "failed" and outcome.reason == "configuration"
 
 
-def advance_all(upgrader: Upgrader, context: Any = None) -> list[dict[str, Any]]:
+def advance_all(
+    upgrader: Upgrader, context: Any = None, *, fresh: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One round of every active rollout (the tracker calls this once per tick); their statuses.
 
-    A rollout another caller is advancing right now is skipped this round (``"busy": true``).
+    A rollout another caller is advancing right now is skipped this round (``"busy": true``), and so
+    is one there is no time left for (``"skipped": true``: the next tick advances it). ``fresh``:
+    the tick's own reads of the instances (``Rollouts``).
     """
-    rollouts = Rollouts(upgrader, context, source="timer")
-    results = []
+    rollouts = Rollouts(upgrader, context, source="timer", fresh=fresh)
+    results: list[dict[str, Any]] = []
     for rollout_id in rollouts.repo.active():
+        if rollouts._out_of_time():
+            results.append({"rollout_id": rollout_id, "skipped": True})
+            continue
         try:
             results.append(rollouts.advance(rollout_id))
         except RolloutLocked:

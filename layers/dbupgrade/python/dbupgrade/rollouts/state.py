@@ -106,11 +106,12 @@ class RolloutRepository:
             self.redis.srem(ACTIVE, rollout_id)
 
     @contextmanager
-    def lock(self, rollout_id: str, *, wait: bool) -> Iterator[None]:
-        """Hold the rollout's lock; ``wait`` retries for a few seconds, else ``RolloutLocked`` at once."""
+    def lock(self, rollout_id: str, *, wait: bool, seconds: float = LOCK_SECONDS) -> Iterator[None]:
+        """Hold the rollout's lock for ``seconds`` at most (the caller's deadline); ``wait`` retries
+        for a few seconds, else ``RolloutLocked`` at once."""
         try:
             with self.store.lock(
-                _key(rollout_id, "lock"), LOCK_SECONDS, wait_seconds=LOCK_WAIT_SECONDS if wait else 0
+                _key(rollout_id, "lock"), seconds, wait_seconds=LOCK_WAIT_SECONDS if wait else 0
             ):
                 yield
         except Locked:

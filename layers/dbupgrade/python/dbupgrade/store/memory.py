@@ -89,6 +89,9 @@ class MemoryStore:
     def following(self, instance_id: str) -> Outcome | None:
         return self._following.get(instance_id)
 
+    def following_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        return {i: self._following[i] for i in instance_ids if i in self._following}
+
     def followed(self) -> Iterator[Outcome]:
         with self._lock:
             followed = [self._following[i] for i in sorted(self._following)]
