@@ -95,7 +95,8 @@ def redis_persistence(client: Any) -> Any:
                     mapping[self.validation_key_attr] = data_record.payload_hash
                 ttl = self._get_expiry_second(data_record.expiry_timestamp)
                 encoded = self._json_serializer(mapping)
-                pipeline = self.client.pipeline(transaction=False)
+                client: Any = self.client  # a redis-py client; Powertools' protocol names no pipeline
+                pipeline = client.pipeline(transaction=False)
                 pipeline.set(name=data_record.idempotency_key, value=encoded, ex=ttl)
                 rider = getattr(self.riders, "current", None)
                 if rider is not None:
