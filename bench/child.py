@@ -61,10 +61,14 @@ def floor_call(instance_id: str) -> dict[str, Any]:
 def warm_rounds(spec: dict[str, Any]) -> dict[str, Any]:
     """Alternate one signed webhook request (-> reply) with the raw sum of what it cannot avoid.
 
-    Raw, per round, on another fresh instance: ``call_api`` DescribeInstanceAttribute and
-    ModifyInstanceMajorVersion (the pre-check and the upgrade), one MNS topic publish with the MNS
-    SDK, and the three Redis round trips of a once-only record: claim the key (SET NX), write the
-    outcome (one pipelined SET + LPUSH + LTRIM), complete the key (SET). Timings in milliseconds.
+    Raw, per round, on another fresh instance: ``call_api`` of every read the request's verdict
+    needs (``spec["reads"]``: DescribeInstanceAttribute and DescribeEngineVersion, the pre-check;
+    DescribeBackups when the backup gate is on, as it is by default) and ModifyInstanceMajorVersion,
+    one MNS topic publish with the MNS SDK, and the three Redis round trips of a once-only record:
+    claim the key (SET NX), write the outcome (one pipelined SET + LPUSH + LTRIM), complete the key
+    (SET). ``spec["member"]``: the instances are a member account's, so the raw calls use that
+    account's role credentials, assumed once up front (the function caches them as well); the
+    publish stays the own account's. Timings in milliseconds.
 
     Also returns the Redis commands one warm request sends (from the server's INFO commandstats
     around the last warm-up request), so the report can say where the difference goes.
@@ -77,10 +81,14 @@ def warm_rounds(spec: dict[str, Any]) -> dict[str, Any]:
     store = redis.Redis.from_url(os.environ["DBUPGRADE_REDIS_URL"])
     url = os.environ["DBUPGRADE_MNS_ENDPOINT"]
     topic = Account(
-        url, os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"], os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"]
+        url,
+        os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
     ).get_topic(os.environ["DBUPGRADE_TOPIC"])
-    describe = _raw_client("DescribeInstanceAttribute")
-    upgrade = _raw_client("ModifyInstanceMajorVersion")
+    keys = _assumed_keys() if spec.get("member") else None
+    reads = [_raw_client(action, keys) for action in spec["reads"]]
+    upgrade = _raw_client("ModifyInstanceMajorVersion", keys)
     body = json.dumps({"version": 1, "event": "upgrade.submitted", "message": "x" * 400})
 
     def ours(event: str) -> float:
@@ -93,7 +101,8 @@ def warm_rounds(spec: dict[str, Any]) -> dict[str, Any]:
 
     def raw(instance_id: str) -> float:
         started = time.perf_counter()
-        describe(instance_id)
+        for read in reads:
+            read(instance_id)
         upgrade(instance_id)
         topic.publish_message(TopicMessage(body, "submitted"))
         key = f"bench:idempotency:{instance_id}"
@@ -132,24 +141,65 @@ def warm_rounds(spec: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "redis_commands_per_request": commands}
 
 
-def _raw_client(action: str) -> Any:
+# What the raw calls send besides RegionId and InstanceId: the same questions the function asks
+# (the backup gate's default fresh:24 reads the sets of the last day, dbupgrade.backup).
+_DAY_AGO = time.gmtime(time.time() - 24 * 3600 - 60)
+_RAW_PARAMS: dict[str, dict[str, str]] = {
+    "ModifyInstanceMajorVersion": {"MajorVersion": "7.0", "EffectiveTime": "Immediately"},
+    "DescribeBackups": {
+        "StartTime": time.strftime("%Y-%m-%dT%H:%MZ", _DAY_AGO),
+        "EndTime": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(time.time() + 60)),
+        "PageSize": "30",
+    },
+}
+
+
+def _assumed_keys() -> tuple[str, str, str]:
+    """The member role's STS credentials (key id, secret, token), from one AssumeRole call."""
+    body = _raw_client(
+        "AssumeRole",
+        version="2015-04-01",
+        endpoint=os.environ["DBUPGRADE_STS_ENDPOINT"],
+        extra={
+            "RoleArn": f"acs:ram::{os.environ['BENCH_MEMBER_ACCOUNT_ID']}:role/dbupgrade-member",
+            "RoleSessionName": "bench-raw",
+        },
+    )(None)
+    found = body["Credentials"]
+    return found["AccessKeyId"], found["AccessKeySecret"], found["SecurityToken"]
+
+
+def _raw_client(
+    action: str,
+    keys: tuple[str, str, str] | None = None,
+    *,
+    version: str = "2015-01-01",
+    endpoint: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Any:
     from alibabacloud_tea_openapi import utils_models as api
     from alibabacloud_tea_openapi.client import Client
     from alibabacloud_tea_openapi.models import Config
     from darabonba.runtime import RuntimeOptions
 
+    key_id, secret, token = keys or (
+        os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN"),
+    )
     client = Client(
         Config(
-            endpoint=os.environ["DBUPGRADE_KVSTORE_ENDPOINT"].removeprefix("http://"),
+            endpoint=(endpoint or os.environ["DBUPGRADE_KVSTORE_ENDPOINT"]).removeprefix("http://"),
             protocol="http",
-            access_key_id=os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
-            access_key_secret=os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+            access_key_id=key_id,
+            access_key_secret=secret,
+            security_token=token,
             region_id=os.environ["DBUPGRADE_REGION"],
         )
     )
     params = api.Params(
         action=action,
-        version="2015-01-01",
+        version=version,
         protocol="HTTPS",
         pathname="/",
         method="POST",
@@ -158,11 +208,13 @@ def _raw_client(action: str) -> Any:
         req_body_type="formData",
         body_type="json",
     )
-    extra = {"MajorVersion": "7.0", "EffectiveTime": "Immediately"} if action.startswith("Modify") else {}
+    fields = extra if extra is not None else _RAW_PARAMS.get(action, {})
     runtime = RuntimeOptions()
 
-    def call(instance_id: str) -> dict[str, Any]:
-        query = {"RegionId": os.environ["DBUPGRADE_REGION"], "InstanceId": instance_id, **extra}
+    def call(instance_id: str | None) -> dict[str, Any]:
+        query = {"RegionId": os.environ["DBUPGRADE_REGION"], **fields}
+        if instance_id is not None:
+            query["InstanceId"] = instance_id
         return dict(client.call_api(params, api.OpenApiRequest(query=query), runtime)["body"])
 
     return call

@@ -32,6 +32,23 @@ AK_ID = "LTAI5tBenchAccessKey01"
 AK_SECRET = "bench-secret-0123456789"
 TOPIC = "dbupgrade-notifications"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"dbupgrade-bench-webhook-secret").decode()
+# A member account of the organisation (issue #16): its instances are reached through the role
+# ``dbupgrade-member`` it gives ACCOUNT_ID, as deploy/member-role.yml creates it.
+MEMBER_ACCOUNT_ID = "9999000033334444"
+# The function role's STS credentials in ACCOUNT_ID (FC hands a function with a role such a
+# credential): only a RAM user or role may assume the member's role, never the account's own key.
+ROLE_CREDENTIALS = {
+    "access_key_id": "STS.BenchFunctionRole01",
+    "access_key_secret": "bench-role-secret-0123456789",
+    "security_token": "CAISBenchFunctionRoleToken0123456789",
+    "expiration": "2099-01-01T00:00:00Z",
+    "role": {
+        "name": "dbupgrade-function",
+        "policies": [{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}],
+    },
+}
+MEMBER_AK_ID = "LTAI5tBenchMemberKey01"
+MEMBER_AK_SECRET = "bench-member-secret-0123"
 REDIS_TARGET = "7.0"
 MONGO_TARGET = "5.0"
 
@@ -44,8 +61,11 @@ def mongo_id(pool: str, n: int) -> str:
     return f"dds-bench{pool}{n:07d}"
 
 
-def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[str, Any]:
-    """Per pool, ``n`` Redis 6.0 (cloud-native) and ``n`` MongoDB 4.4 instances, all ready.
+def fleet_seed(
+    pools: dict[str, int], *, upgrade_seconds: int = 3600, member_pools: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Per pool, ``n`` Redis 6.0 (cloud-native) and ``n`` MongoDB 4.4 instances, all ready; those of
+    ``member_pools`` belong to the member account (MEMBER_ACCOUNT_ID), the others to ACCOUNT_ID.
 
     Upgrades take an hour of emulated time, so an instance stays "upgrading" for the whole run: a
     second submission of the same instance would show up as an extra upgrade call.
@@ -63,6 +83,7 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "MaintainEndTime": "19:00Z",
             "AutomaticBackup": "00:00Z",  # a fresh daily backup: the default gate (fresh:24) submits
             "Tags": {"env": "bench"},
+            "AccountId": MEMBER_ACCOUNT_ID if pool in member_pools else ACCOUNT_ID,
         }
         for pool, n in pools.items()
         for i in range(n)
@@ -78,12 +99,27 @@ def fleet_seed(pools: dict[str, int], *, upgrade_seconds: int = 3600) -> dict[st
             "MaintainEndTime": "19:00Z",
             "AutomaticBackup": "00:00Z",
             "Tags": {"env": "bench"},
+            "AccountId": MEMBER_ACCOUNT_ID if pool in member_pools else ACCOUNT_ID,
         }
         for pool, n in pools.items()
         for i in range(n)
     ]
+    member = {
+        "account_id": MEMBER_ACCOUNT_ID,
+        "access_key_id": MEMBER_AK_ID,
+        "access_key_secret": MEMBER_AK_SECRET,
+        "roles": [{"name": "dbupgrade-member", "trusts": [ACCOUNT_ID]}],
+    }
     return {
-        "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
+        "accounts": [
+            {
+                "account_id": ACCOUNT_ID,
+                "access_key_id": AK_ID,
+                "access_key_secret": AK_SECRET,
+                "sts": [ROLE_CREDENTIALS],
+            },
+            *([member] if member_pools else []),
+        ],
         "redis": redis,
         "mongodb": mongodb,
         "topics": [TOPIC],

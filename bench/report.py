@@ -25,6 +25,38 @@ def _cold_label(name: str) -> str:
     return f"{name} function"
 
 
+_FEATURES = {
+    "default": "shipped defaults: backup gate fresh:24, own account",
+    "backup_off": "backup gate off (`DBUPGRADE_BACKUP=off`)",
+    "member_account": "member account, role credentials cached (issue #16)",
+}
+
+
+def _feature_costs(warm: dict[str, Any]) -> list[str]:
+    """Each new feature's hot-path cost: the warm webhook with and without it, and its calls."""
+    features = warm.get("features")
+    if not features:
+        return []
+    base = features["default"]["ours_ms"]["median"]
+    lines = [
+        "Hot-path cost of each feature (issue #15 item 6): the same warm request with the feature on and "
+        "off, each variant beside its own raw calls. The readiness checks a submission runs (backup, "
+        "window, end of service, caveat) read one API, the backup gate's DescribeBackups: the "
+        "`backup_off` row is the request without it; the describe-based checks are the pre-check's own.",
+        "",
+        "| variant | webhook p50 | raw p50 | ratio | vs default | cloud calls per request |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in features.items():
+        ours = entry["ours_ms"]["median"]
+        calls = ", ".join(f"{a} {n:g}" for a, n in entry["cloud_calls_per_request"].items())
+        lines.append(
+            f"| {_FEATURES.get(name, name)} | {_ms(entry['ours_ms'])} | {entry['raw_ms']['median']:.1f} ms | "
+            f"{entry['ratio_p50']:.2f}x | {ours - base:+.1f} ms | {calls} |"
+        )
+    return [*lines, ""]
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -127,9 +159,10 @@ def render(results: dict[str, Any]) -> str:
         "## 2. Warm webhook",
         "",
         "In-process FC 3.0 HTTP events (signed beforehand, a fresh instance each) -> reply, alternating "
-        "with the raw calls the request cannot avoid on another fresh instance: `call_api` "
-        "DescribeInstanceAttribute + ModifyInstanceMajorVersion, one MNS publish (MNS SDK), three Redis "
-        "round trips (claim, record pipeline, complete).",
+        "with the raw calls the request cannot avoid on another fresh instance: `call_api` of the "
+        "pre-check's reads (DescribeInstanceAttribute, DescribeEngineVersion), the backup gate's "
+        "DescribeBackups (the default fresh:24) and ModifyInstanceMajorVersion, one MNS publish (MNS "
+        "SDK), three Redis round trips (claim, record pipeline, complete).",
         "",
         "| | n | p50 (spread) | p99 |",
         "|---|---|---|---|",
@@ -143,6 +176,7 @@ def render(results: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in sorted(warm["redis_commands_per_request"].items()))
         + ".",
         "",
+        *_feature_costs(warm),
         "## 3-4. Bulk rollout and memory",
         "",
         "Mixed targets (Redis 6.0->7.0 and MongoDB 4.4->5.0, 5% already at target, 5% an invalid version) "

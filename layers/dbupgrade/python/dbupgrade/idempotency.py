@@ -21,7 +21,8 @@ import importlib.util
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dbupgrade.store.keys import IDEMPOTENCY_PREFIX
@@ -59,7 +60,8 @@ def redis_persistence(client: Any) -> Any:
     identical repeat of a completed request fails validation (``IdempotencyValidationError``) -
     the bug fixed in the TypeScript port (aws-powertools/powertools-lambda-typescript#5705, PR
     #5706), still in the Python layer (persistence/redis.py ``_update_record``). The completion
-    write here keeps it.
+    write here keeps it, and carries the writes a caller hangs on it (``completion_riders``) in
+    the same round trip.
     """
     _powertools_idempotency()
     from aws_lambda_powertools.utilities.idempotency.persistence.redis import RedisCachePersistenceLayer
@@ -70,6 +72,19 @@ def redis_persistence(client: Any) -> Any:
         warnings.simplefilter("ignore", DeprecationWarning)
 
         class Persistence(RedisCachePersistenceLayer):
+            # Per thread: the layer is shared by the function instance's concurrent requests.
+            riders = threading.local()
+
+            @contextmanager
+            def completion_riders(self, rider: Callable[[Any], None]) -> Iterator[None]:
+                """``rider(pipeline)`` queues this thread's writes that travel in its completion
+                write's round trip (one pipeline, not a transaction: each write stands alone)."""
+                self.riders.current = rider
+                try:
+                    yield
+                finally:
+                    self.riders.current = None
+
             def _update_record(self, data_record: Any) -> None:
                 mapping = {
                     self.data_attr: data_record.response_data,
@@ -80,7 +95,13 @@ def redis_persistence(client: Any) -> Any:
                     mapping[self.validation_key_attr] = data_record.payload_hash
                 ttl = self._get_expiry_second(data_record.expiry_timestamp)
                 encoded = self._json_serializer(mapping)
-                self.client.set(name=data_record.idempotency_key, value=encoded, ex=ttl)
+                client: Any = self.client  # a redis-py client; Powertools' protocol names no pipeline
+                pipeline = client.pipeline(transaction=False)
+                pipeline.set(name=data_record.idempotency_key, value=encoded, ex=ttl)
+                rider = getattr(self.riders, "current", None)
+                if rider is not None:
+                    rider(pipeline)
+                pipeline.execute()
 
         return Persistence(client=client)
 

@@ -88,6 +88,9 @@ class _Job:
     # readiness report ask the same ones (DescribeEngineVersion, DescribeAvailableEngineVersion)
     # within milliseconds. Describes are never kept: a reconciliation must see the instance anew.
     reads: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = field(default_factory=dict)
+    # Inside the idempotent section: the published outbox entries whose removal rides on the
+    # idempotency completion write (one round trip for both); None: removed at once.
+    settle: list[str] | None = None
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -198,7 +201,6 @@ class Upgrader:
         ctx = adapt_context(context)
         bind_invocation(ctx)
         bind_request(request.instance_id, request.ticket_id)
-        self._probe_store()  # before any cloud call (fail closed)
         try:
             request = self._revalidate(request)
         except InvalidRequest as error:
@@ -223,7 +225,11 @@ class Upgrader:
         )
         refused = self._scope(job) or (self._deferred(job) if outside_window else None)
         if refused is not None:
-            return self._conclude(refused, job)
+            return self._conclude(refused, job)  # its write fails closed on a down store
+        if key is None or request.account_id is not None or request.dry_run:
+            # Before any cloud call (fail closed). A keyed request's first store command, the
+            # idempotency in-progress write, comes before its first cloud call and fails the same way.
+            self._probe_store()
         if request.account_id is not None:
             try:
                 credentials = self.credentials_for(
@@ -471,10 +477,11 @@ class Upgrader:
         if self._persistence is None:
             self._persistence = idempotency.redis_persistence(self.store.redis)
         ran: list[Outcome] = []
+        inner = replace(job, settle=[])
 
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
-            verdict, claim = self._verdict(job)
-            outcome = self._conclude(verdict, job, claim=claim)
+            verdict, claim = self._verdict(inner)
+            outcome = self._conclude(verdict, inner, claim=claim)
             ran.append(outcome)
             if not outcome.final:
                 raise _Unremembered(outcome)
@@ -496,8 +503,14 @@ class Upgrader:
         }
         if job.request.account_id is not None:  # only then: records written before accounts stay valid
             meaning["account_id"] = job.request.account_id
+
+        def settle(pipeline: Any) -> None:
+            while inner.settle:
+                self.store.outbox_done(inner.settle.pop(), pipeline)
+
         try:
-            result = run(payload={"key": key, "request": meaning})
+            with self._persistence.completion_riders(settle):
+                result = run(payload={"key": key, "request": meaning})
         except _Unremembered as transient:
             return transient.outcome
         except errors.IdempotencyAlreadyInProgressError:
@@ -519,6 +532,10 @@ class Upgrader:
             return self._conclude(refused, job)
         except errors.IdempotencyPersistenceLayerError:
             raise StoreUnavailable("state store unavailable (idempotency)") from None
+        finally:
+            # No completion write carried them (a non-final outcome is not remembered; a failure).
+            while inner.settle:
+                self.store.outbox_done(inner.settle.pop())
         if ran:
             return ran[0]
         original = Outcome.from_dict(result)
@@ -842,7 +859,8 @@ class Upgrader:
         notified (nothing happened), whatever its verdict."""
         if outcome.dry_run:
             return outcome
-        self._record(outcome, job.context if job is not None else context, claim=claim)
+        ctx = job.context if job is not None else context
+        self._record(outcome, ctx, claim=claim, settle=job.settle if job is not None else None)
         return outcome
 
     def _record(
@@ -852,6 +870,7 @@ class Upgrader:
         *,
         claim: ClaimChange | None = None,
         follows: Outcome | None = None,
+        settle: list[str] | None = None,
     ) -> Outcome | None:
         """One store write (record, followed upgrade, in-flight index, outbox entry, claim), then
         the publish: the entry leaves the outbox once MNS accepted it, else it is due for a drain.
@@ -871,6 +890,8 @@ class Upgrader:
             if delivery is Delivery.RETRY:
                 self.store.outbox_due(finished.entry)
                 logger.warning("notification kept in the outbox", extra={"event": outcome.event})
+            elif settle is not None:
+                settle.append(finished.entry)  # removed with the idempotency completion write
             else:
                 self.store.outbox_done(finished.entry)
             if delivery is Delivery.REFUSED:

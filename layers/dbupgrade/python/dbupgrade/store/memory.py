@@ -191,7 +191,8 @@ class MemoryStore:
         with self._lock:
             self._outbox.append(outbox_entry(entry["message"], due_now=True))
 
-    def outbox_done(self, entry: str) -> None:
+    def outbox_done(self, entry: str, pipeline: Any = None) -> None:
+        # ``pipeline`` is a Redis store's: without Redis there is no idempotency write to ride.
         with self._lock:
             if entry in self._outbox:
                 self._outbox.remove(entry)

@@ -272,8 +272,12 @@ class RedisStore:
         with redis_errors():
             self.redis.rpush(keys.OUTBOX, outbox_entry(entry["message"], due_now=True))
 
-    def outbox_done(self, entry: str) -> None:
-        """The writer published its own entry: take it off the outbox."""
+    def outbox_done(self, entry: str, pipeline: Any = None) -> None:
+        """The writer published its own entry: take it off the outbox. ``pipeline``: queued on it
+        instead (it rides another write's round trip, the idempotency completion's)."""
+        if pipeline is not None:
+            pipeline.lrem(keys.OUTBOX, 1, entry)
+            return
         with redis_errors():
             self.redis.lrem(keys.OUTBOX, 1, entry)
 

