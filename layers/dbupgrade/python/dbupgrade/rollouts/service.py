@@ -202,11 +202,12 @@ class Rollouts:
         in-flight row with its upgrade's task progress and hop as the tracker last read them."""
         spec = self._spec(rollout_id)
         summary = summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+        submitted = [row["instance_id"] for row in summary["rows"] if row["state"] == "submitted"]
+        followed = self.upgrader.store.following_many(submitted)  # batched: O(1) round trips per 500
         for row in summary["rows"]:
-            followed = (
-                self.upgrader.store.following(row["instance_id"]) if row["state"] == "submitted" else None
+            row.update(
+                task_progress(followed.get(row["instance_id"]) if row["state"] == "submitted" else None)
             )
-            row.update(task_progress(followed))
         return summary
 
     # -- steps ----------------------------------------------------------------------------------

@@ -88,6 +88,9 @@ class MemoryStore:
     def following(self, instance_id: str) -> Outcome | None:
         return self._following.get(instance_id)
 
+    def following_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        return {i: o for i in instance_ids if (o := self._following.get(i)) is not None}
+
     def followed(self) -> Iterator[Outcome]:
         with self._lock:
             followed = [self._following[i] for i in sorted(self._following)]

@@ -120,6 +120,18 @@ class RedisStore:
             raw = self.redis.get(keys.following(instance_id))
         return Outcome.from_dict(json.loads(raw)) if raw else None
 
+    def following_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
+        """The followed outcome of each instance that has one: one MGET per ``READ_BATCH``."""
+        found: dict[str, Outcome] = {}
+        for start in range(0, len(instance_ids), READ_BATCH):
+            batch = instance_ids[start : start + READ_BATCH]
+            with redis_errors():
+                raws = self.redis.mget([keys.following(i) for i in batch])
+            found.update(
+                (i, Outcome.from_dict(json.loads(raw))) for i, raw in zip(batch, raws, strict=True) if raw
+            )
+        return found
+
     def followed(self) -> Iterator[Outcome]:
         """Every followed in-flight outcome (one SMEMBERS, then MGETs in batches)."""
         with redis_errors():
