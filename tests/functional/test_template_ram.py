@@ -215,9 +215,11 @@ def dead_letter(run: Run, function: str) -> None:
 
 def run_webhook(run: Run) -> None:
     for ticket in (
+        # The full readiness report, while the instance can still go (a report of an instance
+        # already upgrading reads nothing more than its describe).
+        {"instance_id": MONGO, "target_version": "5.0", "dry_run": True},
         {"instance_id": REDIS, "target_version": "7.0"},
         {"instance_id": MONGO, "target_version": "5.0"},
-        {"instance_id": MONGO, "target_version": "5.0", "dry_run": True},  # the full readiness report
         {
             "instance_id": MEMBER_REDIS,
             "target_version": "7.0",
@@ -225,9 +227,10 @@ def run_webhook(run: Run) -> None:
         },  # through the member role
     ):
         body = json.dumps({**ticket, "ticket_id": f"CHG-{ticket['instance_id']}"}).encode()
+        message_id = f"msg_{ticket['instance_id']}{'_dry' if ticket.get('dry_run') else ''}"
         headers = {
             "content-type": "application/json",
-            **standard_webhook_headers(SECRET, body, f"msg_{ticket['instance_id']}"),
+            **standard_webhook_headers(SECRET, body, message_id),
         }
         url = f"{run.lc.url}/2016-08-15/proxy/{run.service}/webhook/upgrades"
         request = urllib.request.Request(url, body, headers, method="POST")  # noqa: S310 -- 127.0.0.1
@@ -247,12 +250,13 @@ def run_webhook(run: Run) -> None:
 
 
 def run_rollout(run: Run) -> None:
+    # The readiness report first, while the instance can still go (see run_webhook).
+    run.invoke("rollout", {"instance_id": MONGO, "target_version": "5.0", "dry_run": True})
     for message in (
         {"instance_id": REDIS, "target_version": "7.0"},
         {"instance_id": MONGO, "target_version": "5.0"},
     ):
         run.invoke("rollout", {**message, "rollout_id": "ram"})
-    run.invoke("rollout", {"instance_id": MONGO, "target_version": "5.0", "dry_run": True})  # readiness
     member = {"instance_id": MEMBER_REDIS, "target_version": "7.0", "account_id": MEMBER, "rollout_id": "ram"}
     run.invoke("rollout", member)  # through the member role
     dead_letter(run, "rollout")

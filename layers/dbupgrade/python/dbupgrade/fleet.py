@@ -19,6 +19,19 @@ with as few calls as the APIs allow, for ``rollout plan`` and the tracker alike:
 A list item carries fewer fields than the describe (no ``MaintainStartTime`` / ``MaintainEndTime``,
 for one): ``Read.full`` says which it is, and a caller that needs the describe's fields asks for
 it (``describe_one``).
+
+The readiness report's two task reads are list APIs too, so a plan asks them per group, not per
+instance (``read_live_tasks``, ``read_booked_events``): each answers, per wanted instance, the body
+the per-instance call would have carried (``{"Items": [...]}``: only that instance's items), or the
+``CloudError`` that kept its group from being read - the caller raises it, and the check it feeds
+fails closed.
+
+- ``DescribeHistoryTasks``: ``InstanceId`` takes up to ``TASKS_BY_IDS`` IDs ("如需查询多个实例请用
+  英文逗号（,）分隔，最多支持30个") and ``Status`` several statuses ("如需选择多个状态请用英文逗号
+  分隔"), ``PageSize`` 10~100 (API metadata, both products).
+- ``DescribeActiveOperationTasks``: ``InsName`` is optional (API metadata, both products: no
+  ``required``), so one listing of the region answers for all its instances, ``PageSize`` at most
+  100 (same metadata: "取值： **30、50、100**").
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from dbupgrade.cloudapi import CloudApi, CloudError
 from dbupgrade.context import Credentials
@@ -40,6 +53,16 @@ LIST_BY_IDS: Mapping[str, tuple[str, int]] = {"redis": ("InstanceIds", 30)}
 # list variant whatever the fleet's size, and no source gives a region's size before the first page.
 BATCH_MIN: Mapping[str, int] = {"redis": 2, "mongodb": 8}
 DESCRIBE_CONCURRENCY = 8  # per-instance describes in flight at once (the rate limiter paces them)
+TASKS_BY_IDS = 30  # DescribeHistoryTasks InstanceId: at most 30 IDs (API metadata, quoted above)
+TASKS_PAGE_SIZE = 100  # DescribeHistoryTasks PageSize: 10~100 (API metadata)
+EVENTS_PAGE_SIZE = 100  # DescribeActiveOperationTasks PageSize: 30/50/100 (API metadata, Dds)
+# Assumption: fewer wanted instances than this in one (engine, region) ask their O&M events one by
+# one; a region's listing costs at least one page whatever the fleet's size (no source gives how
+# many events a region has before the first page), as a MongoDB region listing does (BATCH_MIN).
+EVENTS_BATCH_MIN = 8
+
+# Per wanted instance: the body its own call would have returned, or why its group was not read.
+Answer: TypeAlias = "dict[str, Any] | CloudError"
 
 
 @dataclass(frozen=True)
@@ -169,3 +192,100 @@ def _collect(
         if not items or seen >= total or len(items) < int(params["PageSize"]):
             return
         page += 1
+
+
+def read_live_tasks(
+    cloud: CloudApi,
+    engine: Engine,
+    region: str,
+    instance_ids: Iterable[str],
+    credentials: Credentials | None,
+    *,
+    statuses: Iterable[str],
+    since: str,
+    until: str,
+    deadline: float,
+) -> dict[str, Answer]:
+    """Each instance's ``DescribeHistoryTasks`` items in ``statuses`` started between ``since`` and
+    ``until``, ``TASKS_BY_IDS`` instances a call: instance id -> ``{"Items": [...]}`` or the error."""
+    wanted = list(dict.fromkeys(instance_ids))
+    answers: dict[str, Answer] = {}
+    for start in range(0, len(wanted), TASKS_BY_IDS):
+        chunk = wanted[start : start + TASKS_BY_IDS]
+        params = {
+            "InstanceId": ",".join(chunk),
+            "Status": ",".join(sorted(statuses)),
+            "FromStartTime": since,
+            "ToStartTime": until,
+            "PageSize": str(TASKS_PAGE_SIZE),
+        }
+        answers.update(
+            _per_instance(
+                cloud,
+                engine,
+                region,
+                engine.history_action,
+                params,
+                "InstanceId",
+                chunk,
+                credentials,
+                deadline,
+            )
+        )
+    return answers
+
+
+def read_booked_events(
+    cloud: CloudApi,
+    engine: Engine,
+    region: str,
+    instance_ids: Iterable[str],
+    credentials: Credentials | None,
+    *,
+    deadline: float,
+) -> dict[str, Answer]:
+    """Each instance's ``DescribeActiveOperationTasks`` items from one listing of the region (empty
+    when fewer than ``EVENTS_BATCH_MIN`` are wanted: their own calls are cheaper)."""
+    wanted = list(dict.fromkeys(instance_ids))
+    if len(wanted) < EVENTS_BATCH_MIN:
+        return {}
+    params = {"Region": region, "PageSize": str(EVENTS_PAGE_SIZE)}
+    return _per_instance(
+        cloud, engine, region, engine.operations_action, params, "InsName", wanted, credentials, deadline
+    )
+
+
+def _per_instance(
+    cloud: CloudApi,
+    engine: Engine,
+    region: str,
+    action: str,
+    params: dict[str, str],
+    id_key: str,
+    wanted: list[str],
+    credentials: Credentials | None,
+    deadline: float,
+) -> dict[str, Answer]:
+    """Every page of one ``Items`` listing, split per wanted instance by ``id_key``."""
+    items: dict[str, list[dict[str, Any]]] = {i: [] for i in wanted}
+    page = 1
+    try:
+        while True:
+            body = cloud.call_with_retries(
+                engine, region, action, {**params, "PageNumber": str(page)}, credentials, deadline=deadline
+            )
+            listed = body.get("Items")
+            if isinstance(listed, Mapping):  # some gateways wrap lists once more
+                listed = next(iter(listed.values()), [])
+            listed = [item for item in listed or [] if isinstance(item, Mapping)]
+            for item in listed:
+                instance_id = str(item.get(id_key))
+                if instance_id in items:
+                    items[instance_id].append(dict(item))
+            if len(listed) < int(params["PageSize"]):
+                break
+            page += 1
+    except CloudError as error:
+        return dict.fromkeys(wanted, error)
+    request_id = body.get("RequestId")
+    return {i: {"Items": found, "RequestId": request_id} for i, found in items.items()}

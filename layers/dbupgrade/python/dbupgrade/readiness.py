@@ -16,7 +16,9 @@ caveat              the documented effects of the path (write concern, Bloom dat
 
 Grades: ``ok``, ``info``, ``warn`` (a person should look first), ``block``. The verdict is the worst
 grade: any ``block`` -> ``blocked``, else any ``warn`` -> ``warn``, else ``go``. It FAILS CLOSED: a
-check whose API call fails (after the caller's retries) is a ``block`` finding, never a pass.
+check whose API call fails (after the caller's retries) is a ``block`` finding, never a pass. An
+instance the describe already rules out (at the target: nothing to do; or a ``block`` from the
+state or mode check) gets no per-instance read at all (``can_go``): its verdict cannot change.
 
 The request path runs ``SUBMISSION_CHECKS`` (the describe-based checks are the use case's own
 pre-check; the backup read is the one extra call); dry runs, ``rollout plan`` and ``dbupgrade
@@ -307,6 +309,16 @@ def check_caveats(engine: Engine, current: str, target: str) -> list[Finding]:
     ]
 
 
+def can_go(engine: Engine, attributes: Mapping[str, Any], target: str) -> bool:
+    """Whether the describe (or a list item) leaves the upgrade to ``target`` possible: not at it,
+    and neither the state nor the deployment mode blocks. ``assess`` asks its per-instance reads
+    only then, and a plan reads ahead only for these instances."""
+    if str(attributes.get(engine.version_key)) == target:
+        return False
+    found = check_state(engine, attributes, target) + check_mode(engine, attributes, target)
+    return not any(finding.grade == "block" for finding in found)
+
+
 # -- the report ----------------------------------------------------------------------------------
 
 
@@ -368,21 +380,24 @@ def assess(
         if "mode" in wanted:
             findings.extend(check_mode(engine, attributes, target))
     at_target = current == target
-    if "offered" in wanted and current is not None and not at_target:
+    # An instance its describe already rules out (at the target, or a state or mode block) is a
+    # no-op or blocked whatever the per-instance reads would say: none is asked (issue #15).
+    ruled_out = at_target or any(finding.grade == "block" for finding in findings)
+    if "offered" in wanted and current is not None and not ruled_out:
         guarded(
             "offered",
             engine.gate_action or engine.available_action or "-",
             lambda: check_offered(engine, call, instance_id, current, target),
         )
-    if "operations" in wanted:
+    if "operations" in wanted and not ruled_out:
         guarded(
             "operations",
             engine.operations_action,
             lambda: check_operations(engine, call, instance_id, region),
         )
-    if "tasks" in wanted:
+    if "tasks" in wanted and not ruled_out:
         guarded("tasks", engine.history_action, lambda: check_tasks(engine, call, instance_id, now))
-    if "backup" in wanted and not at_target:
+    if "backup" in wanted and not ruled_out:
 
         def backup_check() -> list[Finding]:
             nonlocal fresh, needed

@@ -10,7 +10,14 @@ manifest through the list APIs (``dbupgrade.fleet.read_instances``: 30 Redis ins
 region's MongoDB listing 100 a page), so a plan of N targets makes O(N / page) list calls plus the
 per-instance calls no list answers (Redis ``DescribeEngineVersion``, MongoDB
 ``DescribeAvailableEngineVersion``: each instance's own eligibility, which the docs tie to more than
-its version - DTS tasks, network type, storage type), paced by the fleet-wide rate limit.
+its version - DTS tasks, network type, storage type - and ``DescribeBackups``, whose ``InstanceId``
+is required), paced by the fleet-wide rate limit. The readiness report's task reads are list APIs
+too: ``DescribeHistoryTasks`` is asked for 30 instances a call and ``DescribeActiveOperationTasks``
+once per region listing (``fleet.read_live_tasks`` / ``read_booked_events``). An instance its list
+item already rules out (at the target, not ready, a downgrade, the wrong deployment mode:
+``readiness.can_go``) gets no per-instance read at all. So a plan of N ready targets costs about
+2N per-instance calls (N of each action) plus O(N / 30) list calls, and at the shipped 10 calls/s
+per action it takes about N / 10 seconds: the rate limit, not the plan, sets that bound.
 
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
@@ -27,17 +34,18 @@ why - the member's role missing, say.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dbupgrade import clock, hops
+from dbupgrade import clock, hops, readiness
+from dbupgrade.cloudapi import CloudError
 from dbupgrade.config import Config, Window
 from dbupgrade.context import adapt_context
-from dbupgrade.engines import ENGINES
-from dbupgrade.fleet import Read, read_instances
+from dbupgrade.engines import ENGINES, Engine
+from dbupgrade.fleet import Answer, Read, read_booked_events, read_instances, read_live_tasks
 from dbupgrade.model import UpgradeRequest
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.model import location_of
@@ -89,7 +97,7 @@ def plan(
     # ``label`` (the rollout to be) names the member accounts' role sessions of the preview.
     named = {"rollout_id": label} if label else {}
     requests = [parse_request({**target, **named, "dry_run": True}, source="cli") for target in targets]
-    preview.reads = read_ahead(upgrader, requests, context)
+    preview.reads, preview.answers = read_ahead(upgrader, requests, context)
     now = clock.utcnow()
     with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
         outcomes = list(pool.map(lambda request: preview.run(request, context), requests))
@@ -158,6 +166,7 @@ class _ReadAhead(Upgrader):
     """The preview's use case, its describes answered from the reads made for the whole manifest."""
 
     reads: dict[str, Read]  # set before the first run
+    answers: dict[tuple[str, str], Answer]  # (action, instance id) -> its body, or why it is unread
 
     def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
         read = self.reads.get(job.request.instance_id)
@@ -167,14 +176,27 @@ class _ReadAhead(Upgrader):
             raise read.error
         return read.attributes, read.request_id
 
+    def _call(self, job: _Job, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """A readiness read the plan made for the whole group is answered from it; a group read
+        that failed raises its error here, so the check it feeds fails closed."""
+        answer = self.answers.get((action, job.request.instance_id))
+        if answer is None:
+            return super()._call(job, action, params)
+        if isinstance(answer, CloudError):
+            raise answer
+        return answer
+
 
 def read_ahead(
     upgrader: Upgrader, requests: Sequence[UpgradeRequest], context: Any = None
-) -> dict[str, Read]:
-    """The targets in scope, read through the list APIs per (engine, region): instance id -> ``Read``.
+) -> tuple[dict[str, Read], dict[tuple[str, str], Answer]]:
+    """The targets in scope, read through the list APIs per (engine, region): instance id -> ``Read``;
+    and the readiness report's task reads for the ones that can go (``readiness.can_go``), one
+    ``DescribeHistoryTasks`` per 30 and one ``DescribeActiveOperationTasks`` listing per region:
+    (action, instance id) -> the body the instance's own call would carry, or its group's error.
 
-    Out-of-scope targets are left out (the pre-check refuses them without a call). A seam for other
-    per-target reads a plan or a readiness check needs: group by (engine, region) the same way.
+    Out-of-scope targets are left out (the pre-check refuses them without a call), and so are the
+    ones no list answered: their checks make their own calls.
     """
     ctx = adapt_context(context)
     config: Config = upgrader.config
@@ -191,11 +213,41 @@ def read_ahead(
             continue
         groups.setdefault((str(request.engine), region), []).append(request.instance_id)
     credentials = upgrader.cloud.credentials(ctx.credentials)
+    targets = {request.instance_id: request.target_version for request in requests}
+    now = upgrader._now()
+    since = (now - timedelta(days=readiness.HISTORY_DAYS)).strftime(readiness.TIME_FORMAT)
+    until = (now + timedelta(days=readiness.HISTORY_DAYS)).strftime(readiness.TIME_FORMAT)
     reads: dict[str, Read] = {}
-    for (engine, region), instance_ids in groups.items():
-        reads.update(
-            read_instances(
-                upgrader.cloud, ENGINES[engine], region, instance_ids, credentials, deadline=ctx.deadline
-            )
+    answers: dict[tuple[str, str], Answer] = {}
+    for (name, region), instance_ids in groups.items():
+        engine = ENGINES[name]
+        found = read_instances(
+            upgrader.cloud, engine, region, instance_ids, credentials, deadline=ctx.deadline
         )
-    return reads
+        reads.update(found)
+        going = [i for i in instance_ids if _can_go(engine, found.get(i), targets[i])]
+        if not going:
+            continue
+        tasks = read_live_tasks(
+            upgrader.cloud,
+            engine,
+            region,
+            going,
+            credentials,
+            statuses=readiness.LIVE_TASK_STATUSES,
+            since=since,
+            until=until,
+            deadline=ctx.deadline,
+        )
+        events = read_booked_events(upgrader.cloud, engine, region, going, credentials, deadline=ctx.deadline)
+        answers.update({(engine.history_action, i): answer for i, answer in tasks.items()})
+        answers.update({(engine.operations_action, i): answer for i, answer in events.items()})
+    return reads, answers
+
+
+def _can_go(engine: Engine, read: Read | None, target: str) -> bool:
+    """Whether the readiness report will ask this instance's task reads (its first hop's target)."""
+    if read is None or not read.found or read.attributes is None:
+        return False
+    path = hops.path_to(engine, str(read.attributes.get(engine.version_key)), target)
+    return readiness.can_go(engine, read.attributes, path[1] if path else target)
