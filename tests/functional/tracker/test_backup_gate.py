@@ -159,13 +159,35 @@ def test_a_read_that_cannot_be_made_blocks_and_nothing_is_submitted(gate: TrackB
 
     outcome = gate.upgrade("r-bp1gatefresh0001", "7.0")
 
-    assert (outcome.status, outcome.reason) == ("rejected", "blocked")
-    assert "DescribeBackups" in str(outcome.message) and "fails closed" in str(outcome.message)
+    # Fails closed, but a read that could not be made is no verdict on the instance: the request is
+    # told to come back (transient), never rejected for good.
+    assert (outcome.status, outcome.reason, outcome.final) == ("failed", "retries_exhausted", False)
     assert outcome.readiness is not None and outcome.readiness["verdict"] == "blocked"
+    [unread] = [f for f in outcome.readiness["findings"] if f["grade"] == "block"]
+    assert unread["source"] == "DescribeBackups" and "fails closed" in unread["message"]
     assert gate.upgrade_calls("r-bp1gatefresh0001") == []
     assert gate.calls("CreateBackup") == []
     [note] = [n for n in gate.published() if n["instance_id"] == "r-bp1gatefresh0001"]
-    assert note["event"] == "upgrade.rejected"
+    assert note["event"] == "upgrade.failed"
+
+
+def test_a_read_refused_by_ram_is_a_configuration_failure(gate: TrackBench) -> None:
+    gate.faults(
+        [
+            {
+                "product": "r-kvstore",
+                "action": "DescribeBackups",
+                "error_rate": 1.0,
+                "error_code": "Forbidden.RAM",
+                "error_status": 403,
+            }
+        ]
+    )
+
+    outcome = gate.upgrade("r-bp1gatefresh0001", "7.0")
+
+    assert (outcome.status, outcome.reason, outcome.code) == ("failed", "configuration", "Forbidden.RAM")
+    assert gate.upgrade_calls("r-bp1gatefresh0001") == []
 
 
 def test_a_failed_upgrade_carries_its_rollback_text(gate: TrackBench) -> None:

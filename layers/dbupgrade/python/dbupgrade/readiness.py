@@ -91,6 +91,9 @@ class Readiness:
     # The gate's view: a finished backup recent enough (its id), and whether a new one is needed.
     fresh_backup_id: str | None = field(default=None, compare=False)
     needs_backup: bool = field(default=False, compare=False)
+    # Why each check that could not be read failed: a request blocked only by these is told to come
+    # back (a throttled or denied read is not the instance's verdict), never rejected for good.
+    unread: tuple[CloudError, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def verdict(self) -> Verdict:
@@ -101,6 +104,12 @@ class Readiness:
 
     def blocking(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.grade == "block"]
+
+    def only_unread(self) -> CloudError | None:
+        """The first read error when every blocking finding is a check that could not be read."""
+        if self.unread and len(self.blocking()) == len(self.unread):
+            return self.unread[0]
+        return None
 
     def summary(self) -> str:
         """The blocking findings in one line (a refusal's message)."""
@@ -341,6 +350,7 @@ def assess(
     described here). A call that fails is a ``block`` finding naming the API (fail closed)."""
     wanted = set(checks)
     findings: list[Finding] = []
+    unread: list[CloudError] = []
     fresh: backup.BackupSet | None = None
     needed = False
 
@@ -348,6 +358,7 @@ def assess(
         try:
             findings.extend(run())
         except CloudError as error:
+            unread.append(error)
             findings.append(
                 Finding(
                     check,
@@ -365,6 +376,8 @@ def assess(
             if attributes is None:
                 findings.append(Finding("state", "block", engine.describe_action, "instance not found"))
         except CloudError as error:
+            if not error.instance_not_found:
+                unread.append(error)
             text = (
                 "instance not found"
                 if error.instance_not_found
@@ -372,7 +385,7 @@ def assess(
             )
             findings.append(Finding("state", "block", engine.describe_action, text))
         if attributes is None:  # nothing else is worth asking about an instance that cannot be described
-            return Readiness(instance_id, engine.name, target, None, tuple(findings))
+            return Readiness(instance_id, engine.name, target, None, tuple(findings), unread=tuple(unread))
     current = str(attributes.get(engine.version_key)) if attributes is not None else None
     if attributes is not None:
         if "state" in wanted:
@@ -420,6 +433,7 @@ def assess(
         tuple(findings),
         fresh_backup_id=fresh.backup_id if fresh is not None else None,
         needs_backup=needed,
+        unread=tuple(unread),
     )
 
 

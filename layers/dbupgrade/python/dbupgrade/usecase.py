@@ -574,7 +574,12 @@ class Upgrader:
             return (hops.as_hop(preview, path, 1) if path else preview), None
         report = gate.submission_readiness(self, job, attributes)  # the backup read: fails closed
         if report.verdict == "blocked":
-            return gate.blocked(job, report), None
+            unread = report.only_unread()  # throttled, down or denied: come back, not a verdict
+            if unread is None:
+                return gate.blocked(job, report), None
+            failure = self._cloud_failure(job, unread)
+            failure.readiness = report.to_dict()  # which check could not be read
+            return failure, None
         seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
         claim = job.claim(utc_now())
         held = self.store.claim(claim, seconds)
