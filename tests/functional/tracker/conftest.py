@@ -16,7 +16,7 @@ from dbupgrade.usecase import Upgrader
 
 from localcloud.server import RunningServer
 from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import FAST_RETRY, TOPIC, Bench, mongo_entry, redis_entry
+from tests.functional.core.conftest import FAST_RETRY, TOPIC, Bench, bench_on, mongo_entry, redis_entry
 
 UPGRADE_SECONDS = 3 * 3600  # longer than Redis's 2 h stuck default: an upgrade can be held "upgrading"
 
@@ -80,20 +80,9 @@ def make_track(
     added) and an emptied Redis; ``env`` adds to or overrides the functions' settings."""
 
     def make(seed: dict[str, Any], **env: str) -> TrackBench:
-        redis_server.flushall()
         account = {"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}
         lc = make_localcloud({"accounts": [account], "topics": [TOPIC], **seed})
-        settings = {
-            "DBUPGRADE_REGION": "cn-hangzhou",
-            "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-            "DBUPGRADE_DDS_ENDPOINT": lc.url,
-            "DBUPGRADE_MNS_ENDPOINT": lc.url,
-            "DBUPGRADE_TOPIC": TOPIC,
-            "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-        }
-        return TrackBench(lc, {**settings, **env})
+        return TrackBench(lc, {**bench_on(lc, redis_server).env, **env})
 
     return make
 
