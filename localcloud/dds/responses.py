@@ -56,6 +56,7 @@ class DdsResponse(TaskResponse[DdsBackend]):
     max_page_size = 100
     list_keys = LIST_KEYS
     list_body = ("DBInstances", "DBInstance")
+    central_endpoint = CENTRAL_ENDPOINT
     attribute_body = ("DBInstances", "DBInstance")
 
     def __init__(self, cloud: Any) -> None:
@@ -74,9 +75,7 @@ class DdsResponse(TaskResponse[DdsBackend]):
                     {
                         "RegionId": region,
                         "RegionName": region,
-                        "EndPoint": CENTRAL_ENDPOINT[1]
-                        if region == CENTRAL_ENDPOINT[0]
-                        else f"mongodb.{region}.aliyuncs.com",
+                        "EndPoint": self.region_endpoint(region),
                         "Zones": {
                             "Zone": [{"ZoneId": zone, "ZoneName": zone, "VpcEnabled": True} for zone in zones]
                         },

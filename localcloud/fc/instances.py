@@ -96,6 +96,9 @@ class Instance:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
+            # Logged before ``done`` is set: an invocation ends only once its last line (the End
+            # mark) is in the log, so whoever waits for it to finish finds the whole log there.
+            self._log(self.spec.label, line)
             with self._lock:
                 collecting = self._collecting
             if collecting is not None:
@@ -103,7 +106,6 @@ class Instance:
                     collecting.done.set()
                 elif line != runtime.START_MARK + collecting.request_id:
                     collecting.lines.append(line)
-            self._log(self.spec.label, line)
         with self._lock:
             if self._collecting is not None:
                 self._collecting.done.set()

@@ -56,6 +56,7 @@ class KvstoreResponse(TaskResponse[KvstoreBackend]):
     max_page_size = 50
     list_keys = LIST_KEYS
     list_body = ("Instances", "KVStoreInstance")
+    central_endpoint = CENTRAL_ENDPOINT
     attribute_body = ("Instances", "DBInstanceAttribute")
 
     def __init__(self, cloud: Any) -> None:
@@ -72,9 +73,7 @@ class KvstoreResponse(TaskResponse[KvstoreBackend]):
                     {
                         "RegionId": region,
                         "LocalName": region,
-                        "RegionEndpoint": CENTRAL_ENDPOINT[1]
-                        if region == CENTRAL_ENDPOINT[0]
-                        else f"r-kvstore.{region}.aliyuncs.com",
+                        "RegionEndpoint": self.region_endpoint(region),
                         "ZoneIds": ",".join(zones),
                         "ZoneIdList": {"ZoneId": zones},
                     }

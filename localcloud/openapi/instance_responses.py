@@ -51,6 +51,9 @@ class InstanceResponse(Generic[_Backend]):
     list_keys: ClassVar[tuple[str, ...]]  # the attributes a listing renders
     list_body: ClassVar[tuple[str, str]]  # the keys a listing's instances nest under
     attribute_body: ClassVar[tuple[str, str]]  # the keys the attribute action's instance nests under
+    # (region, host): the region DescribeRegions answers with the product's central host; every other
+    # region answers its regional host (each product's responses.py cites its source and assumption).
+    central_endpoint: ClassVar[tuple[str, str]]
 
     def __init__(self, backends: InstanceBackends[_Backend]) -> None:
         self.backends = backends
@@ -63,6 +66,11 @@ class InstanceResponse(Generic[_Backend]):
             names.versions: self.describe_versions_of,
             names.upgrade: self.upgrade_of,
         }
+
+    def region_endpoint(self, region: str) -> str:
+        """The endpoint DescribeRegions gives ``region``: the central host, or ``<product>.<region>.aliyuncs.com``."""
+        central_region, host = self.central_endpoint
+        return host if region == central_region else host.replace(".aliyuncs.com", f".{region}.aliyuncs.com")
 
     # --- what each product defines --------------------------------------------------------------
 

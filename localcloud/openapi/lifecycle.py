@@ -268,8 +268,9 @@ class Instance:
             for days_ago in range(AUTOMATIC_BACKUP_DAYS, -1, -1):
                 start = today - days_ago * DAY + minute * 60
                 if start + self.backup_seconds <= now:
-                    # The ID is the start minute: the same set keeps its ID from one call to the next.
-                    backup_id = int(start // 60)
+                    # Stable per instance and start minute: the same set keeps its ID from one call
+                    # to the next, and two instances' sets never share one (a BackupId names one set).
+                    backup_id = _number(self.instance_id, "automatic-backup", int(start // 60))
                     sets.append(
                         BackupSet(backup_id, backup_id, start, start + self.backup_seconds, True, "Automated")
                     )

