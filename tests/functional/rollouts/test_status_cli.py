@@ -96,6 +96,8 @@ def test_cancel_lists_what_was_already_submitted_and_says_what_rollback_means(
     assert lines[waiting + 1] == "  r-recall00001 ? -> 7.0"
     assert "a major-version upgrade cannot be undone in place" in out
     assert "restore a backup taken before the upgrade into a new instance" in out
+    [backup_id] = {row["backup_id"] for row in fleet.rollouts.status("recall")["rows"] if row["backup_id"]}
+    assert f"backup {backup_id}" in lines[submitted + 2]  # the upgrade's own backup, named in its rollback
 
     fleet.tick()  # the second message runs after the cancel: halted, no upgrade call
     assert fleet.upgrade_calls() == {"r-recall00000": 1}

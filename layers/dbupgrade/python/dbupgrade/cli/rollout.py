@@ -988,6 +988,7 @@ def cancel_command(rollout_id: str) -> None:
                     engine.name if engine else None,
                     row["from_version"],
                     str(row["to_version"]),
+                    backup_id=row.get("backup_id"),
                     submitted=True,
                 )
                 click.echo(f"    rollback: {text}")

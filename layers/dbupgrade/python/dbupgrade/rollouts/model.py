@@ -188,6 +188,7 @@ class TargetState:
     finished_at: float | None = None
     from_version: str | None = None
     request_id: str | None = None
+    backup_id: str | None = None  # the gate's backup: what a rollback restores
     code: str | None = None
     reason: str | None = None
     message: str | None = None

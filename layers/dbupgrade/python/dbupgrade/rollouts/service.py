@@ -313,6 +313,7 @@ class Rollouts:
                 state.state = new_state
                 state.from_version = outcome.from_version or state.from_version
                 state.request_id = outcome.request_id or state.request_id
+                state.backup_id = outcome.backup_id or state.backup_id
                 state.code, state.reason, state.message = outcome.code, outcome.reason, outcome.message
                 changed.append(state)
             if new_state == "submitted":

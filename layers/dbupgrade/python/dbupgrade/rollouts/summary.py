@@ -153,6 +153,7 @@ def _row(target: dict[str, Any], state: TargetState) -> dict[str, Any]:
         "from_version": state.from_version,
         "to_version": target["target_version"],
         "request_id": state.request_id,
+        "backup_id": state.backup_id,
         "released_at": _iso(state.dispatched_at),
         "finished_at": _iso(state.finished_at),
         "code": state.code,
