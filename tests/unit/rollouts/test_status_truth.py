@@ -120,6 +120,7 @@ def test_rows_carry_state_versions_request_id_when_and_why_and_a_short_screen_sh
         "from_version": "6.0",
         "to_version": "7.0",
         "request_id": "REQ-29",
+        "backup_id": None,
         "released_at": "2026-01-05T11:59:30Z",
         "finished_at": None,
         "code": None,
