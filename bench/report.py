@@ -260,33 +260,61 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(step: dict[str, Any]) -> str:
+    return (
+        f"{step['seconds']:.2f} s (bound {step['bound_seconds']:.2f} s) / {step['calls']} / "
+        f"{step['redis_commands']}"
+    )
+
+
 def render_scale(scale: dict[str, Any] | None) -> str:
     """Section 8: the scaling curves (bench/scale.py)."""
     if not scale:
         return ""
+    rate = scale["rate"]
     lines = [
         "## 8. Scaling curves",
         "",
-        "N Redis instances on localcloud, one wave; the CLI's `rollout plan`, `start`, the rollout function "
-        "on every message, one tracker tick with all N in flight, `status`, then ticks until the rollout "
-        f"ends, under {scale['rate']:g} calls/s per action (the bound: the busiest such action's calls / rate). "
-        "Each cell: wall seconds / cloud calls / Redis commands (`bench/scale.py`).",
+        "N Redis instances on localcloud running the template's functions; every step under "
+        f"`DBUPGRADE_RATE_LIMITS` = **{rate:g} calls/s per action** (SCALE_RATE; localcloud enforces it too). "
+        "The CLI's `rollout plan` and `check`, `start` (one wave), delivery (the rollout function on "
+        "every message, run by localcloud's FC on several instances at once), one tracker tick with all "
+        "N in flight, `status`, then ticks until the rollout ends. Each cell: wall seconds (the bound "
+        "the rate sets: the busiest action's calls / rate) / cloud calls / Redis commands (`bench/scale.py`).",
         "",
-        "| targets | plan | start | tick (in flight) | status | whole rollout | of bound |",
-        "|---|---|---|---|---|---|---|",
+        f"plan and check read two things per instance no list answers (`DescribeBackups`, "
+        f"`DescribeEngineVersion`): their bound is N / rate, {10000 / rate:.0f} s for 10,000 at "
+        f'{rate:g}/s and 1,000 s at the shipped 10/s. A plan of 10,000 meets "under 60 s" only with '
+        "`DBUPGRADE_RATE_LIMITS` raised above 167 calls/s for those actions.",
+        "",
+        "| targets | plan | check | start | delivery | tick (in flight) | status | whole rollout | of bound |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in scale["sizes"]:
         cells = [
-            f"{entry[s]['seconds']:.2f} s / {entry[s]['calls']} / {entry[s]['redis_commands']}"
-            for s in ("plan", "start", "tick", "status")
+            _cell(entry[s]) if s in entry else "-"
+            for s in ("plan", "check", "start", "delivery", "tick", "status")
         ]
-        whole = entry["rollout"]
+        whole = entry.get("rollout")
+        if whole is None:
+            lines.append(f"| {entry['targets']:,} | {' | '.join(cells)} | - | - |")
+            continue
         ok = whole["of_bound"] is not None and whole["of_bound"] >= 0.9
         lines.append(
             f"| {entry['targets']:,} | {' | '.join(cells)} | {whole['seconds']:.1f} s ({whole['status']}, "
-            f"{whole['ticks']} ticks; bound {whole['bound_seconds']:.1f} s) | {whole['of_bound']} "
+            f"{whole['ticks']} ticks, {whole['rollout_instances']} rollout instances; bound "
+            f"{whole['bound_seconds']:.1f} s) | {whole['of_bound']} "
             f"{_verdict(ok) if entry['targets'] >= 10000 else ''} |"
         )
+    lines += ["", "Calls per action and Redis commands per command, per step:", ""]
+    for entry in scale["sizes"]:
+        for step in ("plan", "check", "start", "delivery", "tick", "status"):
+            if step in entry:
+                calls = ", ".join(f"{a} {n}" for a, n in entry[step]["calls_per_action"].items())
+                redis = ", ".join(f"{c} {n}" for c, n in entry[step]["redis_per_command"].items())
+                lines.append(
+                    f"- {entry['targets']:,} {step}: calls {calls or 'none'}; Redis {redis or 'none'}"
+                )
     lines.append("")
     return "\n".join(lines)
 

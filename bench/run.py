@@ -14,8 +14,10 @@ prove the harness works: its numbers mean nothing and nothing is gated on them.
 6. localcloud: the latency it adds and the requests/s it sustains (bench/bench_localcloud.py);
 7. the fleet-wide rate limit (issue #4): 4 consumers under a 20 upgrades/s cloud limit, beside the
    same consumers without the shared bucket (bench/bench_ratelimit.py);
-8. scaling curves (issue #15): plan, start, one tracker tick, status and a whole rollout at 100,
-   1,000 and 10,000 targets with calls and Redis commands per step (bench/scale.py).
+8. scaling curves (issue #15): plan, check, start, delivery (the rollout function on localcloud's
+   FC, several instances at once), one tracker tick, status and a whole rollout at 100, 1,000 and
+   10,000 targets, with calls per action and Redis commands per step, each beside the bound its
+   rate limit sets (bench/scale.py).
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ RATE_LIMITED_ACTIONS = (
     "UpgradeDBInstanceEngineVersion",
 )
 BATCH_SIZE = 10
-# calls/s per action for the scaling curves' whole rollout (the operator's quota, enforced by
-# localcloud too): 10,000 upgrades are then bound to 100 s.
+# calls/s per action for every step of the scaling curves (DBUPGRADE_RATE_LIMITS, enforced by
+# localcloud too): 10,000 upgrades, and a plan of 10,000, are then bound to 100 s. The shipped
+# default is 10/s: a plan of 10,000 is then bound to 1,000 s (two per-instance reads no list answers).
 SCALE_RATE = 100.0
 
 
@@ -290,7 +293,8 @@ def shared_rate_limit(upgrades: int, consumers: int, qps: float) -> dict[str, An
 
 
 def fleet_scale(sizes: list[int]) -> dict[str, Any]:
-    """Issue #15: plan, start, a tick, status and a whole rollout at each size (bench/scale.py)."""
+    """Issue #15: plan, check, start, delivery, a tick, status and a whole rollout at each size
+    (bench/scale.py), under SCALE_RATE calls/s per action."""
     import scale
 
     return scale.scale(sizes, SCALE_RATE)

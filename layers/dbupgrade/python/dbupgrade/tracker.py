@@ -64,11 +64,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import time
 import zlib
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -101,9 +99,16 @@ OUTBOX_RESERVE_SECONDS = ROLLOUT_RESERVE_SECONDS + 60
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+# In-flight upgrades a tick reads at once (list and task reads) before it looks at the clock again:
+# a multiple of the list calls' 30 IDs, big enough that a MongoDB region listing (paged whatever
+# the number wanted) is not repeated often, small enough that a tick cut short has finished shards.
+CHUNK_TARGETS = 1500
+
+
 @dataclass(frozen=True)
 class TrackerSettings:
     stuck_after: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STUCK_AFTER_SECONDS))
+    chunk_targets: int = CHUNK_TARGETS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrackerSettings:
@@ -240,13 +245,7 @@ class Tracker:
         now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
         watched = list(self.in_flight())
-        # The task reads (DescribeHistoryTasks) and the instance reads (the list APIs) are paced by
-        # separate rate limits: run at once, a tick takes the longer of the two, not their sum.
-        with ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool:
-            # They stop with the checks (``ROLLOUT_RESERVE_SECONDS`` before the deadline).
-            checks_ctx = replace(ctx, deadline=ctx.deadline - ROLLOUT_RESERVE_SECONDS)
-            tasks = pool.submit(progress.read, self.upgrader, watched, checks_ctx, now)
-            transitions, checked, reads = self._check_shards(watched, ctx, now, tasks)
+        transitions, checked, reads = self._check_shards(watched, ctx, now)
         rollouts = self._advance_rollouts(ctx, reads)
         digests = self._campaign_digests(rollouts, ctx, now)
         summary = {
@@ -274,57 +273,84 @@ class Tracker:
     # -- the checks: shards, reads, verdicts -----------------------------------------------------
 
     def _check_shards(
-        self,
-        watched: list[Outcome],
-        ctx: InvocationContext,
-        now: datetime,
-        tasks: Future[dict[str, dict[str, Any]]],
+        self, watched: list[Outcome], ctx: InvocationContext, now: datetime
     ) -> tuple[list[dict[str, Any]], int, dict[str, Read]]:
         """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked,
         what the cloud showed of each instance read: the rollouts' completion checks reuse it).
 
-        The shards' locks expire ``LOCK_MARGIN_SECONDS`` after the checks must stop, well before the
-        invocation's deadline: a tick killed at its timeout leaves no lock for the next one to wait on.
+        Shards go in a fixed rotation starting at the store's cursor, ``settings.chunk_targets``
+        upgrades at a time (each chunk's list reads and task reads at once), until the checks must
+        stop: the cursor then moves to the first shard this tick left unchecked, so the next tick
+        starts there and no shard is starved by ticks cut short. The shards' locks expire
+        ``LOCK_MARGIN_SECONDS`` after the checks must stop, well before the invocation's deadline:
+        a tick killed at its timeout leaves no lock for the next one to wait on.
         """
+        store = self.upgrader.store
         shards: dict[int, list[Outcome]] = {}
         for outcome in watched:
             shards.setdefault(shard_of(outcome.instance_id), []).append(outcome)
-        order = list(shards)
-        random.shuffle(order)  # a tick cut short by its deadline leaves a different remainder
+        first = store.tracker_cursor() % TRACKER_SHARDS
+        order = [
+            (first + k) % TRACKER_SHARDS
+            for k in range(TRACKER_SHARDS)
+            if (first + k) % TRACKER_SHARDS in shards
+        ]
         stop_at = ctx.deadline - ROLLOUT_RESERVE_SECONDS
+        checks_ctx = replace(ctx, deadline=stop_at)
         transitions: list[dict[str, Any]] = []
+        reads: dict[str, Read] = {}
+        unchecked: list[int] = []  # held, in rotation order, not checked this tick
         checked = 0
-        with ExitStack() as held:
-            mine: list[Outcome] = []
+        with ExitStack() as held, ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool:
+            mine: list[int] = []
             for shard in order:
-                seconds = stop_at - time.monotonic() + LOCK_MARGIN_SECONDS
-                if stop_at <= time.monotonic():
+                if _out_of_time(ctx):
                     break
+                seconds = ctx.remaining_seconds() - ROLLOUT_RESERVE_SECONDS + LOCK_MARGIN_SECONDS
                 try:
-                    held.enter_context(self.upgrader.store.lock(keys.tracker_shard_lock(shard), seconds))
+                    held.enter_context(store.lock(keys.tracker_shard_lock(shard), seconds))
                 except Locked:
                     continue  # another tick is checking that shard right now
-                mine.extend(shards[shard])
-            watches = self._reads(mine, ctx, stop_at)
-            marks = self._marks(watches)
-            progress_of = tasks.result()
-            for watch in watches:
-                if time.monotonic() >= stop_at:
+                mine.append(shard)
+            chunks = list(_chunks(mine, shards, self.settings.chunk_targets))
+            for number, chunk in enumerate(chunks):
+                if _out_of_time(ctx):
+                    unchecked += [shard for rest in chunks[number:] for shard in rest]
                     break
-                checked += 1
-                outcome = self._conclude(watch, ctx, now, marks, progress_of.get(watch.latest.instance_id))
-                if outcome is not None:
-                    transitions.append(
-                        {
-                            "instance_id": outcome.instance_id,
-                            "status": outcome.status,
-                            "reason": outcome.reason,
-                        }
-                    )
-            self.upgrader.store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
+                outcomes = [o for shard in chunk for o in shards[shard]]
+                # The task reads (DescribeHistoryTasks) and the instance reads (the list APIs) are
+                # paced by separate rate limits: run at once, a chunk takes the longer, not the sum.
+                tasks = pool.submit(progress.read, self.upgrader, outcomes, checks_ctx, now)
+                watches = self._reads(outcomes, ctx, stop_at)
+                marks = self._marks(watches)
+                progress_of = tasks.result()
+                by_shard: dict[int, list[_Watch]] = {}
+                for watch in watches:
+                    by_shard.setdefault(shard_of(watch.latest.instance_id), []).append(watch)
+                for shard in chunk:
+                    looked = by_shard.get(shard, [])
+                    if len(looked) < len(shards[shard]) or any(_unread(w) for w in looked):
+                        unchecked.append(shard)  # a read the next tick must make again
+                    for watch in looked:
+                        checked += 1
+                        outcome = self._conclude(
+                            watch, ctx, now, marks, progress_of.get(watch.latest.instance_id)
+                        )
+                        if outcome is not None:
+                            transitions.append(
+                                {
+                                    "instance_id": outcome.instance_id,
+                                    "status": outcome.status,
+                                    "reason": outcome.reason,
+                                }
+                            )
+                store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
+                reads.update((w.latest.instance_id, w.read) for w in watches)
+        if unchecked:
+            store.set_tracker_cursor(min(unchecked, key=order.index))
         if checked < len(watched):
             logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
-        return transitions, checked, {w.latest.instance_id: w.read for w in watches}
+        return transitions, checked, reads
 
     def _reads(self, outcomes: list[Outcome], ctx: InvocationContext, stop_at: float) -> list[_Watch]:
         """Each followed outcome with what the cloud shows of its instance, read per (engine, region)
@@ -563,6 +589,31 @@ class Tracker:
         from dbupgrade.rollouts.campaign import send_digests
 
         return send_digests(self.upgrader, rollouts, ctx, now)
+
+
+def _out_of_time(ctx: InvocationContext) -> bool:
+    """Whether the checks must stop: ``ROLLOUT_RESERVE_SECONDS`` are left for the rollouts."""
+    return ctx.remaining_seconds() <= ROLLOUT_RESERVE_SECONDS
+
+
+def _chunks(order: list[int], shards: Mapping[int, list[Outcome]], size: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``order``'s shards holding at least ``size`` upgrades each (the last: the rest)."""
+    chunk: list[int] = []
+    count = 0
+    for shard in order:
+        chunk.append(shard)
+        count += len(shards[shard])
+        if count >= size:
+            yield chunk
+            chunk, count = [], 0
+    if chunk:
+        yield chunk
+
+
+def _unread(watch: _Watch) -> bool:
+    """A read that failed for now (throttled, timed out): the instance was not looked at."""
+    error = watch.read.error
+    return error is not None and error.transient
 
 
 # Progress is written again once it moved this many percentage points (or its step or status

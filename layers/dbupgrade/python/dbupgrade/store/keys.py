@@ -62,6 +62,11 @@ def tracker_shard_lock(shard: int) -> str:
     return f"{PREFIX}tracker:shard:{shard}"
 
 
+def tracker_cursor() -> str:
+    """The shard the next tick checks first: the first one a tick cut short by its deadline left."""
+    return f"{PREFIX}tracker:cursor"
+
+
 def chain(instance_id: str) -> str:
     return f"{PREFIX}chain:{instance_id}"
 

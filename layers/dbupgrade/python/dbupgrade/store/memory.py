@@ -30,6 +30,7 @@ class MemoryStore:
         self._set_aside: list[dict[str, Any]] = []
         self._chains: dict[str, tuple[str, float]] = {}
         self._digests: dict[tuple[str, str], float] = {}
+        self._tracker_cursor = 0
         self._lock = threading.RLock()
 
     def finish(
@@ -161,6 +162,14 @@ class MemoryStore:
     def forget_upgrading(self, instance_id: str, to_version: str) -> None:
         with self._lock:
             self._marks.pop(f"{instance_id}:{to_version}", None)
+
+    def tracker_cursor(self) -> int:
+        with self._lock:
+            return self._tracker_cursor
+
+    def set_tracker_cursor(self, shard: int) -> None:
+        with self._lock:
+            self._tracker_cursor = shard
 
     @contextmanager
     def lock(self, name: str, seconds: float, *, wait_seconds: float = 0) -> Iterator[None]:

@@ -218,6 +218,16 @@ class RedisStore:
         with redis_errors():
             self.redis.delete(keys.seen_upgrading(instance_id, to_version))
 
+    def tracker_cursor(self) -> int:
+        """The shard the next tracker tick starts at (0 before any tick was cut short)."""
+        with redis_errors():
+            raw = self.redis.get(keys.tracker_cursor())
+        return int(raw) if raw else 0
+
+    def set_tracker_cursor(self, shard: int) -> None:
+        with redis_errors():
+            self.redis.set(keys.tracker_cursor(), str(shard))
+
     # -- locks ----------------------------------------------------------------------------------
 
     @contextmanager

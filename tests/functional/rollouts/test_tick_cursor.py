@@ -1,0 +1,98 @@
+"""A tracker tick cut short by its deadline leaves its cursor at the first shard it did not check:
+the next tick starts there, so ticks cut short in turn check every shard, none starved (issue #15).
+
+Counted from localcloud's call log (which instances each list read asked for), never timed: the
+invocation's clock runs out after a given number of list reads.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dbupgrade.context import InvocationContext
+from dbupgrade.request import parse_request
+from dbupgrade.tracker import ROLLOUT_RESERVE_SECONDS, TRACKER_SHARDS, Tracker, TrackerSettings, shard_of
+
+from tests.functional.rollouts.conftest import Fleet, redis_instance
+
+PER_SHARD = 2
+
+
+def instances_in_every_shard() -> list[str]:
+    found: dict[int, list[str]] = {}
+    n = 0
+    while any(len(found.get(s, [])) < PER_SHARD for s in range(TRACKER_SHARDS)):
+        instance = f"r-cursor{n:05d}"
+        if len(found.setdefault(shard_of(instance), [])) < PER_SHARD:
+            found[shard_of(instance)].append(instance)
+        n += 1
+    return sorted(i for ids in found.values() for i in ids)
+
+
+INSTANCES = instances_in_every_shard()
+
+
+@dataclass
+class RunsOutAfterListReads(InvocationContext):
+    """An invocation whose time runs out (down to the rollouts' reserve) once it made ``reads`` list reads."""
+
+    fleet: Fleet | None = None
+    reads: int = 0
+    made_before: int = field(default=0)
+
+    def remaining_seconds(self) -> float:
+        assert self.fleet is not None
+        made = len(self.fleet.calls(action="DescribeInstances")) - self.made_before
+        return ROLLOUT_RESERVE_SECONDS if made >= self.reads else 600.0
+
+
+def cut_short(fleet: Fleet, reads: int) -> RunsOutAfterListReads:
+    return RunsOutAfterListReads(
+        function_name="tracker",
+        aws_request_id=str(uuid.uuid4()),
+        region="cn-hangzhou",
+        account_id=None,
+        credentials=None,
+        service_name=None,
+        memory_limit_in_mb=256,
+        deadline=time.monotonic() + 600,
+        fleet=fleet,
+        reads=reads,
+        made_before=len(fleet.calls(action="DescribeInstances")),
+    )
+
+
+def read_instances(fleet: Fleet, since: int) -> Counter[str]:
+    """How many list reads (after the first ``since``) asked for each instance."""
+    asked: Counter[str] = Counter()
+    for call in fleet.calls(action="DescribeInstances")[since:]:
+        asked.update(call["params"]["InstanceIds"].split(","))
+    return asked
+
+
+def test_two_ticks_cut_short_check_every_shard_once(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet([redis_instance(i) for i in INSTANCES])
+    for instance in INSTANCES:
+        fleet.worker.run(parse_request({"instance_id": instance, "target_version": "7.0"}, source="cli"))
+    before = len(fleet.calls(action="DescribeInstances"))
+    # One shard a chunk: each chunk is one list read of its shard's two instances.
+    tracker = Tracker(fleet.tracker, TrackerSettings(chunk_targets=1))
+    half = TRACKER_SHARDS // 2
+
+    first = tracker.tick(cut_short(fleet, reads=half))
+    after_first = read_instances(fleet, before)
+    second = tracker.tick(cut_short(fleet, reads=half))
+
+    assert first["checked"] == second["checked"] == half * PER_SHARD
+    assert first["unchecked"] == second["unchecked"] == half * PER_SHARD
+    # The second tick started with the shards the first left: together, each instance read once.
+    asked = read_instances(fleet, before)
+    assert asked == Counter(dict.fromkeys(INSTANCES, 1))
+    assert {shard_of(i) for i in after_first}.isdisjoint({shard_of(i) for i in asked - after_first})
+    # And the cursor came round: a third tick cut short starts again with the first tick's shards.
+    tracker.tick(cut_short(fleet, reads=half))
+    assert read_instances(fleet, before) - asked == after_first
