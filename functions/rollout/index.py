@@ -14,10 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbupgrade.context import adapt_context
-from dbupgrade.triggers import parse_rollout_event
-from dbupgrade.triggers.runs import run_rollout
-from dbupgrade.usecase import Upgrader
+from dbupgrade import startup
+
+startup.pause_collector()  # for the imports and the first request: dbupgrade.startup says why
+
+from dbupgrade.context import adapt_context  # noqa: E402
+from dbupgrade.triggers import parse_rollout_event  # noqa: E402
+from dbupgrade.triggers.runs import run_rollout  # noqa: E402
+from dbupgrade.usecase import Upgrader  # noqa: E402
 
 _upgrader: Upgrader | None = None
 
@@ -30,5 +34,6 @@ def upgrader() -> Upgrader:
     return _upgrader
 
 
+@startup.collector_back_after_first_call
 def handler(event: bytes, context: Any) -> str:
     return json.dumps(run_rollout(parse_rollout_event(event), upgrader(), adapt_context(context)))

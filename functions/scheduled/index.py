@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbupgrade.context import adapt_context
-from dbupgrade.logging import logger
-from dbupgrade.model import InvalidRequest
-from dbupgrade.triggers import parse_timer_event
-from dbupgrade.triggers.runs import outcome_summary, run_timer
-from dbupgrade.usecase import Upgrader
+from dbupgrade import startup
+
+startup.pause_collector()  # for the imports and the first request: dbupgrade.startup says why
+
+from dbupgrade.context import adapt_context  # noqa: E402
+from dbupgrade.logging import logger  # noqa: E402
+from dbupgrade.model import InvalidRequest  # noqa: E402
+from dbupgrade.triggers import parse_timer_event  # noqa: E402
+from dbupgrade.triggers.runs import outcome_summary, run_timer  # noqa: E402
+from dbupgrade.usecase import Upgrader  # noqa: E402
 
 _upgrader: Upgrader | None = None
 
@@ -28,6 +32,7 @@ def upgrader() -> Upgrader:
     return _upgrader
 
 
+@startup.collector_back_after_first_call
 def handler(event: bytes, context: Any) -> str:
     ctx = adapt_context(context)
     runner = upgrader()

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dbupgrade.context import adapt_context
-from dbupgrade.tracker import Tracker, tick_time
-from dbupgrade.usecase import Upgrader
+from dbupgrade import startup
+
+startup.pause_collector()  # for the imports and the first request: dbupgrade.startup says why
+
+from dbupgrade.context import adapt_context  # noqa: E402
+from dbupgrade.tracker import Tracker, tick_time  # noqa: E402
+from dbupgrade.usecase import Upgrader  # noqa: E402
 
 _tracker: Tracker | None = None
 
@@ -26,5 +30,6 @@ def tracker() -> Tracker:
     return _tracker
 
 
+@startup.collector_back_after_first_call
 def handler(event: bytes, context: Any) -> str:
     return json.dumps(tracker().tick(adapt_context(context), now=tick_time(event)))

@@ -346,17 +346,19 @@ class CloudApi:
         *,
         deadline: float | None = None,
         regional: bool = True,
+        token_held: bool = False,
     ) -> dict[str, Any]:
         """One attempt; returns the JSON body (with RequestId) or raises ``CloudError``.
 
-        With a limiter, the attempt first waits for a token of the fleet-wide rate limit.
+        With a limiter, the attempt first waits for a token of the fleet-wide rate limit, unless
+        the caller already holds it (``token_held``: taken with another write, ``take_args``).
         ``regional=False`` sends no RegionId (Dds DescribeRegions lists only the region it names).
         """
         from alibabacloud_tea_openapi import models as open_api_models
         from darabonba.runtime import RuntimeOptions
 
         account = credentials.account_id if credentials is not None else None
-        if self.limiter is not None:
+        if self.limiter is not None and not token_held:
             self._take_token(self.limiter, engine, action, deadline, account)
         client = self.client(engine, region, credentials)
         api = open_api_models.Params(
@@ -401,17 +403,37 @@ class CloudApi:
         body = response.get("body") or {}
         return body if isinstance(body, dict) else {"Body": body}
 
+    def take_args(
+        self, engine: Api, action: str, credentials: Credentials | None, deadline: float | None
+    ) -> tuple[str, list[Any]] | None:
+        """The bucket and arguments of ``action``'s token for a script that takes it along with
+        other work (the store's claim); None without a limiter. The script's reply goes to
+        ``token_taken``; when that says True, the call passes ``token_held`` on its first attempt."""
+        if self.limiter is None:
+            return None
+        account = credentials.account_id if credentials is not None else None
+        return self.limiter.take_args(
+            engine.product, action, deadline=self._token_deadline(deadline), account=account
+        )
+
+    def token_taken(self, bucket: str, action: str, reply: list[Any]) -> bool:
+        """A token taken by another script (``take_args``): True once it is due (after sleeping
+        until then); False when none was granted, so the call takes its own."""
+        return self.limiter is not None and self.limiter.taken_elsewhere(bucket, action, reply)
+
+    def _token_deadline(self, deadline: float | None) -> float:
+        """The latest a token may come: the invocation's deadline less the retry policy's reserve."""
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_READ_TIMEOUT_MS / 1000
+        return deadline - self.retry.reserve_seconds
+
     def _take_token(
         self, limiter: RateLimiter, engine: Api, action: str, deadline: float | None, account: str | None
     ) -> None:
         """Wait for a rate-limit token of ``account``'s bucket (None: the own account's), leaving the
         retry policy's reserve of the invocation."""
-        if deadline is None:
-            deadline = time.monotonic() + DEFAULT_READ_TIMEOUT_MS / 1000
         try:
-            limiter.acquire(
-                engine.product, action, deadline=deadline - self.retry.reserve_seconds, account=account
-            )
+            limiter.acquire(engine.product, action, deadline=self._token_deadline(deadline), account=account)
         except RateLimited as limited:
             # Throttled (429) and transient, but never sent: the caller may retry or redeliver.
             raise CloudError(
@@ -429,17 +451,26 @@ class CloudApi:
         deadline: float,
         sleep: Callable[[float], None] = time.sleep,
         regional: bool = True,
+        token_held: bool = False,
     ) -> dict[str, Any]:
         """``call`` again after transient refusals until it answers, refuses for good or time runs out.
 
         An ambiguous failure of the upgrade call is raised at once: resending might upgrade twice.
-        A read's lost reply or timeout is retried like any transient failure.
+        A read's lost reply or timeout is retried like any transient failure. ``token_held``: the
+        first attempt's rate-limit token is already taken (each retry takes its own).
         """
         attempt = 0
         while True:
             try:
                 return self.call(
-                    engine, region, action, params, credentials, deadline=deadline, regional=regional
+                    engine,
+                    region,
+                    action,
+                    params,
+                    credentials,
+                    deadline=deadline,
+                    regional=regional,
+                    token_held=token_held and attempt == 0,
                 )
             except CloudError as error:
                 if (error.ambiguous and not resendable(engine, action)) or not error.transient:

@@ -147,24 +147,44 @@ class RateLimiter:
         Raises ``RateLimited`` (and takes nothing) when the token would come after ``deadline``
         (``time.monotonic()``).
         """
-        key = self.key(product, action, account)
-        max_wait = max(0.0, deadline - time.monotonic())
+        key, take = self.take_args(product, action, deadline=deadline, account=account)
         try:
-            granted, wait_text, rate_text = self._take(
-                keys=[key], args=[self.limits.ceiling(action), max_wait, KEY_TTL_SECONDS]
-            )
+            reply = self._take(keys=[key], args=take)
         except Exception as exc:  # redis-py raises RedisError and socket errors alike
             logger.warning(
                 "rate limiter unavailable; calling without it", extra={"error": type(exc).__name__}
             )
             return 0.0
-        wait, rate = float(wait_text), float(rate_text)
-        self._note(key, rate, action)
-        if not int(granted):
+        granted, wait = self._taken(key, action, reply)
+        if not granted:
             raise RateLimited(action, wait)
         if wait > 0:
             sleep(wait)
         return wait
+
+    def take_args(
+        self, product: str, action: str, *, deadline: float, account: str | None = None
+    ) -> tuple[str, list[Any]]:
+        """The bucket and the arguments of a take (``scripts.RATE_TAKE``'s), for a script that takes
+        a token along with other work (the store's claim); its reply goes to ``taken_elsewhere``."""
+        max_wait = max(0.0, deadline - time.monotonic())
+        return self.key(product, action, account), [self.limits.ceiling(action), max_wait, KEY_TTL_SECONDS]
+
+    def taken_elsewhere(
+        self, bucket: str, action: str, reply: list[Any], *, sleep: Callable[[float], None] = time.sleep
+    ) -> bool:
+        """A take another script made (``take_args``): sleeps until the token is due; False when
+        none was granted (nothing taken: the call takes its own, as ``acquire`` would)."""
+        granted, wait = self._taken(bucket, action, reply)
+        if granted and wait > 0:
+            sleep(wait)
+        return granted
+
+    def _taken(self, key: str, action: str, reply: list[Any]) -> tuple[bool, float]:
+        granted, wait_text, rate_text = reply
+        wait, rate = float(wait_text), float(rate_text)
+        self._note(key, rate, action)
+        return bool(int(granted)), wait
 
     def throttled(self, product: str, action: str, account: str | None = None) -> None:
         """The cloud refused a call as throttled: halve the shared rate and the burst."""

@@ -91,6 +91,9 @@ class _Job:
     # Inside the idempotent section: the published outbox entries whose removal rides on the
     # idempotency completion write (one round trip for both); None: removed at once.
     settle: list[str] | None = None
+    # Actions whose next call's rate-limit token is already taken (the upgrade's, with the claim).
+    # Shared with the hop job ``hops.submit_first`` derives (``replace`` keeps the same set).
+    tokens_held: set[str] = field(default_factory=set)
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -582,7 +585,10 @@ class Upgrader:
             return failure, None
         seconds = claim_seconds(job.engine.stuck_after_seconds, job.effective)
         claim = job.claim(utc_now())
-        held = self.store.claim(claim, seconds)
+        # A backup comes first when one is needed (CreateBackup): no upgrade token then.
+        held = (
+            self._claim(job, claim, seconds) if not report.needs_backup else self.store.claim(claim, seconds)
+        )
         if held is not None:
             return self._claimed(job, held), None
         if report.needs_backup:
@@ -598,6 +604,20 @@ class Upgrader:
         if outcome.reason == "unknown_result":
             return outcome, None  # the upgrade may have landed: the claim stays until it expires
         return outcome, ClaimChange("release", job.owner, account_id=job.claim_account)
+
+    def _claim(self, job: _Job, claim: Claim, seconds: int) -> Claim | None:
+        """The instance's claim and, in the same round trip, the upgrade call's rate-limit token
+        (that call comes next; a ``stop`` answered before it leaves the token unused). Returns the
+        other holder's claim, if taken (then no token is taken)."""
+        action = job.engine.upgrade_action
+        take = self.cloud.take_args(job.engine, action, job.credentials, job.context.deadline)
+        if take is None:
+            return self.store.claim(claim, seconds)
+        bucket, args = take
+        held, reply = self.store.claim_with_token(claim, seconds, bucket, args)
+        if reply is not None and self.cloud.token_taken(bucket, action, reply):
+            job.tokens_held.add(action)
+        return held
 
     def _claimed(self, job: _Job, held: Claim) -> Outcome:
         """The instance has an accepted upgrade not finished yet: point at it, make no call."""
@@ -638,8 +658,16 @@ class Upgrader:
         key = (action, tuple(sorted((k, str(v)) for k, v in params.items())))
         if key in job.reads:
             return job.reads[key]
+        held = action in job.tokens_held
+        job.tokens_held.discard(action)  # only the first call's: a resubmission takes its own
         body = self.cloud.call_with_retries(
-            job.engine, job.region, action, params, job.credentials, deadline=job.context.deadline
+            job.engine,
+            job.region,
+            action,
+            params,
+            job.credentials,
+            deadline=job.context.deadline,
+            token_held=held,
         )
         if action in (job.engine.gate_action, job.engine.available_action):
             job.reads[key] = body

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -133,6 +133,12 @@ class MemoryStore:
                 return held
             self._claims[claim.identity] = (claim, time.monotonic() + seconds)
             return None
+
+    def claim_with_token(
+        self, claim: Claim, seconds: int, bucket: str, take: Sequence[Any]
+    ) -> tuple[Claim | None, list[Any] | None]:
+        """``claim``; no token taken (None): this store keeps no rate-limit buckets."""
+        return self.claim(claim, seconds), None
 
     def claim_of(self, instance_id: str, account_id: str | None = None) -> Claim | None:
         return self._held(claim_identity(instance_id, account_id))

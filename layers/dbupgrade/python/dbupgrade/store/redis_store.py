@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ class RedisStore:
         self.redis = client
         self._finish = client.register_script(scripts.FINISH)
         self._claim = client.register_script(scripts.CLAIM)
+        self._claim_take = client.register_script(scripts.CLAIM_TAKE)
         self._progress = client.register_script(scripts.PROGRESS)
         self._digest = client.register_script(scripts.DIGEST)
 
@@ -178,6 +179,19 @@ class RedisStore:
                 keys=[keys.claim(claim.identity)], args=[claim.to_json(), claim.owner, seconds]
             )
         return Claim.from_json(held) if held is not None else None
+
+    def claim_with_token(
+        self, claim: Claim, seconds: int, bucket: str, take: Sequence[Any]
+    ) -> tuple[Claim | None, list[Any] | None]:
+        """``claim``, and when it is taken a rate-limit token of ``bucket`` (``take``: the limiter's
+        arguments), in one script: the other holder's claim and no token, or None and the take's reply."""
+        with redis_errors():
+            reply = self._claim_take(
+                keys=[keys.claim(claim.identity), bucket], args=[claim.to_json(), claim.owner, seconds, *take]
+            )
+        if reply[0]:
+            return Claim.from_json(reply[0]), None
+        return None, list(reply[1:])
 
     def claim_of(self, instance_id: str, account_id: str | None = None) -> Claim | None:
         with redis_errors():

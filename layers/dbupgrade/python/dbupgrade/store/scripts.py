@@ -84,40 +84,56 @@ return 1
 # Take an instance's claim: KEYS[1] the claim; ARGV: 1 claim JSON, 2 its owner, 3 time to live.
 # Free, or already this owner's (a redelivery after its holder died): taken, returns nil.
 # Held by another owner: returns the holder's JSON, untouched.
-CLAIM = """
+_CLAIM_BODY = """
 local held = redis.call('GET', KEYS[1])
 if held then
   local c = cjson.decode(held)
   if c.owner ~= ARGV[2] then return held end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
-return nil
+"""
+CLAIM = _CLAIM_BODY + "return nil\n"
+
+# Token bucket take (``dbupgrade.ratelimit``): the bucket hash, its ceiling, the longest wait the
+# caller accepts, the hash's time to live. Returns {granted (1|0), wait seconds, current rate}.
+_TAKE_FUNCTION = """
+local function take(key, ceiling_text, max_wait_text, ttl_text)
+  local ceiling = tonumber(ceiling_text)
+  local max_wait = tonumber(max_wait_text)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'stamp', 'rate')
+  local rate = math.min(tonumber(state[3]) or ceiling, ceiling)
+  local capacity = math.max(1, rate)
+  local tokens = tonumber(state[1]) or capacity
+  local stamp = tonumber(state[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
+  local wait = 0
+  if tokens < 1 then wait = (1 - tokens) / rate end
+  local granted = 0
+  if wait <= max_wait then
+    tokens = tokens - 1
+    granted = 1
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'stamp', tostring(now), 'rate', tostring(rate))
+  redis.call('EXPIRE', key, tonumber(ttl_text))
+  return {granted, tostring(wait), tostring(rate)}
+end
 """
 
-# Token bucket take (``dbupgrade.ratelimit``). KEYS[1]: the bucket hash; ARGV: ceiling, max_wait, ttl.
-# Returns {granted (1|0), wait seconds, current rate}.
-RATE_TAKE = """
-local ceiling = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp', 'rate')
-local rate = math.min(tonumber(state[3]) or ceiling, ceiling)
-local capacity = math.max(1, rate)
-local tokens = tonumber(state[1]) or capacity
-local stamp = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
-local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate end
-local granted = 0
-if wait <= max_wait then
-  tokens = tokens - 1
-  granted = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now), 'rate', tostring(rate))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {granted, tostring(wait), tostring(rate)}
-"""
+# KEYS[1]: the bucket hash; ARGV: ceiling, max_wait, ttl. Returns ``take``'s reply.
+RATE_TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
+
+# The claim, and when it is taken the upgrade call's rate-limit token, in one round trip (the
+# submission's next step is that call). KEYS: 1 the claim, 2 the bucket hash; ARGV: 1-3 as CLAIM,
+# 4-6 as RATE_TAKE's. Held by another owner: {holder's JSON} (no token taken); taken:
+# {"", granted, wait, rate}.
+CLAIM_TAKE = (
+    _TAKE_FUNCTION
+    + _CLAIM_BODY.replace("return held end", "return {held} end")
+    + "local token = take(KEYS[2], ARGV[4], ARGV[5], ARGV[6])\n"
+    + "return {'', token[1], token[2], token[3]}\n"
+)
 
 # KEYS[1]: the bucket hash; ARGV: ceiling, "decrease" | "increase", ttl, decrease interval,
 # floor, decrease factor, increase step. Returns the new rate.
