@@ -170,4 +170,3 @@ def test_status_reads_the_recorded_outcome_of_a_dispatched_target(make_fleet: Ca
         ids[1]: "dispatched",  # upgraded by hand: not this rollout's release
         ids[2]: "dispatched",
     }
-
