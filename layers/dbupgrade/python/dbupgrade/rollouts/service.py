@@ -224,10 +224,17 @@ class Rollouts:
         return summarize(spec, meta, states)
 
     def status(self, rollout_id: str) -> dict[str, Any]:
-        """The rollout's progress as recorded (read-only: the tracker or ``advance`` moves it), each
-        in-flight row with its upgrade's task progress and hop as the tracker last read them."""
+        """The rollout's progress (read-only), each in-flight row with its upgrade's task progress
+        and hop as the tracker last read them.
+
+        A tick records what it sees on each instance before the rollout's round moves the rows, and
+        that round may be skipped (out of time, or another caller holds the rollout): the in-flight
+        rows are read on from their recorded outcomes as the round would, without saving, so status
+        never shows less than the last tick saw. Ending the rollout is left to the round."""
         spec = self._spec(rollout_id)
-        summary = summarize(spec, self.repo.meta(rollout_id), self.repo.targets(rollout_id))
+        meta, states = self.repo.meta(rollout_id), self.repo.targets(rollout_id)
+        self._recorded(spec, meta, states)
+        summary = summarize(spec, meta, states)
         submitted = [row["instance_id"] for row in summary["rows"] if row["state"] == "submitted"]
         followed = self.upgrader.store.following_many(submitted)  # batched: MGET per 500
         for row in summary["rows"]:
@@ -265,6 +272,24 @@ class Rollouts:
         and those of targets that name their account (account -> one line): only that account's
         locations halt (its role or its policy is wrong, not the other accounts').
         """
+        targets = {t["instance_id"]: t for t in spec.targets}
+        changed, misconfigured, members, waiting = self._recorded(spec, meta, states)
+        if waiting:
+            verdicts = self._finished([targets[s.instance_id] for s in waiting], spec.rollout_id)
+            for state, verdict in zip(waiting, verdicts, strict=True):
+                if verdict is not None:
+                    state.state, state.code, state.message = verdict
+                    state.reason = "upgrade_" + state.state
+                    self._done(state, meta)
+                    if state not in changed:
+                        changed.append(state)
+        return changed, misconfigured, members
+
+    def _recorded(
+        self, spec: RolloutSpec, meta: RolloutMeta, states: dict[str, TargetState]
+    ) -> tuple[list[TargetState], list[str], dict[str, str], list[TargetState]]:
+        """Move in-flight targets on from their recorded outcomes alone (store reads, no cloud call):
+        (changed, configuration errors, member accounts' errors, targets still submitted)."""
         targets = {t["instance_id"]: t for t in spec.targets}
         misconfigured: list[str] = []
         members: dict[str, str] = {}
@@ -320,16 +345,7 @@ class Rollouts:
                 waiting.append(state)
             else:
                 self._done(state, meta)
-        if waiting:
-            verdicts = self._finished([targets[s.instance_id] for s in waiting], spec.rollout_id)
-            for state, verdict in zip(waiting, verdicts, strict=True):
-                if verdict is not None:
-                    state.state, state.code, state.message = verdict
-                    state.reason = "upgrade_" + state.state
-                    self._done(state, meta)
-                    if state not in changed:
-                        changed.append(state)
-        return changed, misconfigured, members
+        return changed, misconfigured, members, waiting
 
     def _latest_of(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The latest recorded outcome of each instance, read in batches (``Store.latest_many``)."""
