@@ -121,8 +121,7 @@ class Meter:
 
 
 def _deliver(upgrader: Any, ids: list[str]) -> dict[str, int]:
-    """Wait until the rollout function took every released message: each target has an outcome.
-    (``status`` moves a target on only when a rollout round runs, so it cannot tell.)"""
+    """Wait until the rollout function took every released message: each target has an outcome."""
     waited_until = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
     while True:
         latest = upgrader.store.latest_many(ids)  # MGET per batch
