@@ -162,9 +162,9 @@ class InstanceBackend:
         now = self.clock.now()
         selected = []
         for iid, inst in self.instances.items():
-            inst.settle(now)
             if ids and iid not in ids:
-                continue
+                continue  # before settling: a list naming 30 IDs settles 30 instances, not the region
+            inst.settle(now)
             if status and inst.status != status:
                 continue
             if any(inst.attrs[name] != value for name, value in attrs.items()):

@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import redis.connection
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.plan import plan
 from dbupgrade.tracker import ROLLOUT_RESERVE_SECONDS, TRACKER_SHARDS, Tracker
@@ -137,3 +139,35 @@ def test_a_tick_holds_no_lock_past_its_deadline_and_the_next_one_resumes(fleet: 
     after = Tracker(fleet.tracker).tick(now=emulated_now(fleet))
     completed = [i for i in REDIS + MONGO if fleet.tracker.status(i).status == "completed"]  # type: ignore[union-attr]
     assert after["unchecked"] == 0 and len(completed) == len(REDIS) + len(MONGO)
+
+
+def test_a_tick_writes_every_upgrades_progress_in_batched_round_trips(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submit_all(fleet)
+    tracker = Tracker(fleet.tracker)
+    tracker.tick(now=emulated_now(fleet))  # first sight: marks and first progress written
+    fleet.post("/_localcloud/clock", {"advance": UPGRADE_SECONDS // 2})  # every task moved on
+    sent = [0]  # requests redis-py wrote to the server: a pipeline is one
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    before_calls = actions(fleet)
+
+    halfway = tracker.tick(now=emulated_now(fleet))
+
+    calls = actions(fleet) - before_calls
+    list_calls = calls["DescribeInstances"] + calls["DescribeDBInstances"] + calls["DescribeHistoryTasks"]
+    assert (halfway["checked"], halfway["transitions"]) == (len(REDIS) + len(MONGO), [])
+    # Every upgrade's new progress is kept on its followed outcome...
+    followed = fleet.tracker.store.following_many(REDIS + MONGO)
+    assert all(o.progress is not None and 0 < o.progress < 100 for o in followed.values())
+    assert all(o.progress_at is not None for o in followed.values()), followed
+    # ... in one pipelined round trip per batch (all 105 here): per shard a lock and its release,
+    # per cloud call a rate-limit token, a few reads and the outbox probes; nothing per upgrade
+    # (one EVALSHA round trip each before: > 105 on its own).
+    assert sent[0] <= 2 * TRACKER_SHARDS + list_calls + 20, sent

@@ -245,8 +245,8 @@ class Tracker:
         now = now or clock.utcnow()
         drained = self.upgrader.drain_outbox(ctx, deadline=ctx.deadline - OUTBOX_RESERVE_SECONDS)
         watched = list(self.in_flight())
-        transitions, checked, reads = self._check_shards(watched, ctx, now)
-        rollouts = self._advance_rollouts(ctx, reads)
+        transitions, checked, reads, elsewhere = self._check_shards(watched, ctx, now)
+        rollouts = self._advance_rollouts(ctx, reads, elsewhere)
         digests = self._campaign_digests(rollouts, ctx, now)
         summary = {
             "checked": checked,
@@ -274,9 +274,11 @@ class Tracker:
 
     def _check_shards(
         self, watched: list[Outcome], ctx: InvocationContext, now: datetime
-    ) -> tuple[list[dict[str, Any]], int, dict[str, Read]]:
+    ) -> tuple[list[dict[str, Any]], int, dict[str, Read], set[str]]:
         """Check the in-flight upgrades of every shard no other tick holds; (transitions, checked,
-        what the cloud showed of each instance read: the rollouts' completion checks reuse it).
+        what the cloud showed of each instance read: the rollouts' completion checks reuse it, the
+        instances of the shards another tick holds: that tick reads them, so this one's rollout
+        round does not).
 
         Shards go in a fixed rotation starting at the store's cursor, ``settings.chunk_targets``
         upgrades at a time (each chunk's list reads and task reads at once), until the checks must
@@ -300,6 +302,7 @@ class Tracker:
         transitions: list[dict[str, Any]] = []
         reads: dict[str, Read] = {}
         unchecked: list[int] = []  # held, in rotation order, not checked this tick
+        elsewhere: set[str] = set()  # instances of the shards another tick is checking
         checked = 0
         with ExitStack() as held, ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool:
             mine: list[int] = []
@@ -310,6 +313,7 @@ class Tracker:
                 try:
                     held.enter_context(store.lock(keys.tracker_shard_lock(shard), seconds))
                 except Locked:
+                    elsewhere.update(o.instance_id for o in shards[shard])
                     continue  # another tick is checking that shard right now
                 mine.append(shard)
             chunks = list(_chunks(mine, shards, self.settings.chunk_targets))
@@ -327,6 +331,7 @@ class Tracker:
                 by_shard: dict[int, list[_Watch]] = {}
                 for watch in watches:
                     by_shard.setdefault(shard_of(watch.latest.instance_id), []).append(watch)
+                progressed: list[tuple[Outcome, dict[str, Any]]] = []  # written at once, below
                 for shard in chunk:
                     looked = by_shard.get(shard, [])
                     if len(looked) < len(shards[shard]) or any(_unread(w) for w in looked):
@@ -334,7 +339,7 @@ class Tracker:
                     for watch in looked:
                         checked += 1
                         outcome = self._conclude(
-                            watch, ctx, now, marks, progress_of.get(watch.latest.instance_id)
+                            watch, ctx, now, marks, progressed, progress_of.get(watch.latest.instance_id)
                         )
                         if outcome is not None:
                             transitions.append(
@@ -344,13 +349,14 @@ class Tracker:
                                     "reason": outcome.reason,
                                 }
                             )
+                store.set_progress_many(progressed)
                 store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
                 reads.update((w.latest.instance_id, w.read) for w in watches)
         if unchecked:
             store.set_tracker_cursor(min(unchecked, key=order.index))
         if checked < len(watched):
             logger.warning("tick out of time", extra={"unchecked": len(watched) - checked})
-        return transitions, checked, reads
+        return transitions, checked, reads, elsewhere
 
     def _reads(self, outcomes: list[Outcome], ctx: InvocationContext, stop_at: float) -> list[_Watch]:
         """Each followed outcome with what the cloud shows of its instance, read per (engine, region)
@@ -404,12 +410,13 @@ class Tracker:
         ctx: InvocationContext,
         now: datetime,
         marks: _Marks,
+        progressed: list[tuple[Outcome, dict[str, Any]]],
         task: dict[str, Any] | None = None,
     ) -> Outcome | None:
         """Record and notify the transition the instance shows (compare-and-set against the followed
         outcome: a newer submission recorded meanwhile is kept, and followed). A hop of a chain that
-        is verified submits the next hop (``dbupgrade.hops``); while under way, the task's progress
-        is kept on the followed outcome (not notified)."""
+        is verified submits the next hop (``dbupgrade.hops``); while under way, the task's news goes
+        into ``progressed``, kept on the followed outcome by one batched write (not notified)."""
         store = self.upgrader.store
         followed = watch.latest
         if followed.status == "awaiting_backup":  # the backup gate: submits once it finished
@@ -421,7 +428,7 @@ class Tracker:
         verdict = self._verdict(watch, now, marks)
         if verdict is None:
             if task is not None and _progressed(followed, task):
-                store.set_progress(followed, task)
+                progressed.append((followed, task))
             return None
         if chain is not None and verdict.status == "completed":
             return self.chains.advance(followed, chain, verdict, ctx, now)
@@ -576,11 +583,15 @@ class Tracker:
 
     # -- rollouts -------------------------------------------------------------------------------
 
-    def _advance_rollouts(self, ctx: InvocationContext, reads: Mapping[str, Read]) -> list[dict[str, Any]]:
+    def _advance_rollouts(
+        self, ctx: InvocationContext, reads: Mapping[str, Read], elsewhere: set[str]
+    ) -> list[dict[str, Any]]:
         from dbupgrade.rollouts import advance_all  # the rollout machinery only when a tick needs it
 
         # The tick's reads answer the rollouts' completion checks: no instance is read twice a tick.
-        return advance_all(self.upgrader, ctx, fresh=reads)
+        # Those of the shards an overlapping tick holds are that tick's to read (a tick that ran
+        # past the timer's minute would otherwise have the next one list the whole fleet again).
+        return advance_all(self.upgrader, ctx, fresh=reads, elsewhere=elsewhere)
 
     def _campaign_digests(
         self, rollouts: list[dict[str, Any]], ctx: InvocationContext, now: datetime

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -98,9 +98,12 @@ class Rollouts:
         *,
         source: str = "cli",
         fresh: Mapping[str, Any] | None = None,
+        elsewhere: Collection[str] = (),
     ) -> None:
         """``fresh``: instance id -> ``dbupgrade.fleet.Read`` the caller (the tracker's tick) made
-        moments ago; the completion checks use them instead of reading those instances again."""
+        moments ago; the completion checks use them instead of reading those instances again.
+        ``elsewhere``: instances another tick is reading right now; the completion checks leave them
+        to it (their recorded outcomes move them on next round)."""
         if upgrader.store.redis is None:
             raise ConfigError("DBUPGRADE_REDIS_URL", "rollouts keep their state in Redis; set it")
         self.upgrader = upgrader
@@ -109,6 +112,7 @@ class Rollouts:
         self.source = source
         self.repo = RolloutRepository(upgrader.store)
         self.fresh = dict(fresh or {})
+        self.elsewhere = frozenset(elsewhere)
 
     # -- operations -----------------------------------------------------------------------------
 
@@ -380,7 +384,7 @@ class Rollouts:
             i: self.fresh[i] for i in self.fresh.keys() & {t["instance_id"] for t in targets}
         }
         for (name, region, account), instance_ids in groups.items():
-            instance_ids = [i for i in instance_ids if i not in reads]
+            instance_ids = [i for i in instance_ids if i not in reads and i not in self.elsewhere]
             if not instance_ids:
                 continue
             try:
@@ -661,15 +665,19 @@ def _misconfigured(outcome: Outcome) -> bool:
 
 
 def advance_all(
-    upgrader: Upgrader, context: Any = None, *, fresh: Mapping[str, Any] | None = None
+    upgrader: Upgrader,
+    context: Any = None,
+    *,
+    fresh: Mapping[str, Any] | None = None,
+    elsewhere: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """One round of every active rollout (the tracker calls this once per tick); their statuses.
 
     A rollout another caller is advancing right now is skipped this round (``"busy": true``), and so
     is one there is no time left for (``"skipped": true``: the next tick advances it). ``fresh``:
-    the tick's own reads of the instances (``Rollouts``).
+    the tick's own reads of the instances; ``elsewhere``: those an overlapping tick reads (``Rollouts``).
     """
-    rollouts = Rollouts(upgrader, context, source="timer", fresh=fresh)
+    rollouts = Rollouts(upgrader, context, source="timer", fresh=fresh, elsewhere=elsewhere)
     results: list[dict[str, Any]] = []
     for rollout_id in rollouts.repo.active():
         if rollouts._out_of_time():

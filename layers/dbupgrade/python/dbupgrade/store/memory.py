@@ -110,6 +110,9 @@ class MemoryStore:
                         setattr(outcome, name, value)
             return True
 
+    def set_progress_many(self, updates: list[tuple[Outcome, dict[str, Any]]]) -> int:
+        return sum(self.set_progress(followed, fields) for followed, fields in updates)
+
     def save_chain(self, instance_id: str, chain: dict[str, Any], seconds: int) -> None:
         with self._lock:
             self._chains[instance_id] = (json.dumps(chain), time.monotonic() + seconds)

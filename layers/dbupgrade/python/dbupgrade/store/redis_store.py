@@ -154,6 +154,22 @@ class RedisStore:
             )
         return bool(int(written))
 
+    def set_progress_many(self, updates: list[tuple[Outcome, dict[str, Any]]]) -> int:
+        """``set_progress`` of each, pipelined ``READ_BATCH`` a round trip; how many were written."""
+        written = 0
+        for start in range(0, len(updates), READ_BATCH):
+            with redis_errors():
+                pipe = self.redis.pipeline(transaction=False)
+                for followed, fields in updates[start : start + READ_BATCH]:
+                    instance = followed.instance_id
+                    self._progress(
+                        keys=[keys.following(instance), keys.latest(instance)],
+                        args=[follow_identity(followed), json.dumps(fields, sort_keys=True)],
+                        client=pipe,
+                    )
+                written += sum(int(w) for w in pipe.execute())
+        return written
+
     # -- multi-hop checkpoints ------------------------------------------------------------------
 
     def save_chain(self, instance_id: str, chain: dict[str, Any], seconds: int) -> None:
