@@ -38,7 +38,7 @@ class Cloud:
         self.state_file = state_file
         self.clock = Clock()
         self.calls = CallLog()
-        self.faults = Faults(seed.get("faults"), seed.get("rate_limits"))
+        self.faults = Faults(seed.get("faults"), seed.get("rate_limits"), seed.get("published_quotas", False))
         self.accounts = Accounts.from_seed(seed.get("accounts", []))
         self.kvstore = KvstoreBackend.backends(seed, self)
         self.dds = DdsBackend.backends(seed, self)

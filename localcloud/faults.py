@@ -13,6 +13,10 @@ default 400, and ``error_message``) answers any documented or observed code inst
 an OpenAPI (R-kvstore, Dds) error body, so such a rule names product ``r-kvstore`` or ``dds``. Each (rule, product, action) draws from
 its own ``random.Random`` seeded from the seed and its names, so one action's traffic never
 shifts another's draws and the same call sequence reproduces the same faults exactly.
+
+``"published_quotas": true`` (a seed key, or in the POST body) enforces the products' published
+default API quotas per (account, region, action) (``localcloud.quotas``), answering the service's
+``Throttling.User``; off by default.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import hashlib
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from localcloud import quotas
 
 PRODUCTS = ("r-kvstore", "dds", "mns", "fc")
 OPENAPI_PRODUCTS = ("r-kvstore", "dds")  # the products whose error body a named error_code takes
@@ -96,6 +103,24 @@ class FaultDecision:
 
 
 @dataclass
+class _Window:
+    """At most ``calls`` calls in any ``period`` seconds (``localcloud.quotas``)."""
+
+    calls: int
+    period: float
+    taken: deque[float] = field(default_factory=deque)
+
+    def take(self) -> tuple[bool, int]:
+        now = time.monotonic()
+        while self.taken and self.taken[0] <= now - self.period:
+            self.taken.popleft()
+        if len(self.taken) < self.calls:
+            self.taken.append(now)
+            return True, 0
+        return False, int((self.taken[0] + self.period - now) * 1000) + 1
+
+
+@dataclass
 class _Bucket:
     """A token bucket refilled at ``qps`` tokens/s, burst of one second's worth."""
 
@@ -120,10 +145,16 @@ class _Bucket:
 class Faults:
     """The fault configuration of a running localcloud; ``decide`` is called once per API call."""
 
-    def __init__(self, config: dict[str, Any] | None = None, rate_limits: dict[str, float] | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        rate_limits: dict[str, float] | None = None,
+        published_quotas: bool = False,
+    ):
         self._lock = threading.Lock()
         self.configure(config or {})
         self.set_rate_limits(rate_limits or {})
+        self.set_published_quotas(published_quotas)
 
     def configure(self, config: dict[str, Any]) -> None:
         unknown = set(config) - {"seed", "rules"}
@@ -144,12 +175,34 @@ class Faults:
             self.rate_limits = {a: float(q) for a, q in rate_limits.items()}
             self._buckets = {a: _Bucket(q) for a, q in self.rate_limits.items()}
 
+    def set_published_quotas(self, on: bool) -> None:
+        """Enforce (or stop enforcing) ``localcloud.quotas`` per (account, region, action)."""
+        if not isinstance(on, bool):
+            raise ValueError(f"published_quotas must be true or false, got {on!r}")
+        with self._lock:
+            self.published_quotas = on
+            self._quota_windows: dict[tuple[str, str, str, str], _Window] = {}
+
     def describe(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "rules": [{k: v for k, v in vars(r).items() if v not in (None, 0, 0.0)} for r in self.rules],
             "rate_limits": self.rate_limits,
+            "published_quotas": self.published_quotas,
         }
+
+    def _over_quota(self, product: str, action: str, account: str, region: str) -> int | None:
+        """Milliseconds until the next call is allowed when the quota of (account, region, action)
+        is spent; None when the call is within it (or nothing is enforced). Under ``self._lock``."""
+        found = quotas.quota(product, action) if self.published_quotas else None
+        if found is None:
+            return None
+        key = (account, region, product, action)
+        window = self._quota_windows.get(key)
+        if window is None:
+            window = self._quota_windows[key] = _Window(*found)
+        ok, wait_ms = window.take()
+        return None if ok else wait_ms
 
     def _rng(self, index: int, product: str, action: str) -> random.Random:
         key = (index, product, action)
@@ -159,9 +212,15 @@ class Faults:
             rng = self._rngs[key] = random.Random(int.from_bytes(digest[:8], "big"))
         return rng
 
-    def decide(self, product: str, action: str) -> FaultDecision:
+    def decide(self, product: str, action: str, account: str = "", region: str = "") -> FaultDecision:
+        """``account`` and ``region``: the caller's, for the published quotas (``localcloud.quotas``)."""
         decision = FaultDecision()
         with self._lock:
+            over_ms = self._over_quota(product, action, account, region)
+            if over_ms is not None:
+                decision.throttle = decision.rate_limited = True
+                decision.retry_after_ms = over_ms
+                return decision
             bucket = self._buckets.get(action)
             if bucket is not None:
                 ok, wait_ms = bucket.take()

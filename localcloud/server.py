@@ -62,6 +62,8 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
                     cloud.faults.configure({k: body[k] for k in ("seed", "rules") if k in body})
                 if "rate_limits" in body:
                     cloud.faults.set_rate_limits(body["rate_limits"])
+                if "published_quotas" in body:
+                    cloud.faults.set_published_quotas(body["published_quotas"])
             except (TypeError, ValueError) as exc:
                 return _json({"error": str(exc)}, 400)
         return _json(cloud.faults.describe())

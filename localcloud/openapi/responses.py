@@ -228,7 +228,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
     except OpenApiError as error:
         return exchange.refuse(error)
 
-    decision = cloud.faults.decide(handler.product, exchange.action)
+    decision = cloud.faults.decide(handler.product, exchange.action, cred.account_id, region or "")
     if decision.latency_ms:
         await asyncio.sleep(decision.latency_ms / 1000)
     if decision.drop:

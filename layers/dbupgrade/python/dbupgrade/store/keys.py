@@ -18,7 +18,7 @@
 ``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
 ``dbupgrade:rollouts:active``               rollouts the tracker advances
 ``dbupgrade:rollouts:start-lock``           one ``rollout start`` at a time (target ownership check)
-``dbupgrade:ratelimit:<account>:<product>:<action>``  a token bucket (``dbupgrade.ratelimit``)
+``dbupgrade:ratelimit:<account>:<region>:<product>:<action>``  a token bucket (``dbupgrade.ratelimit``)
 ``dbupgrade:campaign:<id>:digest:<day>``    a campaign's digest of that UTC day was queued (expires)
 ==========================================  ==================================================================
 """
@@ -83,8 +83,9 @@ def rollout(rollout_id: str, part: str) -> str:
     return f"{PREFIX}rollout:{rollout_id}:{part}"
 
 
-def ratelimit(account: str, product: str, action: str) -> str:
-    return f"{RATELIMIT_PREFIX}{account}:{product}:{action}"
+def ratelimit(account: str, region: str, product: str, action: str) -> str:
+    """Per (account, region, action): the dimension of the cloud's API quotas (``dbupgrade.ratelimit``)."""
+    return f"{RATELIMIT_PREFIX}{account}:{region}:{product}:{action}"
 
 
 def campaign_digest(rollout_id: str, day: str) -> str:
