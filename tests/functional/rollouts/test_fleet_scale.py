@@ -123,17 +123,21 @@ def test_a_tick_holds_no_lock_past_its_deadline_and_the_next_one_resumes(fleet: 
     context = SimpleNamespace(
         request_id="fc-req-1", get_remaining_time_in_millis=lambda: int((deadline - time.monotonic()) * 1000)
     )
-    ttls: list[int] = []
     tick = threading.Thread(target=lambda: Tracker(fleet.tracker).tick(context, now=emulated_now(fleet)))
     tick.start()
-    time.sleep(0.7)  # inside its first list call
-    for key in store.scan_iter("dbupgrade:tracker:shard:*"):
-        ttls.append(int(store.pttl(key)))
+    # Its shard locks are taken before its first list call, which takes 1.5 s: waiting for them
+    # to show (not a fixed sleep, which a busy machine could outrun) samples them inside it.
+    waited_until = time.monotonic() + 10
+    while not (locks := list(store.scan_iter("dbupgrade:tracker:shard:*"))):
+        assert time.monotonic() < waited_until, "the tick took no shard lock"
+        time.sleep(0.01)
+    left_ms = (deadline - time.monotonic()) * 1000
+    ttls = [int(store.pttl(key)) for key in locks]
     tick.join()
     fleet.post("/_localcloud/faults", {"rules": []})
 
     # Every lock the tick held would have expired before FC killed it at its deadline...
-    assert ttls and max(ttls) < remaining_ms - 0.7 * 1000
+    assert max(ttls) < left_ms
     # ... and it left none behind; the next tick checks what it could not.
     assert list(store.scan_iter("dbupgrade:tracker:shard:*")) == []
     after = Tracker(fleet.tracker).tick(now=emulated_now(fleet))

@@ -13,10 +13,7 @@ given number of list reads.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,43 +24,21 @@ from dbupgrade.request import parse_request
 from dbupgrade.rollouts.service import SAVE_RESERVE_SECONDS
 from dbupgrade.tracker import TRACKER_SHARDS, Tracker, TrackerSettings
 
-from tests.functional.rollouts.conftest import UPGRADE_SECONDS, Fleet, redis_instance
+from tests.functional.rollouts.conftest import (
+    UPGRADE_SECONDS,
+    Fleet,
+    redis_instance,
+    runs_out_after_list_reads,
+)
 from tests.functional.rollouts.test_rollout_fleet import spec, targets_for
 from tests.functional.rollouts.test_tick_cursor import INSTANCES
 
 
-@dataclass
-class TimesOutAfterListReads(InvocationContext):
+def times_out_after(fleet: Fleet, reads: int) -> InvocationContext:
     """An invocation that, once it made ``reads`` list reads, has less time left than a rollout
     round needs to save itself (FC's timeout is near): the tick's checks stop there, and its
     rollout round is skipped."""
-
-    fleet: Fleet | None = None
-    reads: int = 0
-    made_before: int = 0
-
-    def remaining_seconds(self) -> float:
-        assert self.fleet is not None
-        made = len(self.fleet.calls(action="DescribeInstances")) - self.made_before
-        if made >= self.reads:
-            self.deadline = min(self.deadline, time.monotonic() + SAVE_RESERVE_SECONDS - 1)
-        return super().remaining_seconds()
-
-
-def times_out_after(fleet: Fleet, reads: int) -> TimesOutAfterListReads:
-    return TimesOutAfterListReads(
-        function_name="tracker",
-        aws_request_id=str(uuid.uuid4()),
-        region="cn-hangzhou",
-        account_id=None,
-        credentials=None,
-        service_name=None,
-        memory_limit_in_mb=256,
-        deadline=time.monotonic() + 600,
-        fleet=fleet,
-        reads=reads,
-        made_before=len(fleet.calls(action="DescribeInstances")),
-    )
+    return runs_out_after_list_reads(fleet, reads, left=SAVE_RESERVE_SECONDS - 1)
 
 
 def cli_status(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, rollout_id: str) -> dict[str, Any]:

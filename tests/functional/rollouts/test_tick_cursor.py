@@ -7,17 +7,14 @@ invocation's clock runs out after a given number of list reads.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from dbupgrade.context import InvocationContext
 from dbupgrade.request import parse_request
 from dbupgrade.tracker import ROLLOUT_RESERVE_SECONDS, TRACKER_SHARDS, Tracker, TrackerSettings, shard_of
 
-from tests.functional.rollouts.conftest import Fleet, redis_instance
+from tests.functional.rollouts.conftest import Fleet, redis_instance, runs_out_after_list_reads
 
 PER_SHARD = 2
 
@@ -36,34 +33,9 @@ def instances_in_every_shard() -> list[str]:
 INSTANCES = instances_in_every_shard()
 
 
-@dataclass
-class RunsOutAfterListReads(InvocationContext):
-    """An invocation whose time runs out (down to the rollouts' reserve) once it made ``reads`` list reads."""
-
-    fleet: Fleet | None = None
-    reads: int = 0
-    made_before: int = field(default=0)
-
-    def remaining_seconds(self) -> float:
-        assert self.fleet is not None
-        made = len(self.fleet.calls(action="DescribeInstances")) - self.made_before
-        return ROLLOUT_RESERVE_SECONDS if made >= self.reads else 600.0
-
-
-def cut_short(fleet: Fleet, reads: int) -> RunsOutAfterListReads:
-    return RunsOutAfterListReads(
-        function_name="tracker",
-        aws_request_id=str(uuid.uuid4()),
-        region="cn-hangzhou",
-        account_id=None,
-        credentials=None,
-        service_name=None,
-        memory_limit_in_mb=256,
-        deadline=time.monotonic() + 600,
-        fleet=fleet,
-        reads=reads,
-        made_before=len(fleet.calls(action="DescribeInstances")),
-    )
+def cut_short(fleet: Fleet, reads: int) -> InvocationContext:
+    """The tick's checks stop after ``reads`` list reads: only the rollouts' reserve is left."""
+    return runs_out_after_list_reads(fleet, reads, left=ROLLOUT_RESERVE_SECONDS)
 
 
 def read_instances(fleet: Fleet, since: int) -> Counter[str]:

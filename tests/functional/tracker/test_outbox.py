@@ -57,13 +57,12 @@ def test_the_tracker_drain_stops_at_its_deadline_and_keeps_the_rest_in_order(tra
     track.faults([{"product": "mns", "action": "PublishMessage", "latency_ms": 300}])
     tracker = track.tracker()
 
-    started = time.monotonic()
-    summary = tracker.tick(context(OUTBOX_RESERVE_SECONDS + 1.0), now=track.now())
-    took = time.monotonic() - started
+    # 1.5 s to drain: the first publish starts well inside it, and eight take 2.4 s, so it stops at
+    # its deadline with some left (a wall-clock bound on the tick would fail on a busy machine).
+    summary = tracker.tick(context(OUTBOX_RESERVE_SECONDS + 1.5), now=track.now())
 
     drained = summary["drained"]
     assert 1 <= drained < PARKED and summary["outbox_left"] == PARKED - drained
-    assert took < 3.0  # stopped at its deadline, not after publishing all eight
     assert published_ids(track) == parked[:drained]
 
     track.faults([])

@@ -293,17 +293,9 @@ class Chains:
             claim_account=member,
         )
         seconds = claim_seconds(engine.stuck_after_seconds, chain.effective)
-        claim = Claim(
-            instance_id=chain.instance_id,
-            to_version=chain.target,
-            owner=chain.owner,
-            source=chain.source,
-            ticket_id=chain.ticket_id,
-            rollout_id=chain.rollout_id,
-            effective=chain.effective,
-            at=now.strftime(TIME_FORMAT),
-            account_id=member,
-        )
+        # The job's claim, as the first hop's request took it: the whole chain holds the instance
+        # for the chain's target, not for the hop in hand (which is what the job's request names).
+        claim = replace(job.claim(now.strftime(TIME_FORMAT)), to_version=chain.target)
         held = store.claim(claim, seconds)
         if held is not None:
             why = f"another request holds the instance ({held.to_version}, {held.source})"

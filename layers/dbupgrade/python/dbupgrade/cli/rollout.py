@@ -19,7 +19,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,58 @@ EFFECTIVE = click.Choice(["immediate", "maintenance_window"])
 BAR_WIDTH = 40
 
 
+@dataclass(frozen=True)
+class TargetSelection:
+    """What names the targets: a MANIFEST, or a selector (``target_options``), as parsed."""
+
+    manifest: Path | None
+    engine: str | None
+    tags: tuple[str, ...]
+    regions: tuple[str, ...]
+    from_versions: tuple[str, ...]
+    targets: tuple[str, ...]
+    effective: str | None
+    accounts: tuple[str, ...]
+    all_accounts: bool
+
+    @property
+    def selecting(self) -> bool:
+        """Any selector option given (a MANIFEST excludes them)."""
+        return bool(
+            self.engine
+            or self.tags
+            or self.regions
+            or self.from_versions
+            or self.targets
+            or self.accounts
+            or self.all_accounts
+        )
+
+    @property
+    def names_accounts(self) -> bool:
+        """Other accounts than the own one named (--account or --all-accounts)."""
+        return bool(self.accounts or self.all_accounts)
+
+
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """MANIFEST or a selector (--engine / --tag / --region / --from-version with --target)."""
+    """MANIFEST or a selector (--engine / --tag / --region / --from-version with --target), given
+    to the command as one ``selection`` (a ``TargetSelection``)."""
+
+    @wraps(command)
+    def with_selection(**kwargs: Any) -> Any:
+        selection = TargetSelection(
+            manifest=kwargs.pop("manifest"),
+            engine=kwargs.pop("engine"),
+            tags=kwargs.pop("tags"),
+            regions=kwargs.pop("regions"),
+            from_versions=kwargs.pop("from_versions"),
+            targets=kwargs.pop("targets"),
+            effective=kwargs.pop("effective"),
+            accounts=kwargs.pop("accounts"),
+            all_accounts=kwargs.pop("all_accounts"),
+        )
+        return command(selection=selection, **kwargs)
+
     options = [
         click.argument(
             "manifest", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -74,9 +126,10 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--effective", type=EFFECTIVE, help="When the switchover happens (rows may set their own)."
         ),
     ]
+    decorated: Callable[..., Any] = with_selection
     for option in reversed(options):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated
 
 
 def campaign_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -223,41 +276,31 @@ def _cloud_upgrader(*, reads_store: bool = True) -> Any:
 
 
 def _resolve_targets(
-    upgrader: Any,
-    manifest: Path | None,
-    engine: str | None,
-    tags: tuple[str, ...],
-    regions: tuple[str, ...],
-    from_versions: tuple[str, ...],
-    targets: tuple[str, ...],
-    effective: str | None,
-    accounts: tuple[str, ...] = (),
-    all_accounts: bool = False,
-    label: str | None = None,
+    upgrader: Any, selection: TargetSelection, label: str | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The targets, and the locations that could not be listed (account x region, with why)."""
     from dbupgrade.model import InvalidRequest
     from dbupgrade.rollouts import load_manifest, validate_targets
 
-    selecting = bool(engine or tags or regions or from_versions or targets or accounts or all_accounts)
-    if accounts and all_accounts:
+    engine, regions, effective = selection.engine, selection.regions, selection.effective
+    if selection.accounts and selection.all_accounts:
         raise InvalidRequest("--account", "give --account or --all-accounts, not both")
-    if manifest is not None:
-        if selecting:
+    if selection.manifest is not None:
+        if selection.selecting:
             raise InvalidRequest("manifest", "give a MANIFEST or selector options, not both")
-        return validate_targets(load_manifest(manifest), effective=effective), []
-    if not selecting:
+        return validate_targets(load_manifest(selection.manifest), effective=effective), []
+    if not selection.selecting:
         raise InvalidRequest("manifest", "give a MANIFEST file or a selector (--engine/--tag/... --target)")
     scanned = ", ".join(regions) if regions else "every region the product serves (DescribeRegions)"
     click.echo(f"scanning {engine or 'redis and mongodb'} in {scanned}", err=True)
     selector = {
         "engine": engine,
-        "tags": dict(_pair(tag, "--tag") for tag in tags),
+        "tags": dict(_pair(tag, "--tag") for tag in selection.tags),
         "regions": list(regions),
-        "from_versions": list(from_versions),
+        "from_versions": list(selection.from_versions),
     }
     by_engine: dict[str, str] = {}
-    for target in targets:
+    for target in selection.targets:
         if "=" in target:
             name, version = _pair(target, "--target")
             by_engine[name] = version
@@ -265,7 +308,9 @@ def _resolve_targets(
             by_engine[engine] = target
         else:
             raise InvalidRequest("target", "with both engines selected, write ENGINE=VERSION (redis=7.0)")
-    return _select_organisation(upgrader, selector, by_engine, accounts, all_accounts, effective, label)
+    return _select_organisation(
+        upgrader, selector, by_engine, selection.accounts, selection.all_accounts, effective, label
+    )
 
 
 def _select_organisation(
@@ -322,38 +367,14 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _planned(
-    label: str,
-    manifest: Path | None,
-    engine: str | None,
-    tags: tuple[str, ...],
-    regions: tuple[str, ...],
-    from_versions: tuple[str, ...],
-    targets: tuple[str, ...],
-    effective: str | None,
-    accounts: tuple[str, ...],
-    all_accounts: bool,
-    concurrency: int,
-) -> dict[str, Any]:
+def _planned(label: str, selection: TargetSelection, concurrency: int) -> dict[str, Any]:
     """The plan (with each target's readiness report) of `rollout plan` and `check`, read-only;
     ``label`` names the member accounts' role sessions."""
     from dbupgrade.rollouts import plan
 
     with _operator_errors():
         upgrader = _cloud_upgrader(reads_store=False)
-        found, unreachable = _resolve_targets(
-            upgrader,
-            manifest,
-            engine,
-            tags,
-            regions,
-            from_versions,
-            targets,
-            effective,
-            accounts,
-            all_accounts,
-            label=label,
-        )
+        found, unreachable = _resolve_targets(upgrader, selection, label=label)
         result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label=label)
     # A member account's configuration is that account's (its location says so); the own one's is all.
     misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
@@ -385,15 +406,7 @@ def _planned(
 @click.option("--window", help="The release window `start` would get (default: DBUPGRADE_WINDOW).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan_command(
-    manifest: Path | None,
-    engine: str | None,
-    tags: tuple[str, ...],
-    regions: tuple[str, ...],
-    from_versions: tuple[str, ...],
-    targets: tuple[str, ...],
-    effective: str | None,
-    accounts: tuple[str, ...],
-    all_accounts: bool,
+    selection: TargetSelection,
     concurrency: int,
     max_errors: int | None,
     apply_by: str | None,
@@ -414,19 +427,7 @@ def plan_command(
     A campaign (--apply-by, --waves-by-tag): the waves by tag, and whether the date is reachable at
     the pace the waves, --max-in-flight[-per-location] and the window allow.
     """
-    result = _planned(
-        "plan",
-        manifest,
-        engine,
-        tags,
-        regions,
-        from_versions,
-        targets,
-        effective,
-        accounts,
-        all_accounts,
-        concurrency,
-    )
+    result = _planned("plan", selection, concurrency)
     if apply_by or waves_by_tag or exclude_unmatched:
         result["campaign"] = _plan_campaign(
             result,
@@ -452,7 +453,7 @@ def plan_command(
             f"{_path_text(row):<30} {why}"
         )
     totals = ", ".join(f"{count} {action}" for action, count in result["totals"].items())
-    if accounts or all_accounts or len(result["locations"]) > 1:
+    if selection.names_accounts or len(result["locations"]) > 1:
         click.echo(f"\n{'LOCATION':<36} {'TARGETS':>7}  FOUND")
         for location in result["locations"]:
             what = ", ".join(f"{count} {action}" for action, count in location["totals"].items())
@@ -536,33 +537,9 @@ def _path_text(row: dict[str, Any]) -> str:
     return ">".join(row["path"]) + f" ~{_duration(row['expected_seconds'])}"
 
 
-def check_command(
-    manifest: Path | None,
-    engine: str | None,
-    tags: tuple[str, ...],
-    regions: tuple[str, ...],
-    from_versions: tuple[str, ...],
-    targets: tuple[str, ...],
-    effective: str | None,
-    accounts: tuple[str, ...],
-    all_accounts: bool,
-    concurrency: int,
-    as_json: bool,
-) -> None:
+def check_command(selection: TargetSelection, concurrency: int, as_json: bool) -> None:
     """``dbupgrade check``: the readiness report of every target (read-only, like ``rollout plan``)."""
-    result = _planned(
-        "check",
-        manifest,
-        engine,
-        tags,
-        regions,
-        from_versions,
-        targets,
-        effective,
-        accounts,
-        all_accounts,
-        concurrency,
-    )
+    result = _planned("check", selection, concurrency)
     if as_json:
         click.echo(json.dumps({"verdicts": result["verdicts"], "rows": result["rows"]}, indent=2))
     else:
@@ -638,15 +615,7 @@ def budget_lines(result: dict[str, Any], max_errors: int | None) -> list[str]:
 @campaign_options
 @click.option("--yes", "-y", is_flag=True, help="Start without the confirmation prompt (scripts, CI).")
 def start_command(
-    manifest: Path | None,
-    engine: str | None,
-    tags: tuple[str, ...],
-    regions: tuple[str, ...],
-    from_versions: tuple[str, ...],
-    targets: tuple[str, ...],
-    effective: str | None,
-    accounts: tuple[str, ...],
-    all_accounts: bool,
+    selection: TargetSelection,
     rollout_id: str | None,
     waves: str | None,
     max_in_flight: int | None,
@@ -699,19 +668,7 @@ def start_command(
             raise click.BadParameter(str(error), param_hint="--window") from None
     with _operator_errors():
         upgrader = _cloud_upgrader()
-        found, unreachable = _resolve_targets(
-            upgrader,
-            manifest,
-            engine,
-            tags,
-            regions,
-            from_versions,
-            targets,
-            effective,
-            accounts,
-            all_accounts,
-            label=rollout_id,
-        )
+        found, unreachable = _resolve_targets(upgrader, selection, label=rollout_id)
         if max_errors is not None:
             found = _within_budget(upgrader, found, max_errors, exclude_predicted_errors, rollout_id)
         deadline, found, by_tag, plan = _campaign(
