@@ -267,6 +267,30 @@ def _map_exception(exc: Exception) -> CloudError:
     return CloudError("ClientError", f"{type(exc).__name__}: {str(exc)[:300]}", ambiguous=True)
 
 
+# One tea-openapi ``Params`` per (API version, action), built on first use: ``call_api`` only reads
+# it, and the same nine fields on every call cost a model build per call otherwise.
+_PARAMS: dict[tuple[str, str], Any] = {}
+
+
+def _params(version: str, action: str) -> Any:
+    found = _PARAMS.get((version, action))
+    if found is None:
+        from alibabacloud_tea_openapi import models as open_api_models
+
+        found = _PARAMS[(version, action)] = open_api_models.Params(
+            action=action,
+            version=version,
+            protocol="HTTPS",
+            pathname="/",
+            method="POST",
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
+    return found
+
+
 class CloudApi:
     """tea-openapi clients, one per (engine, region, credentials), reused while the instance is warm."""
 
@@ -361,17 +385,7 @@ class CloudApi:
         if self.limiter is not None and not token_held:
             self._take_token(self.limiter, engine, action, deadline, account, region)
         client = self.client(engine, region, credentials)
-        api = open_api_models.Params(
-            action=action,
-            version=engine.api_version,
-            protocol="HTTPS",
-            pathname="/",
-            method="POST",
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
+        api = _params(engine.api_version, action)
         query = {"RegionId": region} if regional else {}
         query.update({k: str(v) for k, v in params.items()})
         read_ms = DEFAULT_READ_TIMEOUT_MS

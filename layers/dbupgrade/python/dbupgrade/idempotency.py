@@ -85,6 +85,20 @@ def redis_persistence(client: Any) -> Any:
                 finally:
                     self.riders.current = None
 
+            @contextmanager
+            def in_progress_riders(
+                self, rider: Callable[[Any], Callable[[list[Any]], None]]
+            ) -> Iterator[None]:
+                """``rider(pipeline)`` queues this thread's reads that travel in its in-progress
+                write's round trip (the request's first store command) and returns the function
+                that takes their replies: called only when that write took the key (the request
+                runs now); a reply is an exception when its read failed (the caller reads again)."""
+                self.riders.in_progress = rider
+                try:
+                    yield
+                finally:
+                    self.riders.in_progress = None
+
             def _update_record(self, data_record: Any) -> None:
                 mapping = {
                     self.data_attr: data_record.response_data,
@@ -103,7 +117,37 @@ def redis_persistence(client: Any) -> Any:
                     rider(pipeline)
                 pipeline.execute()
 
-        return Persistence(client=client)
+        return Persistence(client=_RidingClient(client, Persistence.riders))
+
+
+class _RidingClient:
+    """A redis-py client whose thread's next ``SET NX`` goes in one pipeline (not a transaction)
+    with the reads that thread's in-progress rider queues (``riders.in_progress``, taken by that
+    one write: Powertools' in-progress write is a request's first store command). Every other call
+    goes to the client as is."""
+
+    def __init__(self, client: Any, riders: threading.local) -> None:
+        self._client = client
+        self._riders = riders
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        rider = getattr(self._riders, "in_progress", None)
+        if rider is None or not kwargs.get("nx"):
+            return self._client.set(*args, **kwargs)
+        self._riders.in_progress = None
+        pipeline = self._client.pipeline(transaction=False)
+        pipeline.set(*args, **kwargs)
+        receive = rider(pipeline)
+        # raise_on_error=False: a failed read must not fail the write (its caller reads again).
+        taken, *replies = pipeline.execute(raise_on_error=False)
+        if isinstance(taken, Exception):
+            raise taken
+        if taken:
+            receive(replies)
+        return taken
 
 
 def errors() -> Any:

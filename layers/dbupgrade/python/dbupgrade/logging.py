@@ -35,6 +35,8 @@ ROTATING_SECRETS_MAX = 64
 _pinned: set[str] = set()
 _rotating: OrderedDict[str, None] = OrderedDict()
 _secrets_lock = threading.Lock()
+# Longest first, rebuilt when the set changes (rarely: a rotation) rather than sorted on every line.
+_by_length: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None, *, pinned: bool = False) -> None:
@@ -44,9 +46,11 @@ def register_secret(value: str | None, *, pinned: bool = False) -> None:
     a rotating credential, registered again on each use, and forgotten once
     ``ROTATING_SECRETS_MAX`` newer ones were registered.
     """
+    global _by_length
     if not value or len(value) < SECRET_MIN_CHARS:
         return
     with _secrets_lock:
+        known = value in _pinned or value in _rotating
         if pinned:
             _pinned.add(value)
             _rotating.pop(value, None)
@@ -55,6 +59,8 @@ def register_secret(value: str | None, *, pinned: bool = False) -> None:
             _rotating.move_to_end(value)
             while len(_rotating) > ROTATING_SECRETS_MAX:
                 _rotating.popitem(last=False)
+        if not known:  # a new value (and perhaps one forgotten): the members changed
+            _by_length = tuple(sorted((*_pinned, *_rotating), key=len, reverse=True))
 
 
 def registered_secrets() -> int:
@@ -65,9 +71,7 @@ def registered_secrets() -> int:
 
 def mask(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
-    with _secrets_lock:
-        secrets = sorted((*_pinned, *_rotating), key=len, reverse=True)
-    for secret in secrets:
+    for secret in _by_length:
         if secret in text:
             text = text.replace(secret, MASK)
     return text

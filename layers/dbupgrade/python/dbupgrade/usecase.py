@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -481,9 +481,21 @@ class Upgrader:
             self._persistence = idempotency.redis_persistence(self.store.redis)
         ran: list[Outcome] = []
         inner = replace(job, settle=[])
+        # The claim read rides on the idempotency in-progress write (one round trip less): that
+        # write is the request's first store command, and the read comes after it as before.
+        held_read: list[Claim | None] = []
+
+        def read_claim(pipeline: Any) -> Callable[[list[Any]], None]:
+            read = self.store.queue_claim_of(pipeline, job.request.instance_id, job.claim_account)
+
+            def receive(replies: list[Any]) -> None:
+                if not isinstance(replies[0], Exception):  # else _verdict reads it again
+                    held_read.append(read(replies[0]))
+
+            return receive
 
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
-            verdict, claim = self._verdict(inner)
+            verdict, claim = self._verdict(inner, held_read=held_read)
             outcome = self._conclude(verdict, inner, claim=claim)
             ran.append(outcome)
             if not outcome.final:
@@ -512,7 +524,10 @@ class Upgrader:
                 self.store.outbox_done(inner.settle.pop(), pipeline)
 
         try:
-            with self._persistence.completion_riders(settle):
+            with (
+                self._persistence.in_progress_riders(read_claim),
+                self._persistence.completion_riders(settle),
+            ):
                 result = run(payload={"key": key, "request": meaning})
         except _Unremembered as transient:
             return transient.outcome
@@ -545,10 +560,15 @@ class Upgrader:
         original.replay_of, original.at = original.at, utc_now()
         return original  # a replay: neither recorded nor notified again
 
-    def _verdict(self, job: _Job, *, submit: bool = True) -> _Verdict:
-        """Claim read, pre-check, claim, submit: the request's verdict and its claim change."""
+    def _verdict(self, job: _Job, *, submit: bool = True, held_read: Sequence[Claim | None] = ()) -> _Verdict:
+        """Claim read, pre-check, claim, submit: the request's verdict and its claim change.
+
+        ``held_read``: the claim, already read in this request's first round trip."""
         if submit:
-            held = self.store.claim_of(job.request.instance_id, job.claim_account)
+            if held_read:
+                held = held_read[0]
+            else:
+                held = self.store.claim_of(job.request.instance_id, job.claim_account)
             if held is not None and held.owner != job.owner:
                 return self._claimed(job, held), None
         try:

@@ -146,6 +146,12 @@ class MemoryStore:
     def claim_of(self, instance_id: str, account_id: str | None = None) -> Claim | None:
         return self._held(claim_identity(instance_id, account_id))
 
+    def queue_claim_of(
+        self, pipeline: Any, instance_id: str, account_id: str | None = None
+    ) -> Callable[[Any], Claim | None]:
+        """No pipeline here: the claim is read when the reply is."""
+        return lambda _reply: self.claim_of(instance_id, account_id)
+
     def _held(self, identity: str) -> Claim | None:
         with self._lock:
             held = self._claims.get(identity)

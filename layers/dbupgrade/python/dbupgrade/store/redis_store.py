@@ -214,6 +214,13 @@ class RedisStore:
             raw = self.redis.get(keys.claim(claim_identity(instance_id, account_id)))
         return Claim.from_json(raw) if raw else None
 
+    def queue_claim_of(
+        self, pipeline: Any, instance_id: str, account_id: str | None = None
+    ) -> Callable[[Any], Claim | None]:
+        """``claim_of`` queued on another command's ``pipeline``; returns what reads its reply."""
+        pipeline.get(keys.claim(claim_identity(instance_id, account_id)))
+        return lambda raw: Claim.from_json(raw) if raw else None
+
     # -- the tracker's marks --------------------------------------------------------------------
 
     def mark_upgrading(self, instance_id: str, to_version: str, seconds: int) -> None:
