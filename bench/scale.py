@@ -109,20 +109,24 @@ def _process_kind(process: Any) -> str:
     return "other"
 
 
-def cpu_seconds() -> Counter[str]:
-    """CPU seconds (user + system) so far of this process and its descendants, per kind: on a
+def cpu_seconds(redis_pid: int) -> Counter[str]:
+    """CPU seconds (user + system) so far of this process, its descendants and the store's Redis,
+    per kind, and of the whole machine (``machine``, every process, other work included): on a
     machine with few cores, whether a step waits on the rate or on the CPU shows here."""
     import psutil
 
     me = psutil.Process()
     used: Counter[str] = Counter()
-    for process in [me, *me.children(recursive=True)]:
+    processes = {p.pid: p for p in [me, *me.children(recursive=True), psutil.Process(redis_pid)]}
+    for process in processes.values():
         try:
             times = process.cpu_times()
             kind = "bench" if process.pid == me.pid else _process_kind(process)
         except psutil.Error:  # ended between the listing and the look
             continue
         used[kind] += times.user + times.system
+    machine = psutil.cpu_times()
+    used["machine"] = machine.user + machine.system + machine.nice + machine.irq + machine.softirq
     return used
 
 
@@ -131,6 +135,7 @@ class Meter:
 
     def __init__(self, lc: h.LocalCloud, redis: Any, rate: float) -> None:
         self.lc, self.redis, self.rate = lc, redis, rate
+        self.redis_pid = int(redis.info("server")["process_id"])
 
     def commands(self) -> Counter[str]:
         stats = self.redis.info("commandstats")
@@ -140,11 +145,11 @@ class Meter:
 
     def measure(self, step: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
         self.lc.clear_calls()
-        before, cpu_before = self.commands(), cpu_seconds()
+        before, cpu_before = self.commands(), cpu_seconds(self.redis_pid)
         started = time.monotonic()
         result = step()
         seconds = time.monotonic() - started
-        cpu = cpu_seconds()
+        cpu = cpu_seconds(self.redis_pid)
         cpu.subtract(cpu_before)
         every = self.lc.calls()
         calls = Counter(c["action"] for c in every)
@@ -160,6 +165,7 @@ class Meter:
             "redis_commands": sum(commands.values()),
             "redis_per_command": dict(sorted(commands.items())),
             "cpu_seconds": {kind: round(used, 2) for kind, used in sorted(cpu.items())},
+            "machine_cores": os.cpu_count(),
         }
 
 
