@@ -70,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from dbupgrade import clock, gate, progress
@@ -103,6 +104,11 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # a multiple of the list calls' 30 IDs, big enough that a MongoDB region listing (paged whatever
 # the number wanted) is not repeated often, small enough that a tick cut short has finished shards.
 CHUNK_TARGETS = 1500
+# Verdicts concluded at once: each is a store write and a notification publish, two round trips that
+# wait on the network, so one at a time the tick that sees a 10,000-target wave finish spent ~24 s
+# recording it. Each conclusion is its own instance's compare-and-set; the notifier keeps one MNS
+# client per thread.
+CONCLUDE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -304,7 +310,11 @@ class Tracker:
         unchecked: list[int] = []  # held, in rotation order, not checked this tick
         elsewhere: set[str] = set()  # instances of the shards another tick is checking
         checked = 0
-        with ExitStack() as held, ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool:
+        with (
+            ExitStack() as held,
+            ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool,
+            ThreadPoolExecutor(CONCLUDE_CONCURRENCY, thread_name_prefix="tracker-conclude") as concluding,
+        ):
             mine: list[int] = []
             for shard in order:
                 if _out_of_time(ctx):
@@ -332,23 +342,27 @@ class Tracker:
                 for watch in watches:
                     by_shard.setdefault(shard_of(watch.latest.instance_id), []).append(watch)
                 progressed: list[tuple[Outcome, dict[str, Any]]] = []  # written at once, below
+                concluded: list[_Watch] = []
                 for shard in chunk:
                     looked = by_shard.get(shard, [])
                     if len(looked) < len(shards[shard]) or any(_unread(w) for w in looked):
                         unchecked.append(shard)  # a read the next tick must make again
-                    for watch in looked:
-                        checked += 1
-                        outcome = self._conclude(
-                            watch, ctx, now, marks, progressed, progress_of.get(watch.latest.instance_id)
-                        )
-                        if outcome is not None:
-                            transitions.append(
-                                {
-                                    "instance_id": outcome.instance_id,
-                                    "status": outcome.status,
-                                    "reason": outcome.reason,
-                                }
-                            )
+                    concluded += looked
+                checked += len(concluded)
+                outcomes_now = concluding.map(
+                    self._conclude,
+                    concluded,
+                    repeat(ctx),
+                    repeat(now),
+                    repeat(marks),
+                    repeat(progressed),
+                    [progress_of.get(watch.latest.instance_id) for watch in concluded],
+                )
+                transitions += [
+                    {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
+                    for outcome in outcomes_now
+                    if outcome is not None
+                ]
                 store.set_progress_many(progressed)
                 store.mark_upgrading_many(marks.new, SEEN_UPGRADING_SECONDS)
                 reads.update((w.latest.instance_id, w.read) for w in watches)
