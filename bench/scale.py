@@ -23,8 +23,9 @@ its busiest action's calls / ``rate``; the rollout's bound is that of ``start`` 
 submissions) plus that of ``finish`` (its instance reads can only follow the upgrades' end), and
 ``of_bound`` = bound / its seconds (goal >= 0.9 at 10,000). ``plan`` and ``check`` make two per-instance reads a list call cannot answer
 (``DescribeBackups``; the offered versions, ``DescribeEngineVersion``), so their bound is N / rate:
-10,000 targets at the shipped 10 calls/s take 1,000 s, and "under 60 s" needs
-``DBUPGRADE_RATE_LIMITS`` above 167 calls/s for those actions.
+10,000 targets in one region at the shipped defaults (the published quotas per account, region and
+action: ``dbupgrade.ratelimit.PUBLISHED_QUOTAS``; ``DescribeBackups`` assumed 10/s) take 1,000 s, over
+k regions 1,000 / k s, and "under 60 s" in one region needs quotas above 167 calls/s for those actions.
 
 Usage::
 
