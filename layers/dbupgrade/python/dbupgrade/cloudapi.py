@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -370,19 +370,24 @@ class CloudApi:
         *,
         deadline: float | None = None,
         regional: bool = True,
-        token_held: bool = False,
+        token_due: float | None = None,
     ) -> dict[str, Any]:
         """One attempt; returns the JSON body (with RequestId) or raises ``CloudError``.
 
         With a limiter, the attempt first waits for a token of the fleet-wide rate limit, unless
-        the caller already holds it (``token_held``: taken with another write, ``take_args``).
+        the caller already holds one: ``token_due``, when it is due (``time.monotonic()``; taken
+        with another write, ``take_args``, or ahead, ``reserve``): the attempt waits until then.
         ``regional=False`` sends no RegionId (Dds DescribeRegions lists only the region it names).
         """
         from alibabacloud_tea_openapi import models as open_api_models
         from darabonba.runtime import RuntimeOptions
 
         account = credentials.account_id if credentials is not None else None
-        if self.limiter is not None and not token_held:
+        if token_due is not None:
+            pause = token_due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        elif self.limiter is not None:
             self._take_token(self.limiter, engine, action, deadline, account, region)
         client = self.client(engine, region, credentials)
         api = _params(engine.api_version, action)
@@ -428,7 +433,7 @@ class CloudApi:
     ) -> tuple[str, list[Any]] | None:
         """The bucket and arguments of ``action``'s token for a script that takes it along with
         other work (the store's claim); None without a limiter. The script's reply goes to
-        ``token_taken``; when that says True, the call passes ``token_held`` on its first attempt."""
+        ``token_taken``; the call passes the time it answers as ``token_due`` on its first attempt."""
         if self.limiter is None:
             return None
         account = credentials.account_id if credentials is not None else None
@@ -436,10 +441,42 @@ class CloudApi:
             engine.product, action, deadline=self._token_deadline(deadline), account=account, region=region
         )
 
-    def token_taken(self, bucket: str, action: str, reply: list[Any]) -> bool:
-        """A token taken by another script (``take_args``): True once it is due (after sleeping
-        until then); False when none was granted, so the call takes its own."""
-        return self.limiter is not None and self.limiter.taken_elsewhere(bucket, action, reply)
+    def token_taken(self, bucket: str, reply: list[Any]) -> float | None:
+        """A token taken by another script (``take_args``): when it is due (``time.monotonic()``);
+        None when none was granted, so the call takes its own."""
+        if self.limiter is None:
+            return None
+        wait = self.limiter.taken_elsewhere(bucket, reply)
+        return None if wait is None else time.monotonic() + wait
+
+    def reserve(
+        self,
+        engine: Api,
+        actions: Sequence[str],
+        credentials: Credentials | None,
+        deadline: float | None,
+        *,
+        region: str,
+    ) -> dict[str, float]:
+        """The tokens of calls about to be made (a request's reads), in one round trip instead of
+        one each: action -> when its token is due (``time.monotonic()``), for the call to pass as
+        ``token_due``. Each bucket is taken as ``call`` would take it; an action whose token would
+        come too late, or every action when the store fails, is left out (its call takes its own).
+        A reserved call the caller ends up not making leaves its token spent: that errs on the
+        slow side, never over the limit."""
+        if self.limiter is None:
+            return {}
+        account = credentials.account_id if credentials is not None else None
+        latest = self._token_deadline(deadline)
+        takes = [
+            self.limiter.take_args(engine.product, action, deadline=latest, account=account, region=region)
+            for action in actions
+        ]
+        taken = self.limiter.take_many(takes)
+        if taken is None:
+            return {}
+        now = time.monotonic()
+        return {action: now + wait for action, (granted, wait) in zip(actions, taken, strict=True) if granted}
 
     def _token_deadline(self, deadline: float | None) -> float:
         """The latest a token may come: the invocation's deadline less the retry policy's reserve."""
@@ -483,13 +520,13 @@ class CloudApi:
         deadline: float,
         sleep: Callable[[float], None] = time.sleep,
         regional: bool = True,
-        token_held: bool = False,
+        token_due: float | None = None,
     ) -> dict[str, Any]:
         """``call`` again after transient refusals until it answers, refuses for good or time runs out.
 
         An ambiguous failure of the upgrade call is raised at once: resending might upgrade twice.
-        A read's lost reply or timeout is retried like any transient failure. ``token_held``: the
-        first attempt's rate-limit token is already taken (each retry takes its own).
+        A read's lost reply or timeout is retried like any transient failure. ``token_due``: the
+        first attempt's rate-limit token is already taken, due then (each retry takes its own).
         """
         attempt = 0
         while True:
@@ -502,7 +539,7 @@ class CloudApi:
                     credentials,
                     deadline=deadline,
                     regional=regional,
-                    token_held=token_held and attempt == 0,
+                    token_due=token_due if attempt == 0 else None,
                 )
             except CloudError as error:
                 if (error.ambiguous and not resendable(engine, action)) or not error.transient:

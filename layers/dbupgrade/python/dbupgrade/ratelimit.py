@@ -42,7 +42,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +190,7 @@ class RateLimiter:
         self.limits = limits or RateLimits()
         self.account = account or "default"
         self._take = redis.register_script(scripts.RATE_TAKE)
+        self._take_many = redis.register_script(scripts.RATE_TAKE_MANY)
         self._adjust = redis.register_script(scripts.RATE_ADJUST)
         # Buckets last seen below their ceiling: only those need a round trip after a success.
         self._recovering: set[str] = set()
@@ -244,6 +245,23 @@ class RateLimiter:
             sleep(wait)
         return wait
 
+    def take_many(self, takes: Sequence[tuple[str, list[Any]]]) -> list[tuple[bool, float]] | None:
+        """Several buckets' tokens in one round trip: ``takes`` are ``take_args``' (bucket, arguments);
+        each bucket is taken as ``acquire`` takes it (refill, reservation, AIMD rate: per bucket).
+        Returns (granted, seconds until the token is due) per take, sleeping for none: the caller
+        waits for each before its own call. None when the store failed (nothing taken: each call
+        takes its own, which lets the call through as ``acquire`` does)."""
+        if not takes:
+            return []
+        try:
+            replies = self._take_many(
+                keys=[key for key, _ in takes], args=[arg for _, args in takes for arg in args]
+            )
+        except Exception as exc:  # redis-py raises RedisError and socket errors alike
+            logger.warning("rate limiter unavailable", extra={"error": type(exc).__name__})
+            return None
+        return [self._taken(key, reply) for (key, _), reply in zip(takes, replies, strict=True)]
+
     def take_args(
         self,
         product: str,
@@ -262,15 +280,12 @@ class RateLimiter:
             self._ceilings[key] = ceiling
         return key, [ceiling, max_wait, KEY_TTL_SECONDS]
 
-    def taken_elsewhere(
-        self, bucket: str, action: str, reply: list[Any], *, sleep: Callable[[float], None] = time.sleep
-    ) -> bool:
-        """A take another script made (``take_args``): sleeps until the token is due; False when
-        none was granted (nothing taken: the call takes its own, as ``acquire`` would)."""
+    def taken_elsewhere(self, bucket: str, reply: list[Any]) -> float | None:
+        """A take another script made (``take_args``): the seconds until its token is due (the
+        caller waits them before its call); None when none was granted (nothing taken: the call
+        takes its own, as ``acquire`` would)."""
         granted, wait = self._taken(bucket, reply)
-        if granted and wait > 0:
-            sleep(wait)
-        return granted
+        return wait if granted else None
 
     def _taken(self, key: str, reply: list[Any]) -> tuple[bool, float]:
         granted, wait_text, rate_text = reply

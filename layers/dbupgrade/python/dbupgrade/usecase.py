@@ -91,9 +91,10 @@ class _Job:
     # Inside the idempotent section: the published outbox entries whose removal rides on the
     # idempotency completion write (one round trip for both); None: removed at once.
     settle: list[str] | None = None
-    # Actions whose next call's rate-limit token is already taken (the upgrade's, with the claim).
-    # Shared with the hop job ``hops.submit_first`` derives (``replace`` keeps the same set).
-    tokens_held: set[str] = field(default_factory=set)
+    # Actions whose next call's rate-limit token is already taken, and when it is due
+    # (``time.monotonic()``): the pre-check's reads (``Upgrader._reserve_reads``), the upgrade's (with
+    # the claim). Shared with the hop job ``hops.submit_first`` derives (``replace`` keeps the same dict).
+    tokens_due: dict[str, float] = field(default_factory=dict)
 
     def outcome(self, status: str, **fields: Any) -> Outcome:
         request = self.request
@@ -571,6 +572,7 @@ class Upgrader:
                 held = self.store.claim_of(job.request.instance_id, job.claim_account)
             if held is not None and held.owner != job.owner:
                 return self._claimed(job, held), None
+            self._reserve_reads(job)
         try:
             attributes, describe_id = self._describe(job)
             verdict = self._precheck(job, attributes, describe_id) if attributes is not None else None
@@ -625,6 +627,20 @@ class Upgrader:
             return outcome, None  # the upgrade may have landed: the claim stays until it expires
         return outcome, ClaimChange("release", job.owner, account_id=job.claim_account)
 
+    def _reserve_reads(self, job: _Job) -> None:
+        """The rate-limit tokens of the reads a submission makes next (describe, offered versions, the
+        backup gate's), in one round trip rather than one each (issue #15). A read the request ends
+        up not making (the describe already rules the instance out) leaves its token spent: that
+        errs on the slow side, never over the limit."""
+        engine = job.engine
+        reads = [engine.describe_action, engine.gate_action, engine.available_action]
+        if self.config.backup.mode != "off":
+            reads.append(engine.backups_action)
+        wanted = [action for action in reads if action is not None and action not in job.tokens_due]
+        job.tokens_due.update(
+            self.cloud.reserve(engine, wanted, job.credentials, job.context.deadline, region=job.region)
+        )
+
     def _claim(self, job: _Job, claim: Claim, seconds: int) -> Claim | None:
         """The instance's claim and, in the same round trip, the upgrade call's rate-limit token
         (that call comes next; a ``stop`` answered before it leaves the token unused). Returns the
@@ -637,8 +653,9 @@ class Upgrader:
             return self.store.claim(claim, seconds)
         bucket, args = take
         held, reply = self.store.claim_with_token(claim, seconds, bucket, args)
-        if reply is not None and self.cloud.token_taken(bucket, action, reply):
-            job.tokens_held.add(action)
+        due = self.cloud.token_taken(bucket, reply) if reply is not None else None
+        if due is not None:
+            job.tokens_due[action] = due
         return held
 
     def _claimed(self, job: _Job, held: Claim) -> Outcome:
@@ -680,8 +697,8 @@ class Upgrader:
         key = (action, tuple(sorted((k, str(v)) for k, v in params.items())))
         if key in job.reads:
             return job.reads[key]
-        held = action in job.tokens_held
-        job.tokens_held.discard(action)  # only the first call's: a resubmission takes its own
+        # Only the first call's token is held: a resubmission takes its own.
+        due = job.tokens_due.pop(action, None)
         body = self.cloud.call_with_retries(
             job.engine,
             job.region,
@@ -689,7 +706,7 @@ class Upgrader:
             params,
             job.credentials,
             deadline=job.context.deadline,
-            token_held=held,
+            token_due=due,
         )
         if action in (job.engine.gate_action, job.engine.available_action):
             job.reads[key] = body

@@ -124,6 +124,20 @@ end
 # KEYS[1]: the bucket hash; ARGV: ceiling, max_wait, ttl. Returns ``take``'s reply.
 RATE_TAKE = _TAKE_FUNCTION + "return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
 
+# Several buckets' takes in one round trip (the reads a request is about to make, ``RateLimiter.take_many``):
+# each bucket taken exactly as RATE_TAKE takes it, on its own. KEYS: the bucket hashes; ARGV: per
+# bucket, its ceiling, max_wait and ttl (three each, in KEYS' order). Returns one ``take`` reply per key.
+RATE_TAKE_MANY = (
+    _TAKE_FUNCTION
+    + """
+local replies = {}
+for i, key in ipairs(KEYS) do
+  replies[i] = take(key, ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i])
+end
+return replies
+"""
+)
+
 # The claim, and when it is taken the upgrade call's rate-limit token, in one round trip (the
 # submission's next step is that call). KEYS: 1 the claim, 2 the bucket hash; ARGV: 1-3 as CLAIM,
 # 4-6 as RATE_TAKE's. Held by another owner: {holder's JSON} (no token taken); taken:
