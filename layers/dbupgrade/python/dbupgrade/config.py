@@ -155,6 +155,8 @@ DEFAULT_MAX_HOPS = 3
 
 @dataclass(frozen=True)
 class Config:
+    """The function's settings, read once per instance from its environment (``Config.from_env``)."""
+
     region: str | None = None
     # Endpoint overrides by their variable (each engine's ``endpoint_variable``), e.g. localcloud's.
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
