@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # The task and O&M-event actions both products name alike (API metadata, R-kvstore 2015-01-01 and Dds
 # 2015-12-01): a task's progress (``dbupgrade.progress``) and booked upgrades (``dbupgrade.booked``).
@@ -134,8 +134,7 @@ class Engine:
         return all(item.get(key) in allowed for key, allowed in self.list_item_filter.items())
 
 
-@dataclass(frozen=True)
-class ModeVerdict:
+class ModeVerdict(NamedTuple):
     """The deployment mode an instance's attributes prove (``mode``), or why they prove none."""
 
     mode: str | None
