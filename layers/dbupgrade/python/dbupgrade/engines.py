@@ -142,8 +142,7 @@ class ModeVerdict(NamedTuple):
     why: str  # the evidence, or the missing / contradicting evidence
 
 
-@dataclass(frozen=True)
-class DeploymentModes:
+class DeploymentModes(NamedTuple):
     """Which deployment mode an instance runs in, told from the attributes the real API returns.
 
     There is no deployment-mode field in DescribeInstanceAttribute or DescribeInstances (their SDK
