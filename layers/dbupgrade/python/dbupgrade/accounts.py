@@ -36,8 +36,7 @@ import calendar
 import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dbupgrade import clock
 from dbupgrade.cloudapi import CloudApi, CloudError
@@ -62,8 +61,7 @@ ROLE_HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(NamedTuple):
     """An OpenAPI service that is not an engine, in the shape ``CloudApi`` calls (``cloudapi.Api``)."""
 
     name: str

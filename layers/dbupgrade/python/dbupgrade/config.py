@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,8 +40,7 @@ DEFAULT_BACKUP_HOURS = 24  # the automatic backup is daily: yesterday's is enoug
 FC_MARKERS = ("FC_FUNCTION_NAME", "FC_SERVICE_NAME", "FC_FUNC_CODE_PATH", "FC_RUNTIME_VERSION")
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """An endpoint override: host[:port] as tea-openapi wants it, plus the protocol."""
 
     host: str
@@ -51,8 +51,7 @@ class Endpoint:
         return f"{self.protocol}://{self.host}"
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """A daily window "HH:MM-HH:MM Zone"; may wrap midnight (22:00-02:00)."""
 
     start: time
@@ -86,8 +85,7 @@ class Window:
         return local >= self.start or local < self.end
 
 
-@dataclass(frozen=True)
-class BackupPolicy:
+class BackupPolicy(NamedTuple):
     """``DBUPGRADE_BACKUP``: which backup an upgrade needs before it is submitted.
 
     ``fresh:<hours>`` (default ``fresh:24``): a finished backup that recent is enough (the automatic
@@ -155,6 +153,8 @@ DEFAULT_MAX_HOPS = 3
 
 @dataclass(frozen=True)
 class Config:
+    """The function's settings, read once per instance from its environment (``Config.from_env``)."""
+
     region: str | None = None
     # Endpoint overrides by their variable (each engine's ``endpoint_variable``), e.g. localcloud's.
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)

@@ -25,6 +25,8 @@ LOCAL_TIMEOUT_SECONDS = 300
 
 @dataclass(frozen=True)
 class Credentials:
+    """The access key (and STS token) an invocation's cloud calls sign with."""
+
     access_key_id: str
     access_key_secret: str = field(repr=False)
     security_token: str | None = field(default=None, repr=False)
@@ -35,6 +37,8 @@ class Credentials:
 
 @dataclass
 class InvocationContext:
+    """The FC invocation's context as the use case reads it, whichever FC version delivered it."""
+
     function_name: str
     aws_request_id: str
     region: str | None

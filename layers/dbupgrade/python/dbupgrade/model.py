@@ -79,6 +79,8 @@ class InvalidRequest(ValueError):
 
 @dataclass(frozen=True)
 class UpgradeRequest:
+    """One instance to upgrade, as every source (timer, webhook, queue, CLI) asks for it."""
+
     instance_id: str
     target_version: str
     engine: str | None = None  # "redis" | "mongodb"; inferred from the ID prefix when None
@@ -100,6 +102,8 @@ class UpgradeRequest:
 
 @dataclass
 class Outcome:
+    """What became of one request: its status, the versions, and what the notification and runbook say."""
+
     status: Status
     instance_id: str
     to_version: str

@@ -72,6 +72,8 @@ WORST_FIRST: tuple[Grade, ...] = ("block", "warn", "info", "ok")
 
 @dataclass(frozen=True)
 class Finding:
+    """One readiness check's grade, where it was read, and why."""
+
     check: str  # one of ALL_CHECKS
     grade: Grade
     source: str  # the API action (or document URL) it was read from
@@ -83,6 +85,8 @@ class Finding:
 
 @dataclass(frozen=True)
 class Readiness:
+    """An instance's readiness report for one target version: its findings and the backup gate's view."""
+
     instance_id: str
     engine: str
     to_version: str

@@ -13,8 +13,8 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from dbupgrade.engines import version_key
 
@@ -27,8 +27,7 @@ MONGODB_RESTORE_DOC = "https://www.alibabacloud.com/help/en/mongodb/user-guide/r
 MONGODB_COMMUNITY_EOL_DOC = "https://www.mongodb.com/legal/support-policy/lifecycles"
 
 
-@dataclass(frozen=True)
-class EndOfService:
+class EndOfService(NamedTuple):
     """A major version's end of service: after ``ends`` it is no longer served (or supported)."""
 
     ends: date
@@ -58,8 +57,7 @@ END_OF_SERVICE: dict[str, dict[str, EndOfService]] = {
 }
 
 
-@dataclass(frozen=True)
-class Caveat:
+class Caveat(NamedTuple):
     """A documented effect of an upgrade path: ``grade`` "warn" needs a person's attention first."""
 
     name: str

@@ -113,6 +113,8 @@ CONCLUDE_CONCURRENCY = 8
 
 @dataclass(frozen=True)
 class TrackerSettings:
+    """The tracker's tunables: when an upgrade counts as stuck, per engine, and how many targets a tick reads."""
+
     stuck_after: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STUCK_AFTER_SECONDS))
     chunk_targets: int = CHUNK_TARGETS
 

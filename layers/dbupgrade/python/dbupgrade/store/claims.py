@@ -51,6 +51,8 @@ def claim_identity(instance_id: str, account_id: str | None) -> str:
 
 @dataclass(frozen=True)
 class Claim:
+    """An instance's upgrade claim: who holds it, for which target, and whether the API accepted it yet."""
+
     instance_id: str
     to_version: str
     owner: str  # the holder's idempotency key (its redeliveries may retake it), else a random token

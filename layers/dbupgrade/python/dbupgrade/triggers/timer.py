@@ -73,6 +73,8 @@ class Selector:
 
 @dataclass(frozen=True)
 class TimerPlan:
+    """What a timer trigger's payload asks for: a rollout of listed upgrades or of a selection."""
+
     trigger_name: str
     trigger_time: str | None
     rollout_id: str

@@ -38,6 +38,8 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class HttpResponse:
+    """A reply as every HTTP adapter renders it (status, body, headers)."""
+
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
