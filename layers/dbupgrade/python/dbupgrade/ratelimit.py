@@ -46,6 +46,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import logger
 from dbupgrade.store import keys, scripts
@@ -261,6 +263,27 @@ class RateLimiter:
             logger.warning("rate limiter unavailable", extra={"error": type(exc).__name__})
             return None
         return [self._taken(key, reply) for (key, _), reply in zip(takes, replies, strict=True)]
+
+    def queue_take_many(
+        self, pipeline: Any, takes: Sequence[tuple[str, list[Any]]]
+    ) -> Callable[[Any], list[tuple[bool, float]] | None]:
+        """``take_many`` queued on another command's ``pipeline`` (not a transaction, on this
+        limiter's Redis); returns what reads its reply: the script's, or the exception the pipeline
+        left in its place. A script the server does not hold yet (NOSCRIPT: a new or flushed server)
+        is taken again by ``take_many``, which loads it; any other failure is ``take_many``'s: None."""
+        pipeline.evalsha(
+            self._take_many.sha, len(takes), *[key for key, _ in takes], *[a for _, args in takes for a in args]
+        )
+
+        def receive(replies: Any) -> list[tuple[bool, float]] | None:
+            if isinstance(replies, NoScriptError):
+                return self.take_many(takes)
+            if isinstance(replies, Exception):
+                logger.warning("rate limiter unavailable", extra={"error": type(replies).__name__})
+                return None
+            return [self._taken(key, reply) for (key, _), reply in zip(takes, replies, strict=True)]
+
+        return receive
 
     def take_args(
         self,
