@@ -272,7 +272,10 @@ class RateLimiter:
         left in its place. A script the server does not hold yet (NOSCRIPT: a new or flushed server)
         is taken again by ``take_many``, which loads it; any other failure is ``take_many``'s: None."""
         pipeline.evalsha(
-            self._take_many.sha, len(takes), *[key for key, _ in takes], *[a for _, args in takes for a in args]
+            self._take_many.sha,
+            len(takes),
+            *[key for key, _ in takes],
+            *[a for _, args in takes for a in args],
         )
 
         def receive(replies: Any) -> list[tuple[bool, float]] | None:

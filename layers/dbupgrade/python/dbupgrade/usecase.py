@@ -659,7 +659,11 @@ class Upgrader:
         never over the limit."""
         job.tokens_due.update(
             self.cloud.reserve(
-                job.engine, self._reads_to_reserve(job), job.credentials, job.context.deadline, region=job.region
+                job.engine,
+                self._reads_to_reserve(job),
+                job.credentials,
+                job.context.deadline,
+                region=job.region,
             )
         )
 
