@@ -46,8 +46,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import logger
 from dbupgrade.store import keys, scripts
@@ -279,6 +277,9 @@ class RateLimiter:
         )
 
         def receive(replies: Any) -> list[tuple[bool, float]] | None:
+            # Here, not at the top: importing dbupgrade loads no store client (cold start).
+            from redis.exceptions import NoScriptError
+
             if isinstance(replies, NoScriptError):
                 return self.take_many(takes)
             if isinstance(replies, Exception):
