@@ -272,6 +272,15 @@ def _map_exception(exc: Exception) -> CloudError:
 _PARAMS: dict[tuple[str, str], Any] = {}
 
 
+def _due_times(actions: Sequence[str], taken: list[tuple[bool, float]] | None) -> dict[str, float]:
+    """The granted takes of ``actions`` as when each token is due (``time.monotonic()``); {} when the
+    store failed (each call takes its own)."""
+    if taken is None:
+        return {}
+    now = time.monotonic()
+    return {action: now + wait for action, (granted, wait) in zip(actions, taken, strict=True) if granted}
+
+
 def _params(version: str, action: str) -> Any:
     found = _PARAMS.get((version, action))
     if found is None:
@@ -466,17 +475,43 @@ class CloudApi:
         slow side, never over the limit."""
         if self.limiter is None:
             return {}
+        takes = self._takes(self.limiter, engine, actions, credentials, deadline, region)
+        return _due_times(actions, self.limiter.take_many(takes))
+
+    def queue_reserve(
+        self,
+        pipeline: Any,
+        engine: Api,
+        actions: Sequence[str],
+        credentials: Credentials | None,
+        deadline: float | None,
+        *,
+        region: str,
+    ) -> Callable[[Any], dict[str, float]] | None:
+        """``reserve`` queued on another command's ``pipeline`` (a request's first round trip, on
+        the limiter's Redis); returns what reads its reply into ``reserve``'s answer, or None when
+        nothing was queued (no limiter, no actions). A failed take answers {}: each call takes its own."""
+        if self.limiter is None or not actions:
+            return None
+        takes = self._takes(self.limiter, engine, actions, credentials, deadline, region)
+        taken_from = self.limiter.queue_take_many(pipeline, takes)
+        return lambda reply: _due_times(actions, taken_from(reply))
+
+    def _takes(
+        self,
+        limiter: RateLimiter,
+        engine: Api,
+        actions: Sequence[str],
+        credentials: Credentials | None,
+        deadline: float | None,
+        region: str,
+    ) -> list[tuple[str, list[Any]]]:
         account = credentials.account_id if credentials is not None else None
         latest = self._token_deadline(deadline)
-        takes = [
-            self.limiter.take_args(engine.product, action, deadline=latest, account=account, region=region)
+        return [
+            limiter.take_args(engine.product, action, deadline=latest, account=account, region=region)
             for action in actions
         ]
-        taken = self.limiter.take_many(takes)
-        if taken is None:
-            return {}
-        now = time.monotonic()
-        return {action: now + wait for action, (granted, wait) in zip(actions, taken, strict=True) if granted}
 
     def _token_deadline(self, deadline: float | None) -> float:
         """The latest a token may come: the invocation's deadline less the retry policy's reserve."""

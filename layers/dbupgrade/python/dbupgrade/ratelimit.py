@@ -262,6 +262,33 @@ class RateLimiter:
             return None
         return [self._taken(key, reply) for (key, _), reply in zip(takes, replies, strict=True)]
 
+    def queue_take_many(
+        self, pipeline: Any, takes: Sequence[tuple[str, list[Any]]]
+    ) -> Callable[[Any], list[tuple[bool, float]] | None]:
+        """``take_many`` queued on another command's ``pipeline`` (not a transaction, on this
+        limiter's Redis); returns what reads its reply: the script's, or the exception the pipeline
+        left in its place. A script the server does not hold yet (NOSCRIPT: a new or flushed server)
+        is taken again by ``take_many``, which loads it; any other failure is ``take_many``'s: None."""
+        pipeline.evalsha(
+            self._take_many.sha,
+            len(takes),
+            *[key for key, _ in takes],
+            *[a for _, args in takes for a in args],
+        )
+
+        def receive(replies: Any) -> list[tuple[bool, float]] | None:
+            # Here, not at the top: importing dbupgrade loads no store client (cold start).
+            from redis.exceptions import NoScriptError
+
+            if isinstance(replies, NoScriptError):
+                return self.take_many(takes)
+            if isinstance(replies, Exception):
+                logger.warning("rate limiter unavailable", extra={"error": type(replies).__name__})
+                return None
+            return [self._taken(key, reply) for (key, _), reply in zip(takes, replies, strict=True)]
+
+        return receive
+
     def take_args(
         self,
         product: str,

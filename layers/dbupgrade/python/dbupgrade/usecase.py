@@ -482,21 +482,36 @@ class Upgrader:
             self._persistence = idempotency.redis_persistence(self.store.redis)
         ran: list[Outcome] = []
         inner = replace(job, settle=[])
-        # The claim read rides on the idempotency in-progress write (one round trip less): that
-        # write is the request's first store command, and the read comes after it as before.
+        # The claim read and the pre-check reads' token reservation ride on the idempotency
+        # in-progress write (two round trips less): that write is the request's first store
+        # command, and both come after it as before. The tokens are taken whatever the write finds:
+        # a request that turns out to be a replay, a duplicate in flight, or an instance claimed by
+        # another leaves them spent. That errs on the slow side, never over the limit.
         held_read: list[Claim | None] = []
+        reserved: list[bool] = []
 
         def read_claim(pipeline: Any) -> Callable[[list[Any]], None]:
             read = self.store.queue_claim_of(pipeline, job.request.instance_id, job.claim_account)
+            reserve = self.cloud.queue_reserve(
+                pipeline,
+                job.engine,
+                self._reads_to_reserve(job),
+                job.credentials,
+                job.context.deadline,
+                region=job.region,
+            )
 
             def receive(replies: list[Any]) -> None:
                 if not isinstance(replies[0], Exception):  # else _verdict reads it again
                     held_read.append(read(replies[0]))
+                if reserve is not None:  # a failed take: each read takes its own token
+                    job.tokens_due.update(reserve(replies[1]))
+                reserved.append(True)
 
             return receive
 
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
-            verdict, claim = self._verdict(inner, held_read=held_read)
+            verdict, claim = self._verdict(inner, held_read=held_read, reads_reserved=bool(reserved))
             outcome = self._conclude(verdict, inner, claim=claim)
             ran.append(outcome)
             if not outcome.final:
@@ -561,10 +576,18 @@ class Upgrader:
         original.replay_of, original.at = original.at, utc_now()
         return original  # a replay: neither recorded nor notified again
 
-    def _verdict(self, job: _Job, *, submit: bool = True, held_read: Sequence[Claim | None] = ()) -> _Verdict:
+    def _verdict(
+        self,
+        job: _Job,
+        *,
+        submit: bool = True,
+        held_read: Sequence[Claim | None] = (),
+        reads_reserved: bool = False,
+    ) -> _Verdict:
         """Claim read, pre-check, claim, submit: the request's verdict and its claim change.
 
-        ``held_read``: the claim, already read in this request's first round trip."""
+        ``held_read``: the claim, already read in this request's first round trip;
+        ``reads_reserved``: the pre-check reads' tokens, already reserved in it."""
         if submit:
             if held_read:
                 held = held_read[0]
@@ -572,7 +595,8 @@ class Upgrader:
                 held = self.store.claim_of(job.request.instance_id, job.claim_account)
             if held is not None and held.owner != job.owner:
                 return self._claimed(job, held), None
-            self._reserve_reads(job)
+            if not reads_reserved:
+                self._reserve_reads(job)
         try:
             attributes, describe_id = self._describe(job)
             verdict = self._precheck(job, attributes, describe_id) if attributes is not None else None
@@ -629,17 +653,27 @@ class Upgrader:
 
     def _reserve_reads(self, job: _Job) -> None:
         """The rate-limit tokens of the reads a submission makes next (describe, offered versions, the
-        backup gate's), in one round trip rather than one each (issue #15). A read the request ends
-        up not making (the describe already rules the instance out) leaves its token spent: that
-        errs on the slow side, never over the limit."""
+        backup gate's), in one round trip rather than one each (issue #15); a keyed request's ride on
+        its first round trip instead (``_run_once``). A read the request ends up not making (the
+        describe already rules the instance out) leaves its token spent: that errs on the slow side,
+        never over the limit."""
+        job.tokens_due.update(
+            self.cloud.reserve(
+                job.engine,
+                self._reads_to_reserve(job),
+                job.credentials,
+                job.context.deadline,
+                region=job.region,
+            )
+        )
+
+    def _reads_to_reserve(self, job: _Job) -> list[str]:
+        """The reads whose tokens a submission reserves up front: those it makes next, not held yet."""
         engine = job.engine
         reads = [engine.describe_action, engine.gate_action, engine.available_action]
         if self.config.backup.mode != "off":
             reads.append(engine.backups_action)
-        wanted = [action for action in reads if action is not None and action not in job.tokens_due]
-        job.tokens_due.update(
-            self.cloud.reserve(engine, wanted, job.credentials, job.context.deadline, region=job.region)
-        )
+        return [action for action in reads if action is not None and action not in job.tokens_due]
 
     def _claim(self, job: _Job, claim: Claim, seconds: int) -> Claim | None:
         """The instance's claim and, in the same round trip, the upgrade call's rate-limit token
