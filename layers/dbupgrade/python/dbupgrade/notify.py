@@ -140,13 +140,20 @@ def bounded(message: dict[str, Any]) -> dict[str, Any]:
     >>> len(long["failures"]), long["failures_omitted"]
     (50, 30)
     """
+    return _fitted(message)[0]
+
+
+def _fitted(message: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``bounded(message)`` and its body as published (encoded once: a publish needs both)."""
     for caps in _TRIES:
         fitted = caps.fields(message)
-        if len(encode(fitted)) <= MESSAGE_BYTES_MAX:
-            return fitted
+        body = encode(fitted)
+        if len(body) <= MESSAGE_BYTES_MAX:
+            return fitted, body
     # Only a pathological message gets here (a hundred fields at their caps): keep what
     # identifies it, so the subscriber still learns that something happened and to what.
-    return {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
+    envelope = {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
+    return envelope, encode(envelope)
 
 
 def _classify(exc: Exception) -> Delivery:
@@ -257,7 +264,7 @@ class Notifier:
         from mns.topic import TopicMessage
 
         # Masked like a log line: an outcome's message may quote an error that quoted a secret.
-        body = mask(encode(bounded(message)))
+        body = mask(_fitted(message)[1])
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 reply = self._topic(endpoint, credentials).publish_message(

@@ -33,7 +33,9 @@ Fleet scale (issue #15): a tick reads its instances through the list APIs (``dbu
 one describe each, the rollback marks with one MGET per 500, and writes only what changed: its
 Redis commands grow with the transitions and newly running upgrades, its cloud calls with the
 fleet / page size. A booked (maintenance-window) upgrade is still described on its own: only the
-describe carries the window's bounds.
+describe carries the window's bounds. The transitions a chunk finds are recorded in batches
+(``Upgrader.finish_many``): a batch's writes in one round trip, its notifications published 8 at
+once, its outbox entries settled in one more, and one log line summing it up.
 
 A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
 and advances every active rollout (releasing the next wave once the previous one is over), then
