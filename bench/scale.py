@@ -30,6 +30,10 @@ k regions 1,000 / k s, and "under 60 s" in one region needs quotas above 167 cal
 Usage::
 
     .venv-3.12/bin/python bench/scale.py --sizes 100,1000 [--rate 100] [--steps plan,check,rollout]
+        [--profile-finish finish.prof]   # cProfile of the finishing ticks (python -m pstats reads it)
+
+``finish.cpu_ms_per_completion``: the finishing ticks' CPU (the tracker's process, Redis,
+localcloud) per target, comparable across runs on a loaded machine where the seconds are not.
 """
 
 from __future__ import annotations
