@@ -30,6 +30,10 @@ k regions 1,000 / k s, and "under 60 s" in one region needs quotas above 167 cal
 Usage::
 
     .venv-3.12/bin/python bench/scale.py --sizes 100,1000 [--rate 100] [--steps plan,check,rollout]
+        [--profile-finish finish.prof]   # cProfile of the finishing ticks (python -m pstats reads it)
+
+``finish.cpu_ms_per_completion``: the finishing ticks' CPU (the tracker's process, Redis,
+localcloud) per target, comparable across runs on a loaded machine where the seconds are not.
 """
 
 from __future__ import annotations
@@ -198,7 +202,9 @@ def _cli(*args: str) -> dict[str, Any]:
     return {"exit_code": shown.exit_code}
 
 
-def one_size(size: int, rate: float, steps: tuple[str, ...] = STEPS) -> dict[str, Any]:
+def one_size(
+    size: int, rate: float, steps: tuple[str, ...] = STEPS, profile: str | None = None
+) -> dict[str, Any]:
     """One row: per step its seconds, bound, cloud calls per action and Redis commands."""
     from dbupgrade.usecase import Upgrader
 
@@ -220,12 +226,15 @@ def one_size(size: int, rate: float, steps: tuple[str, ...] = STEPS) -> dict[str
             if step in steps:
                 _, row[step] = meter.measure(lambda c=command: _cli(*c, str(manifest), "--json"))  # type: ignore[misc]
         if "rollout" in steps:
-            row.update(_rollout(meter, upgrader, lc, ids))
+            row.update(_rollout(meter, upgrader, lc, ids, profile))
     return row
 
 
-def _rollout(meter: Meter, upgrader: Any, lc: h.LocalCloud, ids: list[str]) -> dict[str, Any]:
-    """start, delivery, one tick with all in flight, status, then ticks until the rollout ends."""
+def _rollout(
+    meter: Meter, upgrader: Any, lc: h.LocalCloud, ids: list[str], profile: str | None = None
+) -> dict[str, Any]:
+    """start, delivery, one tick with all in flight, status, then ticks until the rollout ends;
+    ``profile``: a file to write the finishing ticks' cProfile stats to (``pstats`` reads it)."""
     from dbupgrade.rollouts import Rollouts, RolloutSpec, parse_waves, validate_targets
     from dbupgrade.tracker import Tracker
 
@@ -252,7 +261,21 @@ def _rollout(meter: Meter, upgrader: Any, lc: h.LocalCloud, ids: list[str]) -> d
                 break
         return ticks, status
 
-    (ticks, status), row["finish"] = meter.measure(finish)
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        (ticks, status), row["finish"] = meter.measure(lambda: profiler.runcall(finish))
+        profiler.dump_stats(profile)
+    else:
+        (ticks, status), row["finish"] = meter.measure(finish)
+    # What one completion costs in CPU, whatever else the machine runs: the finishing ticks' own
+    # process (the tracker's) and the store's Redis, per instance concluded.
+    concluded = max(1, len(ids))
+    row["finish"]["cpu_ms_per_completion"] = {
+        kind: round(1000 * row["finish"]["cpu_seconds"].get(kind, 0) / concluded, 3)
+        for kind in ("bench", "redis", "localcloud")
+    }
     with_probes = time.monotonic() - whole_started
     # The in-flight tick and the status are the bench's probes, run between delivery and the end
     # only to be measured alone; a deployed tracker ticks on its timer while delivery goes on.
@@ -294,10 +317,11 @@ def main() -> int:
         "--rate", type=float, default=100.0, help="calls/s per action (DBUPGRADE_RATE_LIMITS)"
     )
     parser.add_argument("--steps", default=",".join(STEPS), help=f"any of {', '.join(STEPS)}")
+    parser.add_argument("--profile-finish", help="write the finishing ticks' cProfile stats to this file")
     args = parser.parse_args()
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     for size in (int(s) for s in args.sizes.split(",")):
-        print(json.dumps(one_size(size, args.rate, steps)), flush=True)
+        print(json.dumps(one_size(size, args.rate, steps, args.profile_finish)), flush=True)
     return 0
 
 

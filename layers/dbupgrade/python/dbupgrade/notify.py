@@ -32,6 +32,11 @@ Example::
 
     notifier = Notifier(config)
     notifier.publish(outcome.notification(), credentials=creds, context=ctx)   # Delivery.DELIVERED
+
+``publish_many`` publishes a batch (the tracker's transitions of a chunk) on an executor's threads,
+logging only the failures (the caller sums the batch up in one line), and stops starting publishes
+at the first that must wait (MNS is down: the rest would fail alike) or at a time limit: what it did
+not try is ``None``, left for the outbox's drain.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ import enum
 import json
 import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from dbupgrade.config import Config
@@ -133,13 +140,20 @@ def bounded(message: dict[str, Any]) -> dict[str, Any]:
     >>> len(long["failures"]), long["failures_omitted"]
     (50, 30)
     """
+    return _fitted(message)[0]
+
+
+def _fitted(message: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``bounded(message)`` and its body as published (encoded once: a publish needs both)."""
     for caps in _TRIES:
         fitted = caps.fields(message)
-        if len(encode(fitted)) <= MESSAGE_BYTES_MAX:
-            return fitted
+        body = encode(fitted)
+        if len(body) <= MESSAGE_BYTES_MAX:
+            return fitted, body
     # Only a pathological message gets here (a hundred fields at their caps): keep what
     # identifies it, so the subscriber still learns that something happened and to what.
-    return {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
+    envelope = {**{k: fitted.get(k) for k in ENVELOPE if k in fitted}, "truncated": True}
+    return envelope, encode(envelope)
 
 
 def _classify(exc: Exception) -> Delivery:
@@ -155,7 +169,7 @@ def _classify(exc: Exception) -> Delivery:
 class Notifier:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._clients: dict[tuple[int, str, str, str], Any] = {}
+        self._topics: dict[tuple[int, str, str, str], Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -174,10 +188,11 @@ class Notifier:
         # One client per thread: the MNS SDK sends every request of a client over one shared
         # HTTPConnection, so concurrent publishes (the local server's thread pool, FC instance
         # concurrency) interleave on it, fail, and the retry publishes a message twice.
+        # The topic object is kept with it: it only names the topic, and it is built once, not per message.
         key = (threading.get_ident(), endpoint, credentials.access_key_id, credentials.security_token or "")
         with self._lock:
-            client = self._clients.get(key)
-            if client is None:
+            topic = self._topics.get(key)
+            if topic is None:
                 # The client and topic modules only, as ``mns.account.Account`` builds them: the
                 # account module also imports the queue API, whose ``deprecated``/``wrapt``
                 # decorators cost ~20 ms of every cold start for nothing a publish uses.
@@ -192,17 +207,53 @@ class Notifier:
                     security_token=credentials.security_token or "",
                 )
                 client.set_connection_timeout(CONNECTION_TIMEOUT_SECONDS)
-                if len(self._clients) > 16:  # STS tokens rotate; forget the stale ones
-                    self._clients.pop(next(iter(self._clients)))
-                self._clients[key] = client
-        from mns.topic import Topic
+                from mns.topic import Topic
 
-        return Topic(self.config.topic, client)
+                topic = Topic(self.config.topic, client)
+                if len(self._topics) > 16:  # STS tokens rotate; forget the stale ones
+                    self._topics.pop(next(iter(self._topics)))
+                self._topics[key] = topic
+        return topic
 
     def publish(
         self, message: dict[str, Any], *, credentials: Credentials | None, context: InvocationContext | None
     ) -> Delivery:
         """Publish ``message`` (notification v1), bounded to fit; ``DELIVERED`` also when no topic is set."""
+        return self._publish(message, credentials, context, announce=True)
+
+    def publish_many(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        credentials: Credentials | None,
+        context: InvocationContext | None,
+        pool: Executor,
+        until: float,
+    ) -> list[Delivery | None]:
+        """``publish`` of each on ``pool``'s threads (MNS's round trips overlap), without a log line
+        per delivered message; each one's ``Delivery``, or ``None`` where it was not tried: a publish
+        before it answered ``RETRY`` (the others would wait alike), or ``until`` (time.monotonic())
+        had passed when its turn came."""
+        stop = threading.Event()
+
+        def one(message: dict[str, Any]) -> Delivery | None:
+            if stop.is_set() or time.monotonic() >= until:
+                return None
+            delivery = self._publish(message, credentials, context, announce=False)
+            if delivery is Delivery.RETRY:
+                stop.set()
+            return delivery
+
+        return list(pool.map(one, messages))
+
+    def _publish(
+        self,
+        message: dict[str, Any],
+        credentials: Credentials | None,
+        context: InvocationContext | None,
+        *,
+        announce: bool,
+    ) -> Delivery:
         if not self.enabled:
             return Delivery.DELIVERED
         event = str(message.get("event"))[:64]
@@ -213,16 +264,17 @@ class Notifier:
         from mns.topic import TopicMessage
 
         # Masked like a log line: an outcome's message may quote an error that quoted a secret.
-        body = mask(encode(bounded(message)))
+        body = mask(_fitted(message)[1])
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 reply = self._topic(endpoint, credentials).publish_message(
                     TopicMessage(body, message_tag(event))
                 )
-                logger.info(
-                    "notification published",
-                    extra={"event": event, "message_id": getattr(reply, "message_id", None)},
-                )
+                if announce:
+                    logger.info(
+                        "notification published",
+                        extra={"event": event, "message_id": getattr(reply, "message_id", None)},
+                    )
                 return Delivery.DELIVERED
             except Exception as exc:  # the MNS SDK raises its own and socket exceptions alike
                 verdict = _classify(exc)

@@ -33,7 +33,9 @@ Fleet scale (issue #15): a tick reads its instances through the list APIs (``dbu
 one describe each, the rollback marks with one MGET per 500, and writes only what changed: its
 Redis commands grow with the transitions and newly running upgrades, its cloud calls with the
 fleet / page size. A booked (maintenance-window) upgrade is still described on its own: only the
-describe carries the window's bounds.
+describe carries the window's bounds. The transitions a chunk finds are recorded in batches
+(``Upgrader.finish_many``): a batch's writes in one round trip, its notifications published 8 at
+once, its outbox entries settled in one more, and one log line summing it up.
 
 A tick also delivers the notification outbox (requests leave it alone: they only probe the store)
 and advances every active rollout (releasing the next wave once the previous one is over), then
@@ -66,7 +68,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -104,10 +106,10 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # a multiple of the list calls' 30 IDs, big enough that a MongoDB region listing (paged whatever
 # the number wanted) is not repeated often, small enough that a tick cut short has finished shards.
 CHUNK_TARGETS = 1500
-# Verdicts concluded at once: each is a store write and a notification publish, two round trips that
-# wait on the network, so one at a time the tick that sees a 10,000-target wave finish spent ~24 s
-# recording it. Each conclusion is its own instance's compare-and-set; the notifier keeps one MNS
-# client per thread.
+# Verdicts concluded, and notifications published, at once: each publish waits on the network, so
+# one at a time the tick that sees a 10,000-target wave finish spent ~24 s recording it. The store
+# writes are batched instead (``Upgrader.finish_many``: each its own instance's compare-and-set, a
+# batch one round trip); the notifier keeps one MNS client per thread.
 CONCLUDE_CONCURRENCY = 8
 
 
@@ -223,6 +225,16 @@ class _Watch:
     @property
     def submitted_at(self) -> datetime:
         return parse_time(self.submission.at)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A transition to record with the chunk's others (``Upgrader.finish_many``)."""
+
+    outcome: Outcome
+    follows: Outcome  # the followed outcome it concludes (compare-and-set)
+    expected: str  # its running mark's version (``_Watch.expected``)
+    chained: bool  # a hop of a multi-hop chain: its checkpoint goes once the chain ended
 
 
 @dataclass
@@ -351,15 +363,20 @@ class Tracker:
                         unchecked.append(shard)  # a read the next tick must make again
                     concluded += looked
                 checked += len(concluded)
-                outcomes_now = concluding.map(
-                    self._conclude,
-                    concluded,
-                    repeat(ctx),
-                    repeat(now),
-                    repeat(marks),
-                    repeat(progressed),
-                    [progress_of.get(watch.latest.instance_id) for watch in concluded],
+                decided = list(
+                    concluding.map(
+                        self._conclude,
+                        concluded,
+                        repeat(ctx),
+                        repeat(now),
+                        repeat(marks),
+                        repeat(progressed),
+                        [progress_of.get(watch.latest.instance_id) for watch in concluded],
+                    )
                 )
+                verdicts = [d for d in decided if isinstance(d, _Verdict)]
+                recorded = iter(self._record(verdicts, ctx, concluding))
+                outcomes_now = [next(recorded) if isinstance(d, _Verdict) else d for d in decided]
                 transitions += [
                     {"instance_id": outcome.instance_id, "status": outcome.status, "reason": outcome.reason}
                     for outcome in outcomes_now
@@ -420,6 +437,22 @@ class Tracker:
         """The multi-hop chain the followed upgrade belongs to (one store read, only for a hop)."""
         return self.chains.of(followed) if followed.hops and followed.hops > 1 else None
 
+    def _record(
+        self, verdicts: list[_Verdict], ctx: InvocationContext, pool: Executor
+    ) -> list[Outcome | None]:
+        """Record and notify the chunk's transitions in batches (``Upgrader.finish_many``: each
+        compare-and-set against its followed outcome, so a newer submission recorded meanwhile is
+        kept, and followed); the ended upgrades' running marks and chain checkpoints go in one write."""
+        recorded = self.upgrader.finish_many([(v.outcome, v.follows) for v in verdicts], ctx, pool=pool)
+        ended = [
+            v for v, o in zip(verdicts, recorded, strict=True) if o is not None and o.status != "scheduled"
+        ]
+        self.upgrader.store.forget_finished(
+            [(v.follows.instance_id, v.expected) for v in ended],
+            [v.follows.instance_id for v in ended if v.chained],
+        )
+        return recorded
+
     def _conclude(
         self,
         watch: _Watch,
@@ -428,12 +461,11 @@ class Tracker:
         marks: _Marks,
         progressed: list[tuple[Outcome, dict[str, Any]]],
         task: dict[str, Any] | None = None,
-    ) -> Outcome | None:
-        """Record and notify the transition the instance shows (compare-and-set against the followed
-        outcome: a newer submission recorded meanwhile is kept, and followed). A hop of a chain that
-        is verified submits the next hop (``dbupgrade.hops``); while under way, the task's news goes
-        into ``progressed``, kept on the followed outcome by one batched write (not notified)."""
-        store = self.upgrader.store
+    ) -> Outcome | _Verdict | None:
+        """The transition the instance shows, for ``_record`` to write with the chunk's others. A hop
+        of a chain that is verified submits the next hop (``dbupgrade.hops``) and a finished backup
+        the upgrade (``gate``), each recorded here; while under way, the task's news goes into
+        ``progressed``, kept on the followed outcome by one batched write (not notified)."""
         followed = watch.latest
         if followed.status == "awaiting_backup":  # the backup gate: submits once it finished
             return gate.after_backup(self.upgrader, followed, ctx, now)
@@ -450,12 +482,7 @@ class Tracker:
             return self.chains.advance(followed, chain, verdict, ctx, now)
         if chain is not None:
             verdict = _in_chain(verdict, chain)
-        outcome = self.upgrader.finish(verdict, ctx, follows=followed)
-        if outcome is not None and outcome.status != "scheduled":
-            store.forget_upgrading(followed.instance_id, watch.expected)
-            if chain is not None:
-                store.drop_chain(followed.instance_id)
-        return outcome
+        return _Verdict(verdict, followed, watch.expected, chain is not None)
 
     def _submission(self, latest: Outcome) -> Outcome:
         """The ``submitted`` outcome this in-flight one follows (its start time and RequestId)."""

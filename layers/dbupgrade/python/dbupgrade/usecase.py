@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -52,13 +54,18 @@ from dbupgrade.request import (
     parse_request,
     shown,
 )
-from dbupgrade.store import Claim, ClaimChange, Store, claim_seconds, open_store
+from dbupgrade.store import Claim, ClaimChange, Finishing, Store, claim_seconds, open_store
+from dbupgrade.store.base import OUTBOX_GRACE_SECONDS
 
 # How long a final verdict is remembered. MNS keeps an unconsumed message up to 7 days
 # (MessageRetentionPeriod max 604800 s), the longest a redelivery of the same request can arrive.
 IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 RECONCILE_ROUNDS = 3  # resubmissions after an ambiguous failure proved the first did not land
 OUTBOX_BATCH = 100  # outbox entries one claim-and-publish pass takes before looking at the clock again
+# Outcomes ``finish_many`` writes in one round trip and publishes before settling their outbox
+# entries: small enough that a batch's publishes end well within the entries' grace, so a drain
+# never takes an entry its writer is still publishing.
+FINISH_BATCH = 200
 
 
 class _Unremembered(Exception):
@@ -323,10 +330,88 @@ class Upgrader:
         the instance's claim on that target in the same write; ``claim``: another change instead
         (a chain's next hop keeps it, ``dbupgrade.hops``).
         """
-        if claim is None and follows is not None and outcome.status not in IN_FLIGHT_STATUSES:
-            account = None if self.accounts.is_own(outcome.account_id) else outcome.account_id
-            claim = ClaimChange("release_version", outcome.to_version, account_id=account)
+        if claim is None and follows is not None:
+            claim = self._final_claim(outcome)
         return self._record(outcome, adapt_context(context), claim=claim, follows=follows)
+
+    def _final_claim(self, outcome: Outcome) -> ClaimChange | None:
+        """A final verdict on a followed upgrade releases the instance's claim on that target."""
+        if outcome.status in IN_FLIGHT_STATUSES:
+            return None
+        account = None if self.accounts.is_own(outcome.account_id) else outcome.account_id
+        return ClaimChange("release_version", outcome.to_version, account_id=account)
+
+    def finish_many(
+        self, verdicts: Sequence[tuple[Outcome, Outcome]], context: Any = None, *, pool: Executor
+    ) -> list[Outcome | None]:
+        """``finish(outcome, follows=followed)`` of each (the tracker's transitions of a chunk), in
+        batches of ``FINISH_BATCH``: per batch one store round trip writes them (each its own
+        compare-and-set, as ``finish``'s), their notifications go out on ``pool``'s threads, and one
+        more round trip takes the published entries off the outbox and makes the others due for
+        the next drain (a publish that must wait stops the batch's publishes: the rest wait alike).
+        One log line sums a batch up; an outcome other than ``completed`` keeps its own line.
+        Each recorded outcome, or None where a newer one replaced the followed outcome."""
+        ctx = adapt_context(context)
+        recorded: list[Outcome | None] = []
+        for start in range(0, len(verdicts), FINISH_BATCH):
+            recorded += self._finish_batch(verdicts[start : start + FINISH_BATCH], ctx, pool)
+        return recorded
+
+    def _finish_batch(
+        self, verdicts: Sequence[tuple[Outcome, Outcome]], ctx: InvocationContext, pool: Executor
+    ) -> list[Outcome | None]:
+        messages: list[dict[str, Any]] = []
+        finishing: list[Finishing] = []
+        for outcome, followed in verdicts:
+            gate.attach_rollback(outcome)
+            message = outcome.notification()
+            messages.append(message)
+            notified = message if self.notifier.enabled else None
+            finishing.append(Finishing(outcome, notified, self._final_claim(outcome), followed))
+        written_at = time.monotonic()
+        finished = self.store.finish_many(finishing)
+        written = [i for i, one in enumerate(finished) if one.written]
+        for (outcome, _), one, message in zip(verdicts, finished, messages, strict=True):
+            if not one.written:
+                logger.info("outcome superseded by a newer one; not recorded", extra={"event": outcome.event})
+            elif outcome.status != "completed":
+                logger.info("outcome", extra={"outcome": message})
+        sent = [i for i in written if finished[i].entry is not None]
+        deliveries: list[Delivery | None] = []
+        if sent:
+            deliveries = self.notifier.publish_many(
+                [messages[i] for i in sent],
+                credentials=self._notify_credentials(ctx),
+                context=ctx,
+                pool=pool,
+                # Half the grace: the other half is one publish's longest (store.base).
+                until=min(written_at + OUTBOX_GRACE_SECONDS / 2, ctx.deadline),
+            )
+        entries = [str(finished[i].entry) for i in sent]
+        waiting = {e for e, d in zip(entries, deliveries, strict=True) if d in (None, Delivery.RETRY)}
+        self.store.outbox_settle(
+            [e for e in entries if e not in waiting], [e for e in entries if e in waiting]
+        )
+        for i, delivery in zip(sent, deliveries, strict=True):
+            if delivery is Delivery.REFUSED:
+                kept = self.store.set_aside({"message": messages[i]}, "refused by MNS")
+                logger.error(
+                    "notification set aside: MNS refused it for good",
+                    extra={"event": verdicts[i][0].event, "set_aside": kept},
+                )
+        logger.info(
+            "outcomes recorded",
+            extra={
+                "recorded": len(written),
+                "statuses": dict(Counter(str(verdicts[i][0].status) for i in written)),
+                "superseded": len(verdicts) - len(written),
+                "published": sum(d is Delivery.DELIVERED for d in deliveries),
+                "kept_in_outbox": len(waiting),
+            },
+        )
+        return [
+            outcome if one.written else None for (outcome, _), one in zip(verdicts, finished, strict=True)
+        ]
 
     def publish(self, message: dict[str, Any], context: Any = None) -> None:
         """Publish a message no outcome carries (a rollout summary), or park it in the outbox."""

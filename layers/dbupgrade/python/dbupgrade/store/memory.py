@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from dbupgrade.model import Outcome
-from dbupgrade.store.base import Finished, Locked, follow_identity, role
+from dbupgrade.store.base import Finished, Finishing, Locked, follow_identity, role
 from dbupgrade.store.claims import Claim, ClaimChange, claim_identity
 from dbupgrade.store.keys import HISTORY_LENGTH, SET_ASIDE_MAX
 from dbupgrade.store.redis_store import outbox_entry
@@ -62,6 +62,11 @@ class MemoryStore:
             if claim is not None:
                 self._change_claim(claim_identity(instance, claim.account_id), claim)
             return Finished(True, entry)
+
+    def finish_many(self, finishing: Sequence[Finishing]) -> list[Finished]:
+        return [
+            self.finish(f.outcome, message=f.message, claim=f.claim, follows=f.follows) for f in finishing
+        ]
 
     def _change_claim(self, identity: str, change: ClaimChange) -> None:
         held = self._held(identity)
@@ -178,6 +183,12 @@ class MemoryStore:
         with self._lock:
             self._marks.pop(f"{instance_id}:{to_version}", None)
 
+    def forget_finished(self, upgrades: Sequence[tuple[str, str]], chains: Sequence[str]) -> None:
+        for upgrade in upgrades:
+            self.forget_upgrading(*upgrade)
+        for instance_id in chains:
+            self.drop_chain(instance_id)
+
     def tracker_cursor(self) -> int:
         with self._lock:
             return self._tracker_cursor
@@ -228,6 +239,12 @@ class MemoryStore:
             if entry in self._outbox:
                 self._outbox.remove(entry)
             self._outbox.append(json.dumps(data, sort_keys=True))
+
+    def outbox_settle(self, done: Sequence[str], due: Sequence[str]) -> None:
+        for entry in done:
+            self.outbox_done(entry)
+        for entry in due:
+            self.outbox_due(entry)
 
     def outbox_size(self) -> int:
         return len(self._outbox)

@@ -12,7 +12,15 @@ from typing import Any
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.model import Outcome
 from dbupgrade.store import keys, scripts
-from dbupgrade.store.base import OUTBOX_GRACE_SECONDS, Finished, Locked, follow_identity, redis_errors, role
+from dbupgrade.store.base import (
+    OUTBOX_GRACE_SECONDS,
+    Finished,
+    Finishing,
+    Locked,
+    follow_identity,
+    redis_errors,
+    role,
+)
 from dbupgrade.store.claims import Claim, ClaimChange, claim_identity
 
 READ_BATCH = 500  # followed outcomes read per MGET
@@ -32,6 +40,35 @@ def outbox_entry(message: dict[str, Any], *, due_now: bool = False) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _finish_call(finishing: Finishing) -> tuple[str, list[str], list[Any]]:
+    """``scripts.FINISH``'s outbox entry ("" for none), keys and arguments for one outcome."""
+    outcome, claim, follows = finishing.outcome, finishing.claim, finishing.follows
+    entry = outbox_entry(finishing.message) if finishing.message is not None else ""
+    change = ["", "", "", "0"]
+    if claim is not None:
+        claim_json = claim.claim.to_json() if claim.claim is not None else ""
+        change = [claim.action, claim.key, claim_json, str(claim.seconds)]
+    instance = outcome.instance_id
+    script_keys = [
+        keys.latest(instance),
+        keys.history(instance),
+        keys.IN_FLIGHT,
+        keys.following(instance),
+        keys.OUTBOX,
+        keys.claim(claim_identity(instance, claim.account_id if claim else None)),
+    ]
+    args = [
+        json.dumps(outcome.to_dict(), sort_keys=True),
+        instance,
+        keys.HISTORY_LENGTH,
+        follow_identity(follows) if follows is not None else "",
+        role(outcome),
+        entry,
+        *change,
+    ]
+    return entry, script_keys, args
 
 
 class RedisStore:
@@ -61,34 +98,28 @@ class RedisStore:
         followed outcome this one concludes; when another outcome replaced it meanwhile nothing is
         written (``Finished.written`` is False).
         """
-        data = json.dumps(outcome.to_dict(), sort_keys=True)
-        entry = outbox_entry(message) if message is not None else ""
-        change = ["", "", "", "0"]
-        if claim is not None:
-            claim_json = claim.claim.to_json() if claim.claim is not None else ""
-            change = [claim.action, claim.key, claim_json, str(claim.seconds)]
-        instance = outcome.instance_id
+        entry, script_keys, args = _finish_call(Finishing(outcome, message, claim, follows))
         with redis_errors():
-            written = self._finish(
-                keys=[
-                    keys.latest(instance),
-                    keys.history(instance),
-                    keys.IN_FLIGHT,
-                    keys.following(instance),
-                    keys.OUTBOX,
-                    keys.claim(claim_identity(instance, claim.account_id if claim else None)),
-                ],
-                args=[
-                    data,
-                    instance,
-                    keys.HISTORY_LENGTH,
-                    follow_identity(follows) if follows is not None else "",
-                    role(outcome),
-                    entry,
-                    *change,
-                ],
-            )
+            written = self._finish(keys=script_keys, args=args)
         return Finished(bool(int(written)), entry or None)
+
+    def finish_many(self, finishing: Sequence[Finishing]) -> list[Finished]:
+        """``finish`` of each, in one pipelined round trip (each script its own transaction, as
+        ``finish``'s; nothing sent for none): the tracker records a chunk's transitions at once."""
+        if not finishing:
+            return []
+        entries: list[str] = []
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for one in finishing:
+                entry, script_keys, args = _finish_call(one)
+                entries.append(entry)
+                self._finish(keys=script_keys, args=args, client=pipe)
+            replies = pipe.execute()
+        return [
+            Finished(bool(int(written)), entry or None)
+            for written, entry in zip(replies, entries, strict=True)
+        ]
 
     def record(self, outcome: Outcome) -> None:
         """``finish`` without a notification or a claim change."""
@@ -255,6 +286,14 @@ class RedisStore:
         with redis_errors():
             self.redis.delete(keys.seen_upgrading(instance_id, to_version))
 
+    def forget_finished(self, upgrades: Sequence[tuple[str, str]], chains: Sequence[str]) -> None:
+        """Concluded upgrades: their running marks (``forget_upgrading``) and multi-hop checkpoints
+        (``drop_chain``) go, in one DEL (nothing sent for none)."""
+        gone = [keys.seen_upgrading(*u) for u in upgrades] + [keys.chain(i) for i in chains]
+        if gone:
+            with redis_errors():
+                self.redis.delete(*gone)
+
     def tracker_cursor(self) -> int:
         """The shard the next tracker tick starts at (0 before any tick was cut short)."""
         with redis_errors():
@@ -332,6 +371,23 @@ class RedisStore:
             pipe = self.redis.pipeline(transaction=True)
             pipe.lrem(keys.OUTBOX, 1, entry)
             pipe.rpush(keys.OUTBOX, json.dumps(data, sort_keys=True))
+            pipe.execute()
+
+    def outbox_settle(self, done: Sequence[str], due: Sequence[str]) -> None:
+        """``outbox_done`` of each of ``done`` and ``outbox_due`` of each of ``due``, in one
+        transaction (one round trip; nothing sent for none): a batch of writers' entries settled."""
+        if not done and not due:
+            return
+        now = time.time()
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            for entry in done:
+                pipe.lrem(keys.OUTBOX, 1, entry)
+            for entry in due:
+                data = json.loads(entry)
+                data["not_before"] = now
+                pipe.lrem(keys.OUTBOX, 1, entry)
+                pipe.rpush(keys.OUTBOX, json.dumps(data, sort_keys=True))
             pipe.execute()
 
     def outbox_size(self) -> int:
