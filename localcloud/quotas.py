@@ -21,6 +21,7 @@ PUBLISHED: dict[tuple[str, str], tuple[int, float]] = {
     # "DescribeEngineVersion | 2015-01-01 | 1000/60(s) | 地域:* API限速维度:regionId,API,ParentUid"
     ("r-kvstore", "DescribeEngineVersion"): (1000, 60.0),
 }
+# CreateBackup's rows on both pages read "暂无数据" (no quota published): it gets ASSUMED below.
 # Assumption: an R-kvstore or Dds action whose row was not read gets 600 calls per 60 s (10/s),
 # below the one row read (1000/60 s), so localcloud never lets through more than the cloud might.
 ASSUMED: tuple[int, float] = (600, 60.0)

@@ -105,7 +105,8 @@ PUBLISHED_QUOTAS: Mapping[tuple[str, str], Quota] = {
     ("r-kvstore", "DescribeInstances"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
     ("r-kvstore", "ModifyInstanceMajorVersion"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
     ("r-kvstore", "DescribeBackups"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
-    ("r-kvstore", "CreateBackup"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
+    # KVSTORE_QUOTA_PAGE: "CreateBackup | 2015-01-01 | 暂无数据" - no quota published: assumed.
+    ("r-kvstore", "CreateBackup"): ASSUMED_QUOTA,
     ("r-kvstore", "DescribeHistoryTasks"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
     ("r-kvstore", "DescribeActiveOperationTasks"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
     ("r-kvstore", "ModifyActiveOperationTasks"): ASSUMED_QUOTA,  # row not read: KVSTORE_QUOTA_PAGE
@@ -117,7 +118,8 @@ PUBLISHED_QUOTAS: Mapping[tuple[str, str], Quota] = {
     ("dds", "UpgradeDBInstanceEngineVersion"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
     ("dds", "DescribeAvailableEngineVersion"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
     ("dds", "DescribeBackups"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
-    ("dds", "CreateBackup"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
+    # DDS_QUOTA_PAGE: "CreateBackup | 2015-12-01 | 暂无数据" - no quota published: assumed.
+    ("dds", "CreateBackup"): ASSUMED_QUOTA,
     ("dds", "DescribeHistoryTasks"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
     ("dds", "DescribeActiveOperationTasks"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
     ("dds", "ModifyActiveOperationTasks"): ASSUMED_QUOTA,  # row not read: DDS_QUOTA_PAGE
