@@ -52,6 +52,7 @@ class RedisStore:
         message: dict[str, Any] | None = None,
         claim: ClaimChange | None = None,
         follows: Outcome | None = None,
+        answers: tuple[str, int] | None = None,
     ) -> Finished:
         """The one write that finishes an outcome, in one transaction (``scripts.FINISH``).
 
@@ -59,7 +60,8 @@ class RedisStore:
         followed from now on; any other outcome of the use case leaves the followed one alone),
         queues ``message`` in the outbox and applies ``claim``. ``follows`` (the tracker): the
         followed outcome this one concludes; when another outcome replaced it meanwhile nothing is
-        written (``Finished.written`` is False).
+        written (``Finished.written`` is False). ``answers``: (idempotency key, seconds) of the keyed
+        request this outcome finally answers: kept as its answer (``answer_of``) for ``seconds``.
         """
         data = json.dumps(outcome.to_dict(), sort_keys=True)
         entry = outbox_entry(message) if message is not None else ""
@@ -68,27 +70,45 @@ class RedisStore:
             claim_json = claim.claim.to_json() if claim.claim is not None else ""
             change = [claim.action, claim.key, claim_json, str(claim.seconds)]
         instance = outcome.instance_id
+        finish_keys = [
+            keys.latest(instance),
+            keys.history(instance),
+            keys.IN_FLIGHT,
+            keys.following(instance),
+            keys.OUTBOX,
+            keys.claim(claim_identity(instance, claim.account_id if claim else None)),
+        ]
+        finish_args = [
+            data,
+            instance,
+            keys.HISTORY_LENGTH,
+            follow_identity(follows) if follows is not None else "",
+            role(outcome),
+            entry,
+            *change,
+        ]
+        if answers is not None:
+            finish_keys.append(keys.answered(answers[0]))
+            finish_args.append(str(max(1, answers[1])))
         with redis_errors():
-            written = self._finish(
-                keys=[
-                    keys.latest(instance),
-                    keys.history(instance),
-                    keys.IN_FLIGHT,
-                    keys.following(instance),
-                    keys.OUTBOX,
-                    keys.claim(claim_identity(instance, claim.account_id if claim else None)),
-                ],
-                args=[
-                    data,
-                    instance,
-                    keys.HISTORY_LENGTH,
-                    follow_identity(follows) if follows is not None else "",
-                    role(outcome),
-                    entry,
-                    *change,
-                ],
-            )
+            written = self._finish(keys=finish_keys, args=finish_args)
         return Finished(bool(int(written)), entry or None)
+
+    def answer_of(self, idempotency_key: str) -> Outcome | None:
+        """The outcome a keyed request's earlier attempt recorded as its final answer, while its
+        idempotency record does not hold it yet (the attempt died between the two writes)."""
+        with redis_errors():
+            raw = self.redis.get(keys.answered(idempotency_key))
+        return Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def queue_answer_of(self, pipeline: Any, idempotency_key: str) -> Callable[[Any], Outcome | None]:
+        """``answer_of`` queued on another command's ``pipeline``; returns what reads its reply."""
+        pipeline.get(keys.answered(idempotency_key))
+        return lambda raw: Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def forget_answer(self, idempotency_key: str, pipeline: Any) -> None:
+        """The request's idempotency record holds its answer now: queued on that write's ``pipeline``."""
+        pipeline.delete(keys.answered(idempotency_key))
 
     def record(self, outcome: Outcome) -> None:
         """``finish`` without a notification or a claim change."""
