@@ -29,7 +29,15 @@ from mns.mns_exception import MNSServerException
 
 from localcloud.server import RunningServer
 from tests.conftest import AK_ID, AK_SECRET
-from tests.functional.webhook.webhook_harness import FAST_RETRY, SEED, TOPIC, WEBHOOK_SECRET, Hook, body_of, sign
+from tests.functional.webhook.webhook_harness import (
+    FAST_RETRY,
+    SEED,
+    TOPIC,
+    WEBHOOK_SECRET,
+    Hook,
+    body_of,
+    sign,
+)
 
 INSTANCE = "r-bp1demo0000000001"
 TAP = "notifications-tap"
