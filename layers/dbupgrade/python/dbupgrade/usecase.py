@@ -98,6 +98,10 @@ class _Job:
     # Inside the idempotent section: the published outbox entries whose removal rides on the
     # idempotency completion write (one round trip for both); None: removed at once.
     settle: list[str] | None = None
+    # Inside the idempotent section: (idempotency key, seconds). A final verdict's finishing write
+    # keeps it as the request's answer until the idempotency completion holds it: a redelivery
+    # after a death between the two writes answers it instead of recording a second outcome.
+    answers: tuple[str, int] | None = None
     # Actions whose next call's rate-limit token is already taken, and when it is due
     # (``time.monotonic()``): the pre-check's reads (``Upgrader._reserve_reads``), the upgrade's (with
     # the claim). Shared with the hop job ``hops.submit_first`` derives (``replace`` keeps the same dict).
@@ -566,17 +570,22 @@ class Upgrader:
         if self._persistence is None:
             self._persistence = idempotency.redis_persistence(self.store.redis)
         ran: list[Outcome] = []
-        inner = replace(job, settle=[])
-        # The claim read and the pre-check reads' token reservation ride on the idempotency
+        # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
+        by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
+        remembered = BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS
+        inner = replace(job, settle=[], answers=(key, remembered))
+        # The claim read, the answer read and the pre-check reads' token reservation ride on the idempotency
         # in-progress write (two round trips less): that write is the request's first store
         # command, and both come after it as before. The tokens are taken whatever the write finds:
         # a request that turns out to be a replay, a duplicate in flight, or an instance claimed by
         # another leaves them spent. That errs on the slow side, never over the limit.
         held_read: list[Claim | None] = []
+        earlier: list[Outcome | None] = []  # the answer an earlier attempt recorded, when read
         reserved: list[bool] = []
 
         def read_claim(pipeline: Any) -> Callable[[list[Any]], None]:
             read = self.store.queue_claim_of(pipeline, job.request.instance_id, job.claim_account)
+            read_answer = self.store.queue_answer_of(pipeline, key)
             reserve = self.cloud.queue_reserve(
                 pipeline,
                 job.engine,
@@ -589,13 +598,24 @@ class Upgrader:
             def receive(replies: list[Any]) -> None:
                 if not isinstance(replies[0], Exception):  # else _verdict reads it again
                     held_read.append(read(replies[0]))
+                if not isinstance(replies[1], Exception):  # else upgrade_once reads it again
+                    earlier.append(read_answer(replies[1]))
                 if reserve is not None:  # a failed take: each read takes its own token
-                    job.tokens_due.update(reserve(replies[1]))
+                    job.tokens_due.update(reserve(replies[2]))
                 reserved.append(True)
 
             return receive
 
         def upgrade_once(payload: dict[str, Any]) -> dict[str, Any]:
+            # An earlier attempt of this request recorded its final outcome, then died before its
+            # idempotency completion (killed at its timeout while publishing): that outcome is the
+            # answer, returned for Powertools to store; nothing recorded, called or notified again
+            # (its outbox entry is still queued: the drain publishes it). The in-progress write
+            # that took a fresh key carried the read; one that took over an expired record did not.
+            answer = earlier[0] if earlier else self.store.answer_of(key)
+            if answer is not None:
+                logger.info("the request's earlier attempt recorded its outcome; answering it")
+                return answer.to_dict()
             verdict, claim = self._verdict(inner, held_read=held_read, reads_reserved=bool(reserved))
             outcome = self._conclude(verdict, inner, claim=claim)
             ran.append(outcome)
@@ -603,13 +623,8 @@ class Upgrader:
                 raise _Unremembered(outcome)
             return outcome.to_dict()
 
-        # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
-        by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
         run = idempotency.make_idempotent(
-            upgrade_once,
-            self._persistence,
-            job.context,
-            expires_after_seconds=BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS,
+            upgrade_once, self._persistence, job.context, expires_after_seconds=remembered
         )
         meaning = {
             "target_version": job.request.target_version,
@@ -623,6 +638,7 @@ class Upgrader:
         def settle(pipeline: Any) -> None:
             while inner.settle:
                 self.store.outbox_done(inner.settle.pop(), pipeline)
+            self.store.forget_answer(key, pipeline)  # the idempotency record holds it from now on
 
         try:
             with (
@@ -1051,7 +1067,10 @@ class Upgrader:
         if outcome.dry_run:
             return outcome
         ctx = job.context if job is not None else context
-        self._record(outcome, ctx, claim=claim, settle=job.settle if job is not None else None)
+        answers = job.answers if job is not None and outcome.final else None
+        self._record(
+            outcome, ctx, claim=claim, settle=job.settle if job is not None else None, answers=answers
+        )
         return outcome
 
     def _record(
@@ -1062,6 +1081,7 @@ class Upgrader:
         claim: ClaimChange | None = None,
         follows: Outcome | None = None,
         settle: list[str] | None = None,
+        answers: tuple[str, int] | None = None,
     ) -> Outcome | None:
         """One store write (record, followed upgrade, in-flight index, outbox entry, claim), then
         the publish: the entry leaves the outbox once MNS accepted it, else it is due for a drain.
@@ -1069,7 +1089,11 @@ class Upgrader:
         gate.attach_rollback(outcome)
         message = outcome.notification()
         finished = self.store.finish(
-            outcome, message=message if self.notifier.enabled else None, claim=claim, follows=follows
+            outcome,
+            message=message if self.notifier.enabled else None,
+            claim=claim,
+            follows=follows,
+            answers=answers,
         )
         if not finished.written:
             logger.info("outcome superseded by a newer one; not recorded", extra={"event": outcome.event})

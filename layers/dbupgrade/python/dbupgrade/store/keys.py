@@ -11,6 +11,8 @@
 ``dbupgrade:outbox:lock``                   one drainer at a time
 ``dbupgrade:outbox:set_aside``              notifications MNS refused for good (the newest 1,000)
 ``dbupgrade:idempotency#...``               Powertools idempotency records
+``dbupgrade:answered:<idempotency key>``    a keyed request's final outcome, written with it, until its
+                                            idempotency record holds it (JSON, expires)
 ``dbupgrade:tracker:shard:<n>``             one tracker tick at a time on a shard of the in-flight upgrades
 ``dbupgrade:chain:<instance>``              a multi-hop upgrade's checkpoint (JSON, ``dbupgrade.hops``)
 ``dbupgrade:booked:lock:<instance>``        one change of a booked upgrade at a time (``dbupgrade.booked``)
@@ -56,6 +58,11 @@ def following(instance_id: str) -> str:
 def claim(identity: str) -> str:
     """``identity``: ``dbupgrade.store.claims.claim_identity`` (the instance, within its account)."""
     return f"{PREFIX}claim:{identity}"
+
+
+def answered(idempotency_key: str) -> str:
+    """``idempotency_key``: ``dbupgrade.usecase.idempotency_key`` (the source, delivery and instance)."""
+    return f"{PREFIX}answered:{idempotency_key}"
 
 
 def tracker_shard_lock(shard: int) -> str:

@@ -30,6 +30,7 @@ class MemoryStore:
         self._set_aside: list[dict[str, Any]] = []
         self._chains: dict[str, tuple[str, float]] = {}
         self._digests: dict[tuple[str, str], float] = {}
+        self._answers: dict[str, tuple[Outcome, float]] = {}
         self._tracker_cursor = 0
         self._lock = threading.RLock()
 
@@ -40,6 +41,7 @@ class MemoryStore:
         message: dict[str, Any] | None = None,
         claim: ClaimChange | None = None,
         follows: Outcome | None = None,
+        answers: tuple[str, int] | None = None,
     ) -> Finished:
         instance = outcome.instance_id
         with self._lock:
@@ -61,12 +63,32 @@ class MemoryStore:
                 self._outbox.append(entry)
             if claim is not None:
                 self._change_claim(claim_identity(instance, claim.account_id), claim)
+            if answers is not None:
+                key, seconds = answers
+                self._answers[key] = (Outcome.from_dict(outcome.to_dict()), time.monotonic() + seconds)
             return Finished(True, entry)
 
     def finish_many(self, finishing: Sequence[Finishing]) -> list[Finished]:
         return [
-            self.finish(f.outcome, message=f.message, claim=f.claim, follows=f.follows) for f in finishing
+            self.finish(f.outcome, message=f.message, claim=f.claim, follows=f.follows, answers=f.answers)
+            for f in finishing
         ]
+
+    def answer_of(self, idempotency_key: str) -> Outcome | None:
+        with self._lock:
+            answer = self._answers.get(idempotency_key)
+            if answer is None or answer[1] <= time.monotonic():
+                self._answers.pop(idempotency_key, None)
+                return None
+            return answer[0]
+
+    def queue_answer_of(self, pipeline: Any, idempotency_key: str) -> Callable[[Any], Outcome | None]:
+        """No pipeline here: the answer is read when the reply is."""
+        return lambda _reply: self.answer_of(idempotency_key)
+
+    def forget_answer(self, idempotency_key: str, pipeline: Any) -> None:
+        with self._lock:
+            self._answers.pop(idempotency_key, None)
 
     def _change_claim(self, identity: str, change: ClaimChange) -> None:
         held = self._held(identity)

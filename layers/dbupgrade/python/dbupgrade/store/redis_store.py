@@ -68,6 +68,9 @@ def _finish_call(finishing: Finishing) -> tuple[str, list[str], list[Any]]:
         entry,
         *change,
     ]
+    if finishing.answers is not None:
+        script_keys.append(keys.answered(finishing.answers[0]))
+        args.append(str(max(1, finishing.answers[1])))
     return entry, script_keys, args
 
 
@@ -89,6 +92,7 @@ class RedisStore:
         message: dict[str, Any] | None = None,
         claim: ClaimChange | None = None,
         follows: Outcome | None = None,
+        answers: tuple[str, int] | None = None,
     ) -> Finished:
         """The one write that finishes an outcome, in one transaction (``scripts.FINISH``).
 
@@ -96,9 +100,10 @@ class RedisStore:
         followed from now on; any other outcome of the use case leaves the followed one alone),
         queues ``message`` in the outbox and applies ``claim``. ``follows`` (the tracker): the
         followed outcome this one concludes; when another outcome replaced it meanwhile nothing is
-        written (``Finished.written`` is False).
+        written (``Finished.written`` is False). ``answers``: (idempotency key, seconds) of the keyed
+        request this outcome finally answers: kept as its answer (``answer_of``) for ``seconds``.
         """
-        entry, script_keys, args = _finish_call(Finishing(outcome, message, claim, follows))
+        entry, script_keys, args = _finish_call(Finishing(outcome, message, claim, follows, answers))
         with redis_errors():
             written = self._finish(keys=script_keys, args=args)
         return Finished(bool(int(written)), entry or None)
@@ -120,6 +125,22 @@ class RedisStore:
             Finished(bool(int(written)), entry or None)
             for written, entry in zip(replies, entries, strict=True)
         ]
+
+    def answer_of(self, idempotency_key: str) -> Outcome | None:
+        """The outcome a keyed request's earlier attempt recorded as its final answer, while its
+        idempotency record does not hold it yet (the attempt died between the two writes)."""
+        with redis_errors():
+            raw = self.redis.get(keys.answered(idempotency_key))
+        return Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def queue_answer_of(self, pipeline: Any, idempotency_key: str) -> Callable[[Any], Outcome | None]:
+        """``answer_of`` queued on another command's ``pipeline``; returns what reads its reply."""
+        pipeline.get(keys.answered(idempotency_key))
+        return lambda raw: Outcome.from_dict(json.loads(raw)) if raw else None
+
+    def forget_answer(self, idempotency_key: str, pipeline: Any) -> None:
+        """The request's idempotency record holds its answer now: queued on that write's ``pipeline``."""
+        pipeline.delete(keys.answered(idempotency_key))
 
     def record(self, outcome: Outcome) -> None:
         """``finish`` without a notification or a claim change."""

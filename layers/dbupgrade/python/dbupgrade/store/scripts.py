@@ -6,13 +6,15 @@ Floats travel as strings: Lua numbers returned to Redis are truncated to integer
 from __future__ import annotations
 
 # The one write that finishes an outcome.
-# KEYS: 1 latest, 2 history, 3 in-flight set, 4 following, 5 outbox, 6 claim
+# KEYS: 1 latest, 2 history, 3 in-flight set, 4 following, 5 outbox, 6 claim,
+#       7 (optional) the keyed request's answer: the outcome is its final answer
 # ARGV: 1 outcome JSON, 2 instance id, 3 history length,
 #       4 expected identity of the followed outcome ("" unless the tracker writes: compare-and-set),
 #       5 role: "submitted" (a new upgrade: followed from now on), "in_flight", or "done",
 #       6 outbox entry JSON or "",
 #       7 claim change "", "accept", "release" or "release_version", 8 its owner (or target version),
-#       9 the accepted claim's JSON, 10 its time to live (seconds).
+#       9 the accepted claim's JSON, 10 its time to live (seconds),
+#       11 (with KEYS[7]) the answer's time to live (seconds).
 # Returns 1 when written, 0 when the followed outcome changed under the tracker (nothing written).
 FINISH = """
 local function s(v) if v == nil or v == cjson.null then return '' end return tostring(v) end
@@ -45,6 +47,7 @@ if ARGV[7] ~= '' then
     end
   end
 end
+if #KEYS >= 7 then redis.call('SET', KEYS[7], ARGV[1], 'EX', tonumber(ARGV[11])) end
 return 1
 """
 
