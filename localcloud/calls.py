@@ -1,4 +1,12 @@
-"""The call log behind ``GET /_localcloud/calls``: every API call the server answered."""
+"""The call log behind ``GET /_localcloud/calls``: every API call the server answered.
+
+``GET /_localcloud/calls?in_flight=1`` lists instead the OpenAPI RPC calls (R-kvstore, Dds, STS,
+Resource Manager) received and not yet answered, with the same filters, so a test can act while a
+call it slowed with a ``latency_ms`` fault is being served. This is test instrumentation of the
+emulator, not a cloud rule: no cloud behaviour to source. An in-flight entry has the fields of a
+``Call`` known on arrival (``product``, ``action``, ``params``, ``at``, ``request_id``,
+``access_key_id``); the answered calls' format is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -22,23 +30,48 @@ class Call:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class InFlight:
+    """A call received and not yet answered (see the module docstring)."""
+
+    product: str
+    action: str
+    params: dict[str, Any]
+    at: float  # emulated clock when received, epoch seconds
+    request_id: str
+    access_key_id: str | None = None
+
+
 class CallLog:
     """Append-only, thread-safe, filterable by any Call field given as a query parameter."""
 
     def __init__(self) -> None:
         self._calls: list[Call] = []
+        self._in_flight: dict[str, InFlight] = {}  # by request_id
         self._lock = threading.Lock()
 
     def record(self, call: Call) -> None:
         with self._lock:
             self._calls.append(call)
 
+    def received(self, call: InFlight) -> None:
+        with self._lock:
+            self._in_flight[call.request_id] = call
+
+    def served(self, request_id: str) -> None:
+        """The call is over (answered, refused or hung up): no longer in flight."""
+        with self._lock:
+            self._in_flight.pop(request_id, None)
+
     def query(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         filters = dict(filters or {})
         since = float(filters.pop("since", "-inf"))
         instance = filters.pop("instance_id", None)
+        in_flight = filters.pop("in_flight", "0") not in ("0", "false", "")
         with self._lock:
-            calls = list(self._calls)
+            calls: list[Call] | list[InFlight] = (
+                list(self._in_flight.values()) if in_flight else list(self._calls)
+            )
         out = []
         for c in calls:
             if c.at < since:

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from localcloud import apimeta
 from localcloud.accounts import Accounts, Credential, TokenError
-from localcloud.calls import Call
+from localcloud.calls import Call, InFlight
 from localcloud.dds import urls as dds_urls
 from localcloud.faults import FaultDecision
 from localcloud.kvstore import urls as kvstore_urls
@@ -134,6 +134,19 @@ class _Exchange:
             )
         )
 
+    def received(self) -> None:
+        """Listed by ``GET /_localcloud/calls?in_flight=1`` until answered (``localcloud.calls``)."""
+        self.cloud.calls.received(
+            InFlight(
+                product=self.product,
+                action=self.action,
+                params=self._params_for_log(),
+                at=self.cloud.clock.now(),
+                request_id=self.request_id,
+                access_key_id=self.access_key_id,
+            )
+        )
+
     def reply(self, body: dict[str, Any], fault: str | None = None) -> web.Response:
         self.record(200, None, fault)
         payload = {"RequestId": self.request_id, **body}
@@ -208,6 +221,14 @@ def _fault_error(decision: FaultDecision) -> OpenApiError | None:
 async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
     """Answer one OpenAPI RPC request (see the module docstring for the order of checks)."""
     exchange = _Exchange(cloud, request)
+    try:
+        return await _answer(cloud, exchange)
+    finally:
+        cloud.calls.served(exchange.request_id)
+
+
+async def _answer(cloud: Any, exchange: _Exchange) -> web.StreamResponse:
+    request = exchange.request
     body = await request.read()
     try:
         signed = parse_request(request.method, request.raw_path, request.headers, body)
@@ -218,6 +239,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         if handler is None:
             raise InvalidVersion() if signed.version else MissingParameter("Version")
         exchange.product = handler.product
+        exchange.received()
         if not signed.action:
             raise MissingParameter("Action")
         if signed.action not in handler.actions:

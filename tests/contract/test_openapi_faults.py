@@ -8,6 +8,8 @@ a rule naming an error code (a busy code, Rejected.Throttling) answers that code
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -227,3 +229,20 @@ def test_rejected_throttling_can_be_injected_with_its_own_message(make_localclou
 def test_a_named_error_code_needs_an_openapi_product_and_an_error_status(rule, complaint):
     with pytest.raises(ValueError, match=complaint):
         Faults({"rules": [rule]})
+
+
+def test_a_slowed_call_is_listed_in_flight_while_served_and_logged_once_answered(make_localcloud):
+    lc = faulted(make_localcloud, {"action": "DescribeInstanceAttribute", "latency_ms": 1500})
+    in_flight = {"action": "DescribeInstanceAttribute", "instance_id": IID, "in_flight": "1"}
+    served = threading.Thread(target=describe, args=(client_for(lc),))
+    served.start()
+    deadline = time.monotonic() + 10
+    while not lc.cloud.calls.query(in_flight) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    listed = lc.cloud.calls.query(in_flight)
+    assert [(c["product"], c["params"]["InstanceId"]) for c in listed] == [("r-kvstore", IID)]
+    assert lc.cloud.calls.query({"action": "DescribeInstanceAttribute"}) == []  # not answered yet
+    served.join()
+    assert lc.cloud.calls.query(in_flight) == []
+    answered = lc.cloud.calls.query({"action": "DescribeInstanceAttribute"})
+    assert [(c["status"], c["request_id"]) for c in answered] == [(200, listed[0]["request_id"])]

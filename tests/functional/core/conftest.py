@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +129,14 @@ class Bench:
     def calls(self, action: str, **filters: str) -> list[dict[str, Any]]:
         query = "&".join(f"{k}={v}" for k, v in {"action": action, **filters}.items())
         return list(self.get(f"/_localcloud/calls?{query}")["calls"])
+
+    def wait_in_flight(self, action: str, timeout: float = 10.0, **filters: str) -> None:
+        """Block until localcloud is serving an ``action`` call (received, not yet answered)."""
+        deadline = time.monotonic() + timeout
+        while not self.calls(action, in_flight="1", **filters):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {action} {filters} in flight within {timeout} s")
+            time.sleep(0.01)
 
     def upgrade_calls(self, instance_id: str) -> list[dict[str, Any]]:
         action = (

@@ -8,7 +8,6 @@ not overwrite the newer outcome nor drop it from what the tracker follows.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 
 from tests.functional.tracker.conftest import UPGRADE_SECONDS, TrackBench
@@ -29,7 +28,7 @@ def test_a_tick_racing_a_new_submission_keeps_and_follows_the_newer_one(track: T
 
     tick = threading.Thread(target=track.tick)
     tick.start()
-    time.sleep(0.7)  # the tick is inside its describe
+    track.wait_in_flight("DescribeInstanceAttribute", instance_id=INSTANCE)  # the tick is inside its describe
     track.upgrader().store.record(newer)  # another function instance records a newer submission
     tick.join()
 
