@@ -30,7 +30,7 @@ claim in the same write.
 
 Fleet scale (issue #15): a tick reads its instances through the list APIs (``dbupgrade.fleet``:
 30 Redis instances a ``DescribeInstances`` call, a region's MongoDB listing 100 a page) instead of
-one describe each, the rollback marks with one MGET per 500, and writes only what changed: its
+one describe each, the rollback marks with one HMGET per shard, and writes only what changed: its
 Redis commands grow with the transitions and newly running upgrades, its cloud calls with the
 fleet / page size. A booked (maintenance-window) upgrade is still described on its own: only the
 describe carries the window's bounds. The transitions a chunk finds are recorded in batches
@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -203,13 +202,10 @@ def awaited_opening(submitted: datetime, now: datetime, attributes: Mapping[str,
         return submitted
 
 
-# The in-flight upgrades are split into this many shards, each checked by one tick at a time.
-TRACKER_SHARDS = 16
-
-
-def shard_of(instance_id: str) -> int:
-    """The tracker shard of an instance: stable across processes (not ``hash``, which is salted)."""
-    return zlib.crc32(instance_id.encode()) % TRACKER_SHARDS
+# The in-flight upgrades are split into this many shards, each checked by one tick at a time
+# (``keys.tracker_shard``: stable across processes; the store keeps the running marks per shard).
+TRACKER_SHARDS = keys.TRACKER_SHARDS
+shard_of = keys.tracker_shard
 
 
 @dataclass
@@ -429,7 +425,7 @@ class Tracker:
         return watches
 
     def _marks(self, watches: list[_Watch]) -> _Marks:
-        """Which of the watched upgrades the tracker saw running before (one MGET per 500)."""
+        """Which of the watched upgrades the tracker saw running before (one HMGET per shard)."""
         upgrades = [(w.latest.instance_id, w.expected) for w in watches if w.read.found]
         return _Marks(self.upgrader.store.seen_upgrading_many(upgrades))
 
