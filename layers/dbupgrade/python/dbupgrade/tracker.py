@@ -359,17 +359,7 @@ class Tracker:
                         unchecked.append(shard)  # a read the next tick must make again
                     concluded += looked
                 checked += len(concluded)
-                decided = list(
-                    concluding.map(
-                        self._conclude,
-                        concluded,
-                        repeat(ctx),
-                        repeat(now),
-                        repeat(marks),
-                        repeat(progressed),
-                        [progress_of.get(watch.latest.instance_id) for watch in concluded],
-                    )
-                )
+                decided = self._decide(concluded, ctx, now, marks, progressed, progress_of, concluding)
                 verdicts = [d for d in decided if isinstance(d, _Verdict)]
                 recorded = iter(self._record(verdicts, ctx, concluding))
                 outcomes_now = [next(recorded) if isinstance(d, _Verdict) else d for d in decided]
@@ -448,6 +438,42 @@ class Tracker:
             [v.follows.instance_id for v in ended if v.chained],
         )
         return recorded
+
+    def _decide(
+        self,
+        watches: list[_Watch],
+        ctx: InvocationContext,
+        now: datetime,
+        marks: _Marks,
+        progressed: list[tuple[Outcome, dict[str, Any]]],
+        progress_of: Mapping[str, dict[str, Any]],
+        pool: Executor,
+    ) -> list[Outcome | _Verdict | None]:
+        """``_conclude`` of each watch, in order: those that call out (a backup gate, a hop of a
+        chain: cloud calls and store reads) at once on ``pool``, the others (a verdict from the read
+        alone: nearly all) right here, where a thread hand-off would cost more than the verdict."""
+        calls_out = [w.latest.status == "awaiting_backup" or (w.latest.hops or 0) > 1 for w in watches]
+        on_pool = iter(
+            pool.map(
+                self._conclude,
+                [w for w, out in zip(watches, calls_out, strict=True) if out],
+                repeat(ctx),
+                repeat(now),
+                repeat(marks),
+                repeat(progressed),
+                [
+                    progress_of.get(w.latest.instance_id)
+                    for w, out in zip(watches, calls_out, strict=True)
+                    if out
+                ],
+            )
+        )
+        return [
+            next(on_pool)
+            if out
+            else self._conclude(w, ctx, now, marks, progressed, progress_of.get(w.latest.instance_id))
+            for w, out in zip(watches, calls_out, strict=True)
+        ]
 
     def _conclude(
         self,
