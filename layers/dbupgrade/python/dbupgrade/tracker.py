@@ -50,8 +50,10 @@ and only the last hop's verification records ``completed``. A tick that died bet
 resumed from the chain's checkpoint without a second call for a hop already sent.
 
 Each tick also reads the tasks of the upgrades it follows (``dbupgrade.progress``: DescribeHistoryTasks,
-up to 30 instances a call) and keeps their progress %, remaining time and current step on the
-followed outcome - no history entry, no notification. Completion is still only the version read back.
+up to 30 instances a call) and keeps their progress %, remaining time and current step, shown on the
+followed outcome - no history entry, no notification. The store keeps them, and the running marks,
+one record per shard (``store.keys.tracker_progress``): a tick's news takes a command per shard, not
+per upgrade. Completion is still only the version read back.
 
 "Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
 ``dbupgrade local up`` the emulated clock that fires the timer.
