@@ -31,6 +31,7 @@ Usage::
 
     .venv-3.12/bin/python bench/scale.py --sizes 100,1000 [--rate 100] [--steps plan,check,rollout]
         [--profile-finish finish.prof]   # cProfile of the finishing ticks (python -m pstats reads it)
+        [--profile-tick tick.prof]       # cProfile of the in-flight tick
 
 ``finish.cpu_ms_per_completion``: the finishing ticks' CPU (the tracker's process, Redis,
 localcloud) per target, comparable across runs on a loaded machine where the seconds are not.
@@ -203,7 +204,11 @@ def _cli(*args: str) -> dict[str, Any]:
 
 
 def one_size(
-    size: int, rate: float, steps: tuple[str, ...] = STEPS, profile: str | None = None
+    size: int,
+    rate: float,
+    steps: tuple[str, ...] = STEPS,
+    profile: str | None = None,
+    profile_tick: str | None = None,
 ) -> dict[str, Any]:
     """One row: per step its seconds, bound, cloud calls per action and Redis commands."""
     from dbupgrade.usecase import Upgrader
@@ -226,15 +231,21 @@ def one_size(
             if step in steps:
                 _, row[step] = meter.measure(lambda c=command: _cli(*c, str(manifest), "--json"))  # type: ignore[misc]
         if "rollout" in steps:
-            row.update(_rollout(meter, upgrader, lc, ids, profile))
+            row.update(_rollout(meter, upgrader, lc, ids, profile, profile_tick))
     return row
 
 
 def _rollout(
-    meter: Meter, upgrader: Any, lc: h.LocalCloud, ids: list[str], profile: str | None = None
+    meter: Meter,
+    upgrader: Any,
+    lc: h.LocalCloud,
+    ids: list[str],
+    profile: str | None = None,
+    profile_tick: str | None = None,
 ) -> dict[str, Any]:
     """start, delivery, one tick with all in flight, status, then ticks until the rollout ends;
-    ``profile``: a file to write the finishing ticks' cProfile stats to (``pstats`` reads it)."""
+    ``profile`` / ``profile_tick``: a file to write the finishing ticks' / the in-flight tick's
+    cProfile stats to (``pstats`` reads it)."""
     from dbupgrade.rollouts import Rollouts, RolloutSpec, parse_waves, validate_targets
     from dbupgrade.tracker import Tracker
 
@@ -246,7 +257,19 @@ def _rollout(
     _, row["start"] = meter.measure(lambda: rollouts.start(spec))
     row["delivery_counts"], row["delivery"] = meter.measure(lambda: _deliver(upgrader, ids))
     tracker = Tracker(upgrader)
-    summary, row["tick"] = meter.measure(tracker.tick)
+    if profile_tick:
+        import cProfile
+
+        tick_profiler = cProfile.Profile()
+        summary, row["tick"] = meter.measure(lambda: tick_profiler.runcall(tracker.tick))
+        tick_profiler.dump_stats(profile_tick)
+    else:
+        summary, row["tick"] = meter.measure(tracker.tick)
+    # The in-flight tick's CPU per upgrade read (the tracker's process, Redis): comparable across loads.
+    row["tick"]["cpu_ms_per_upgrade"] = {
+        kind: round(1000 * row["tick"]["cpu_seconds"].get(kind, 0) / max(1, len(ids)), 3)
+        for kind in ("bench", "redis", "localcloud")
+    }
     row["tick"]["checked"] = summary["checked"]
     _, row["status"] = meter.measure(lambda: rollouts.status("scale"))
     lc.post("/_localcloud/clock", {"advance": UPGRADE_SECONDS + 1})
@@ -318,10 +341,13 @@ def main() -> int:
     )
     parser.add_argument("--steps", default=",".join(STEPS), help=f"any of {', '.join(STEPS)}")
     parser.add_argument("--profile-finish", help="write the finishing ticks' cProfile stats to this file")
+    parser.add_argument("--profile-tick", help="write the in-flight tick's cProfile stats to this file")
     args = parser.parse_args()
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip())
     for size in (int(s) for s in args.sizes.split(",")):
-        print(json.dumps(one_size(size, args.rate, steps, args.profile_finish)), flush=True)
+        print(
+            json.dumps(one_size(size, args.rate, steps, args.profile_finish, args.profile_tick)), flush=True
+        )
     return 0
 
 

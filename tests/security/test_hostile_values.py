@@ -179,6 +179,16 @@ def test_every_bounded_message_fits_even_with_many_long_fields() -> None:
     assert len(json.dumps(bounded({"event": "upgrade.failed", **message}))) <= MESSAGE_BYTES_MAX
 
 
+def test_a_flat_message_is_kept_as_is_unless_one_field_is_past_its_cap() -> None:
+    # The common case (an outcome's notification) skips the caps' copy: it must keep cutting alike.
+    message = {"version": 1, "event": "upgrade.failed", "reason": "r" * 128, "duration_seconds": 1.5}
+    assert bounded(message) == message
+    long_reason = bounded({**message, "reason": "r" * 129})["reason"]
+    assert long_reason.startswith("r" * 128 + "...") and "1 more characters" in long_reason
+    long_key = bounded({**message, "k" * 65: 1})
+    assert "k" * 65 not in long_key and long_key["k" * 64 + "... (1 more characters)"] == 1
+
+
 @pytest.mark.parametrize(
     "error,verdict",
     [

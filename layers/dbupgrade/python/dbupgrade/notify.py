@@ -143,8 +143,28 @@ def bounded(message: dict[str, Any]) -> dict[str, Any]:
     return _fitted(message)[0]
 
 
+def _within_caps(message: dict[str, Any]) -> bool:
+    """Whether the first try would keep ``message`` as it is: flat (no list or object values), few
+    fields, short keys, every string within its cap. An outcome's notification nearly always is;
+    telling it costs a look at each field, not the copy the caps build."""
+    caps = _TRIES[0]
+    if len(message) > LIST_ITEMS * 2:
+        return False
+    for key, value in message.items():
+        if isinstance(value, str):
+            if len(value) > min(FIELD_CHARS.get(key, STRING_CHARS), max(caps.text_chars, STRING_CHARS)):
+                return False
+        elif isinstance(value, (dict, list)) or not isinstance(key, str) or len(key) > 64:
+            return False
+    return True
+
+
 def _fitted(message: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """``bounded(message)`` and its body as published (encoded once: a publish needs both)."""
+    if _within_caps(message):
+        body = encode(message)
+        if len(body) <= MESSAGE_BYTES_MAX:
+            return dict(message), body
     for caps in _TRIES:
         fitted = caps.fields(message)
         body = encode(fitted)

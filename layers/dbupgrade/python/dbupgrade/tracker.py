@@ -30,7 +30,7 @@ claim in the same write.
 
 Fleet scale (issue #15): a tick reads its instances through the list APIs (``dbupgrade.fleet``:
 30 Redis instances a ``DescribeInstances`` call, a region's MongoDB listing 100 a page) instead of
-one describe each, the rollback marks with one MGET per 500, and writes only what changed: its
+one describe each, the rollback marks with one HMGET per shard, and writes only what changed: its
 Redis commands grow with the transitions and newly running upgrades, its cloud calls with the
 fleet / page size. A booked (maintenance-window) upgrade is still described on its own: only the
 describe carries the window's bounds. The transitions a chunk finds are recorded in batches
@@ -50,8 +50,10 @@ and only the last hop's verification records ``completed``. A tick that died bet
 resumed from the chain's checkpoint without a second call for a hop already sent.
 
 Each tick also reads the tasks of the upgrades it follows (``dbupgrade.progress``: DescribeHistoryTasks,
-up to 30 instances a call) and keeps their progress %, remaining time and current step on the
-followed outcome - no history entry, no notification. Completion is still only the version read back.
+up to 30 instances a call) and keeps their progress %, remaining time and current step, shown on the
+followed outcome - no history entry, no notification. The store keeps them, and the running marks,
+one record per shard (``store.keys.tracker_progress``): a tick's news takes a command per shard, not
+per upgrade. Completion is still only the version read back.
 
 "Now" is the later of the wall clock and the Timer event's ``triggerTime``: the same in FC, and on
 ``dbupgrade local up`` the emulated clock that fires the timer.
@@ -66,7 +68,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -203,13 +204,10 @@ def awaited_opening(submitted: datetime, now: datetime, attributes: Mapping[str,
         return submitted
 
 
-# The in-flight upgrades are split into this many shards, each checked by one tick at a time.
-TRACKER_SHARDS = 16
-
-
-def shard_of(instance_id: str) -> int:
-    """The tracker shard of an instance: stable across processes (not ``hash``, which is salted)."""
-    return zlib.crc32(instance_id.encode()) % TRACKER_SHARDS
+# The in-flight upgrades are split into this many shards, each checked by one tick at a time
+# (``keys.tracker_shard``: stable across processes; the store keeps the running marks per shard).
+TRACKER_SHARDS = keys.TRACKER_SHARDS
+shard_of = keys.tracker_shard
 
 
 @dataclass
@@ -363,17 +361,7 @@ class Tracker:
                         unchecked.append(shard)  # a read the next tick must make again
                     concluded += looked
                 checked += len(concluded)
-                decided = list(
-                    concluding.map(
-                        self._conclude,
-                        concluded,
-                        repeat(ctx),
-                        repeat(now),
-                        repeat(marks),
-                        repeat(progressed),
-                        [progress_of.get(watch.latest.instance_id) for watch in concluded],
-                    )
-                )
+                decided = self._decide(concluded, ctx, now, marks, progressed, progress_of, concluding)
                 verdicts = [d for d in decided if isinstance(d, _Verdict)]
                 recorded = iter(self._record(verdicts, ctx, concluding))
                 outcomes_now = [next(recorded) if isinstance(d, _Verdict) else d for d in decided]
@@ -429,7 +417,7 @@ class Tracker:
         return watches
 
     def _marks(self, watches: list[_Watch]) -> _Marks:
-        """Which of the watched upgrades the tracker saw running before (one MGET per 500)."""
+        """Which of the watched upgrades the tracker saw running before (one HMGET per shard)."""
         upgrades = [(w.latest.instance_id, w.expected) for w in watches if w.read.found]
         return _Marks(self.upgrader.store.seen_upgrading_many(upgrades))
 
@@ -452,6 +440,42 @@ class Tracker:
             [v.follows.instance_id for v in ended if v.chained],
         )
         return recorded
+
+    def _decide(
+        self,
+        watches: list[_Watch],
+        ctx: InvocationContext,
+        now: datetime,
+        marks: _Marks,
+        progressed: list[tuple[Outcome, dict[str, Any]]],
+        progress_of: Mapping[str, dict[str, Any]],
+        pool: Executor,
+    ) -> list[Outcome | _Verdict | None]:
+        """``_conclude`` of each watch, in order: those that call out (a backup gate, a hop of a
+        chain: cloud calls and store reads) at once on ``pool``, the others (a verdict from the read
+        alone: nearly all) right here, where a thread hand-off would cost more than the verdict."""
+        calls_out = [w.latest.status == "awaiting_backup" or (w.latest.hops or 0) > 1 for w in watches]
+        on_pool = iter(
+            pool.map(
+                self._conclude,
+                [w for w, out in zip(watches, calls_out, strict=True) if out],
+                repeat(ctx),
+                repeat(now),
+                repeat(marks),
+                repeat(progressed),
+                [
+                    progress_of.get(w.latest.instance_id)
+                    for w, out in zip(watches, calls_out, strict=True)
+                    if out
+                ],
+            )
+        )
+        return [
+            next(on_pool)
+            if out
+            else self._conclude(w, ctx, now, marks, progressed, progress_of.get(w.latest.instance_id))
+            for w, out in zip(watches, calls_out, strict=True)
+        ]
 
     def _conclude(
         self,

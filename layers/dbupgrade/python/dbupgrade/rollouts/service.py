@@ -240,7 +240,7 @@ class Rollouts:
         self._recorded(spec, meta, states)
         summary = summarize(spec, meta, states)
         submitted = [row["instance_id"] for row in summary["rows"] if row["state"] == "submitted"]
-        followed = self.upgrader.store.following_many(submitted)  # batched: MGET per 500
+        followed = self.upgrader.store.following_many(submitted)  # MGET per 500, HMGET per shard
         for row in summary["rows"]:
             row.update(
                 task_progress(followed.get(row["instance_id"]) if row["state"] == "submitted" else None)

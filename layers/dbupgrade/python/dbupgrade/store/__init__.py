@@ -6,7 +6,8 @@
   ``finish_many``: a batch of them in one round trip (the tracker's transitions).
 - ``claim`` / ``claim_of``: one accepted upgrade per instance (``dbupgrade.store.claims``).
 - ``save_chain`` / ``chain_of`` / ``drop_chain``: a multi-hop upgrade's checkpoint (``dbupgrade.hops``).
-- ``set_progress``: a task's progress kept on the followed outcome (compare-and-set, not recorded).
+- ``set_progress_many``: the tasks' progress the tracker read, per tracker shard, shown on the
+  followed outcome (and the latest, when it is that one) by ``following`` / ``latest`` (not recorded).
 - ``lock``: redis-py's ``Lock`` (token-checked atomic release, ``extend``) for the tracker, the
   rollouts and the outbox drain, each held no longer than its caller's deadline allows.
 - ``claim_digest``: a campaign's digest of the day, claimed and queued in the outbox in one script.

@@ -16,7 +16,10 @@
 ``dbupgrade:tracker:shard:<n>``             one tracker tick at a time on a shard of the in-flight upgrades
 ``dbupgrade:chain:<instance>``              a multi-hop upgrade's checkpoint (JSON, ``dbupgrade.hops``)
 ``dbupgrade:booked:lock:<instance>``        one change of a booked upgrade at a time (``dbupgrade.booked``)
-``dbupgrade:tracker:upgrading:<i>:<v>``     the tracker saw that upgrade running (rollback detection)
+``dbupgrade:tracker:upgrading:<shard>``     the tracker saw those upgrades running (rollback detection;
+                                            a hash, field ``<instance>:<version>``)
+``dbupgrade:tracker:progress:<shard>``      the followed upgrades' task progress as the tracker last
+                                            read it (a hash, field ``<instance>``)
 ``dbupgrade:rollout:<id>:{spec,meta,targets,lock}``  a rollout (``dbupgrade.rollouts.state``)
 ``dbupgrade:rollouts:active``               rollouts the tracker advances
 ``dbupgrade:rollouts:start-lock``           one ``rollout start`` at a time (target ownership check)
@@ -26,6 +29,8 @@
 """
 
 from __future__ import annotations
+
+import zlib
 
 PREFIX = "dbupgrade:"
 HISTORY_LENGTH = 100
@@ -82,8 +87,30 @@ def booked_lock(instance_id: str) -> str:
     return f"{PREFIX}booked:lock:{instance_id}"
 
 
-def seen_upgrading(instance_id: str, to_version: str) -> str:
-    return f"{PREFIX}tracker:upgrading:{instance_id}:{to_version}"
+# The in-flight upgrades are split into this many shards (``dbupgrade.tracker``), each checked by
+# one tick at a time; the tracker's running marks are kept one hash a shard.
+TRACKER_SHARDS = 16
+
+
+def tracker_shard(instance_id: str) -> int:
+    """The tracker shard of an instance: stable across processes (not ``hash``, which is salted)."""
+    return zlib.crc32(instance_id.encode()) % TRACKER_SHARDS
+
+
+def seen_upgrading(shard: int) -> str:
+    """The tracker's running marks of a shard's upgrades (a hash: ``seen_upgrading_field`` -> when it
+    lapses, epoch seconds): a tick reads and writes a shard's marks in one command each, not one per upgrade."""
+    return f"{PREFIX}tracker:upgrading:{shard}"
+
+
+def tracker_progress(shard: int) -> str:
+    """The task progress the tracker last read of a shard's followed upgrades (a hash: instance ->
+    JSON of the fields and the followed outcome they belong to, ``base.follow_identity``)."""
+    return f"{PREFIX}tracker:progress:{shard}"
+
+
+def seen_upgrading_field(instance_id: str, to_version: str) -> str:
+    return f"{instance_id}:{to_version}"
 
 
 def rollout(rollout_id: str, part: str) -> str:

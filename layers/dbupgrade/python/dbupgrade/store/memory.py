@@ -125,7 +125,7 @@ class MemoryStore:
             followed = [self._following[i] for i in sorted(self._following)]
         yield from followed
 
-    def set_progress(self, followed: Outcome, fields: dict[str, Any]) -> bool:
+    def _set_progress(self, followed: Outcome, fields: dict[str, Any]) -> bool:
         instance = followed.instance_id
         with self._lock:
             following = self._following.get(instance)
@@ -138,7 +138,7 @@ class MemoryStore:
             return True
 
     def set_progress_many(self, updates: list[tuple[Outcome, dict[str, Any]]]) -> int:
-        return sum(self.set_progress(followed, fields) for followed, fields in updates)
+        return sum(self._set_progress(followed, fields) for followed, fields in updates)
 
     def save_chain(self, instance_id: str, chain: dict[str, Any], seconds: int) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from dbupgrade import clock
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.model import Outcome
 from dbupgrade.store import keys, scripts
@@ -24,6 +25,9 @@ from dbupgrade.store.base import (
 from dbupgrade.store.claims import Claim, ClaimChange, claim_identity
 
 READ_BATCH = 500  # followed outcomes read per MGET
+FOLLOWS_FIELD = "follows"  # a progress record's followed outcome (``base.follow_identity``)
+# A shard's progress records outlive its last write by this long (a concluded upgrade's go at once).
+PROGRESS_SECONDS = 7 * 24 * 3600
 OUTBOX_LOCK_SECONDS = 30  # longer than one drain's publishes take; a crashed drainer frees it this soon
 
 
@@ -36,6 +40,24 @@ def outbox_entry(message: dict[str, Any], *, due_now: bool = False) -> str:
         "not_before": now if due_now else now + OUTBOX_GRACE_SECONDS,
     }
     return json.dumps(entry, sort_keys=True)
+
+
+def _apply_progress(outcome: Outcome, record: Any) -> None:
+    """Set a progress record's fields on ``outcome`` when the record is that outcome's."""
+    if not record:
+        return
+    fields = json.loads(record)
+    if fields.pop(FOLLOWS_FIELD, None) == follow_identity(outcome):
+        for name, value in fields.items():
+            setattr(outcome, name, value)
+
+
+def _by_shard(upgrades: Sequence[tuple[str, str]]) -> dict[int, list[tuple[str, str]]]:
+    """``(instance, version)`` pairs grouped by the tracker shard of their instance."""
+    grouped: dict[int, list[tuple[str, str]]] = {}
+    for upgrade in upgrades:
+        grouped.setdefault(keys.tracker_shard(upgrade[0]), []).append(upgrade)
+    return grouped
 
 
 def _text(value: Any) -> str:
@@ -80,7 +102,6 @@ class RedisStore:
         self._finish = client.register_script(scripts.FINISH)
         self._claim = client.register_script(scripts.CLAIM)
         self._claim_take = client.register_script(scripts.CLAIM_TAKE)
-        self._progress = client.register_script(scripts.PROGRESS)
         self._digest = client.register_script(scripts.DIGEST)
 
     # -- outcomes -------------------------------------------------------------------------------
@@ -147,9 +168,18 @@ class RedisStore:
         self.finish(outcome)
 
     def latest(self, instance_id: str) -> Outcome | None:
+        """The latest outcome; when it is the followed upgrade, with the task progress the tracker
+        last read (``set_progress_many``), read in the same round trip."""
         with redis_errors():
-            raw = self.redis.get(keys.latest(instance_id))
-        return Outcome.from_dict(json.loads(raw)) if raw else None
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(keys.latest(instance_id))
+            pipe.hget(keys.tracker_progress(keys.tracker_shard(instance_id)), instance_id)
+            raw, progress = pipe.execute()
+        if not raw:
+            return None
+        outcome = Outcome.from_dict(json.loads(raw))
+        _apply_progress(outcome, progress)
+        return outcome
 
     def latest_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The latest outcome of each instance that has one: one MGET per ``READ_BATCH``."""
@@ -173,54 +203,71 @@ class RedisStore:
         return [Outcome.from_dict(json.loads(raw)) for raw in raws]
 
     def following(self, instance_id: str) -> Outcome | None:
-        """The in-flight outcome the tracker follows for the instance."""
+        """The in-flight outcome the tracker follows for the instance, with its task progress."""
         with redis_errors():
-            raw = self.redis.get(keys.following(instance_id))
-        return Outcome.from_dict(json.loads(raw)) if raw else None
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(keys.following(instance_id))
+            pipe.hget(keys.tracker_progress(keys.tracker_shard(instance_id)), instance_id)
+            raw, progress = pipe.execute()
+        if not raw:
+            return None
+        outcome = Outcome.from_dict(json.loads(raw))
+        _apply_progress(outcome, progress)
+        return outcome
 
     def following_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
-        """The followed outcome of each instance that has one: one MGET per ``READ_BATCH``."""
-        return self._outcomes(keys.following, instance_ids)
+        """The followed outcome of each instance that has one, with its task progress: one MGET per
+        ``READ_BATCH``, then one HMGET per tracker shard."""
+        found = self._outcomes(keys.following, instance_ids)
+        self._with_progress(list(found.values()))
+        return found
 
     def followed(self) -> Iterator[Outcome]:
-        """Every followed in-flight outcome (one SMEMBERS, then MGETs in batches)."""
+        """Every followed in-flight outcome with its task progress (one SMEMBERS, MGETs in batches,
+        then one HMGET per tracker shard)."""
         with redis_errors():
             instance_ids = sorted(_text(v) for v in self.redis.smembers(keys.IN_FLIGHT))
-        for start in range(0, len(instance_ids), READ_BATCH):
-            batch = [keys.following(i) for i in instance_ids[start : start + READ_BATCH]]
-            with redis_errors():
-                raws = self.redis.mget(batch)
-            for raw in raws:
-                if raw is not None:
-                    yield Outcome.from_dict(json.loads(raw))
+        outcomes = list(self._outcomes(keys.following, instance_ids).values())
+        self._with_progress(outcomes)
+        yield from outcomes
 
-    def set_progress(self, followed: Outcome, fields: dict[str, Any]) -> bool:
-        """Keep ``fields`` (a task's progress) on the followed outcome ``followed`` and on the latest
-        when it is that same outcome; no history entry, no notification. False when the followed
-        outcome changed meanwhile (nothing written)."""
-        instance = followed.instance_id
+    def _with_progress(self, outcomes: list[Outcome]) -> None:
+        """Each outcome with the task progress the tracker last read for it (``set_progress_many``):
+        one HMGET per tracker shard, in one round trip (nothing sent for none)."""
+        by_shard: dict[int, list[Outcome]] = {}
+        for outcome in outcomes:
+            by_shard.setdefault(keys.tracker_shard(outcome.instance_id), []).append(outcome)
+        if not by_shard:
+            return
         with redis_errors():
-            written = self._progress(
-                keys=[keys.following(instance), keys.latest(instance)],
-                args=[follow_identity(followed), json.dumps(fields, sort_keys=True)],
-            )
-        return bool(int(written))
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, group in by_shard.items():
+                pipe.hmget(keys.tracker_progress(shard), [o.instance_id for o in group])
+            replies = pipe.execute()
+        for group, records in zip(by_shard.values(), replies, strict=True):
+            for outcome, record in zip(group, records, strict=True):
+                _apply_progress(outcome, record)
 
     def set_progress_many(self, updates: list[tuple[Outcome, dict[str, Any]]]) -> int:
-        """``set_progress`` of each, pipelined ``READ_BATCH`` a round trip; how many were written."""
-        written = 0
-        for start in range(0, len(updates), READ_BATCH):
-            with redis_errors():
-                pipe = self.redis.pipeline(transaction=False)
-                for followed, fields in updates[start : start + READ_BATCH]:
-                    instance = followed.instance_id
-                    self._progress(
-                        keys=[keys.following(instance), keys.latest(instance)],
-                        args=[follow_identity(followed), json.dumps(fields, sort_keys=True)],
-                        client=pipe,
-                    )
-                written += sum(int(w) for w in pipe.execute())
-        return written
+        """Keep each task's progress (``fields``) for its followed outcome: no history entry, no
+        notification, and the outcome's own record untouched. Per tracker shard one HSET of the
+        shard's records (each names the followed outcome it belongs to: once another replaced it, the
+        readers leave it aside), in one round trip: a tick's progress takes as many commands whatever
+        the number of upgrades that moved. How many were written."""
+        by_shard: dict[int, dict[str, str]] = {}
+        for followed, fields in updates:
+            record = json.dumps({**fields, FOLLOWS_FIELD: follow_identity(followed)}, sort_keys=True)
+            by_shard.setdefault(keys.tracker_shard(followed.instance_id), {})[followed.instance_id] = record
+        if not by_shard:
+            return 0
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, records in by_shard.items():
+                key = keys.tracker_progress(shard)
+                pipe.hset(key, mapping=records)
+                pipe.expire(key, PROGRESS_SECONDS)
+            pipe.execute()
+        return len(updates)
 
     # -- multi-hop checkpoints ------------------------------------------------------------------
 
@@ -275,45 +322,66 @@ class RedisStore:
 
     # -- the tracker's marks --------------------------------------------------------------------
 
+    # One hash a tracker shard (``keys.seen_upgrading``): each mark's value is when it lapses, so a
+    # mark still lives ``seconds`` from its own writing while a shard's marks go in one command.
+
     def mark_upgrading(self, instance_id: str, to_version: str, seconds: int) -> None:
-        with redis_errors():
-            self.redis.set(keys.seen_upgrading(instance_id, to_version), "1", ex=seconds)
+        self.mark_upgrading_many([(instance_id, to_version)], seconds)
 
     def seen_upgrading(self, instance_id: str, to_version: str) -> bool:
-        with redis_errors():
-            return bool(self.redis.exists(keys.seen_upgrading(instance_id, to_version)))
+        return (instance_id, to_version) in self.seen_upgrading_many([(instance_id, to_version)])
 
     def seen_upgrading_many(self, upgrades: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of ``(instance, to_version)`` the tracker saw running: one MGET per ``READ_BATCH``."""
-        seen: set[tuple[str, str]] = set()
-        for start in range(0, len(upgrades), READ_BATCH):
-            batch = upgrades[start : start + READ_BATCH]
-            with redis_errors():
-                marks = self.redis.mget([keys.seen_upgrading(*u) for u in batch])
-            seen.update(u for u, mark in zip(batch, marks, strict=True) if mark is not None)
-        return seen
-
-    def mark_upgrading_many(self, upgrades: list[tuple[str, str]], seconds: int) -> None:
-        """``mark_upgrading`` of each, in one pipelined round trip (nothing sent for none)."""
-        if not upgrades:
-            return
+        """Which of ``(instance, to_version)`` the tracker saw running: one HMGET per shard, one round trip."""
+        by_shard = _by_shard(upgrades)
+        if not by_shard:
+            return set()
         with redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for instance_id, to_version in upgrades:
-                pipe.set(keys.seen_upgrading(instance_id, to_version), "1", ex=seconds)
+            for shard, batch in by_shard.items():
+                pipe.hmget(keys.seen_upgrading(shard), [keys.seen_upgrading_field(*u) for u in batch])
+            replies = pipe.execute()
+        now = clock.now()
+        return {
+            upgrade
+            for batch, lapses in zip(by_shard.values(), replies, strict=True)
+            for upgrade, lapse in zip(batch, lapses, strict=True)
+            if lapse is not None and float(lapse) > now
+        }
+
+    def mark_upgrading_many(self, upgrades: list[tuple[str, str]], seconds: int) -> None:
+        """``mark_upgrading`` of each: per shard one HSET (and its hash's expiry pushed out), one
+        round trip (nothing sent for none)."""
+        by_shard = _by_shard(upgrades)
+        if not by_shard:
+            return
+        lapse = str(clock.now() + seconds)
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, batch in by_shard.items():
+                key = keys.seen_upgrading(shard)
+                pipe.hset(key, mapping={keys.seen_upgrading_field(*u): lapse for u in batch})
+                pipe.expire(key, seconds)
             pipe.execute()
 
     def forget_upgrading(self, instance_id: str, to_version: str) -> None:
-        with redis_errors():
-            self.redis.delete(keys.seen_upgrading(instance_id, to_version))
+        self.forget_finished([(instance_id, to_version)], [])
 
     def forget_finished(self, upgrades: Sequence[tuple[str, str]], chains: Sequence[str]) -> None:
-        """Concluded upgrades: their running marks (``forget_upgrading``) and multi-hop checkpoints
-        (``drop_chain``) go, in one DEL (nothing sent for none)."""
-        gone = [keys.seen_upgrading(*u) for u in upgrades] + [keys.chain(i) for i in chains]
-        if gone:
-            with redis_errors():
-                self.redis.delete(*gone)
+        """Concluded upgrades: their running marks (``forget_upgrading``) and task progress (one
+        HDEL each per shard) and multi-hop checkpoints (``drop_chain``: one DEL), in one round trip
+        (nothing sent for none)."""
+        by_shard = _by_shard(upgrades)
+        if not by_shard and not chains:
+            return
+        with redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, batch in by_shard.items():
+                pipe.hdel(keys.seen_upgrading(shard), *[keys.seen_upgrading_field(*u) for u in batch])
+                pipe.hdel(keys.tracker_progress(shard), *{u[0] for u in batch})
+            if chains:
+                pipe.delete(*[keys.chain(i) for i in chains])
+            pipe.execute()
 
     def tracker_cursor(self) -> int:
         """The shard the next tracker tick starts at (0 before any tick was cut short)."""

@@ -51,30 +51,6 @@ if #KEYS >= 7 then redis.call('SET', KEYS[7], ARGV[1], 'EX', tonumber(ARGV[11]))
 return 1
 """
 
-# Keep a task's progress on the followed outcome (and on the latest, when it is the same one),
-# never recorded in the history nor notified. KEYS: 1 following, 2 latest. ARGV: 1 the followed
-# outcome's identity (as FINISH compares it), 2 the progress fields (JSON object).
-# Returns 1 when set, 0 when the followed outcome changed meanwhile.
-PROGRESS = """
-local function s(v) if v == nil or v == cjson.null then return '' end return tostring(v) end
-local function identity(o) return s(o.at)..'|'..s(o.status)..'|'..s(o.request_id)..'|'..s(o.to_version) end
-local fields = cjson.decode(ARGV[2])
-local written = 0
-for index, key in ipairs(KEYS) do
-  local raw = redis.call('GET', key)
-  if raw then
-    local o = cjson.decode(raw)
-    if identity(o) == ARGV[1] then
-      for name, value in pairs(fields) do o[name] = value end
-      redis.call('SET', key, cjson.encode(o))
-      if index == 1 then written = 1 end
-    end
-  end
-  if index == 1 and written == 0 then return 0 end
-end
-return written
-"""
-
 # Claim a campaign's digest of one day and queue it in the outbox, both or neither: one digest per
 # campaign per day however many ticks run, at once or later. KEYS: 1 the day's claim, 2 outbox.
 # ARGV: 1 the outbox entry JSON, 2 the claim's time to live (seconds). Returns 1 when claimed now.
