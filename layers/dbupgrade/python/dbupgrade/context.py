@@ -42,7 +42,9 @@ class Credentials(NamedTuple):
         return f"Credentials(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"
 
 
-@dataclass
+# eq=False: one context per invocation, never compared: identity is its equality (and a generated
+# __eq__ is cold-start time only).
+@dataclass(eq=False)
 class InvocationContext:
     """The FC invocation's context as the use case reads it, whichever FC version delivered it."""
 
