@@ -151,7 +151,9 @@ MAX_HOPS_VARIABLE = "DBUPGRADE_MAX_HOPS"
 DEFAULT_MAX_HOPS = 3
 
 
-@dataclass(frozen=True)
+# eq=False: a Config is read once per instance and never compared or hashed (its dict fields made it
+# unhashable anyway); generating __eq__ and __hash__ over its 21 fields cost cold-start time only.
+@dataclass(frozen=True, eq=False)
 class Config:
     """The function's settings, read once per instance from its environment (``Config.from_env``)."""
 

@@ -15,27 +15,36 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 # Without a context (CLI, tests) an invocation gets this budget: long enough for retries and a
 # reconciling describe, short enough that an orphaned idempotency lock frees itself soon.
 LOCAL_TIMEOUT_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """The access key (and STS token) an invocation's cloud calls sign with."""
+class Credentials(NamedTuple):
+    """The access key (and STS token) an invocation's cloud calls sign with.
+
+    A ``NamedTuple`` (immutable, compared and hashed by value): a frozen dataclass would exec its
+    generated methods at import, ~0.6 ms of every cold start (bench/NOTES.md).
+    """
 
     access_key_id: str
-    access_key_secret: str = field(repr=False)
-    security_token: str | None = field(default=None, repr=False)
+    access_key_secret: str
+    security_token: str | None = None
     # The account the credentials act in, when it is not the own one (a member's assumed role):
     # its calls are rate-limited in that account's buckets (``dbupgrade.ratelimit``).
     account_id: str | None = None
 
+    def __repr__(self) -> str:
+        # The secret and the token never show in a repr (a log line, a traceback's locals).
+        return f"Credentials(access_key_id={self.access_key_id!r}, account_id={self.account_id!r})"
 
-@dataclass
+
+# eq=False: one context per invocation, never compared: identity is its equality (and a generated
+# __eq__ is cold-start time only).
+@dataclass(eq=False)
 class InvocationContext:
     """The FC invocation's context as the use case reads it, whichever FC version delivered it."""
 

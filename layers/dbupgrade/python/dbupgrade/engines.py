@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 # The task and O&M-event actions both products name alike (API metadata, R-kvstore 2015-01-01 and Dds
@@ -31,14 +31,12 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
-# eq=False: the engines are the two singletons of ENGINES, so identity is their equality; a field-wise
-# __eq__ (and __hash__) over 46 fields would only cost cold-start time to generate (bench/NOTES.md).
-@dataclass(frozen=True, eq=False)
-class Engine:
+class Engine(NamedTuple):
     """One engine's API, endpoints, versions and statuses: what the use case reads instead of branching.
 
-    (Every dataclass on a function's import path carries a docstring: without one, ``@dataclass``
-    builds it from ``inspect.signature`` at import, ~0.5 ms for these 46 fields; bench/NOTES.md.)
+    A ``NamedTuple``, not a dataclass: the two engines are read-only records only ever read by
+    attribute, and ``@dataclass`` would exec its generated ``__init__``, ``__repr__`` and frozen
+    ``__setattr__``/``__delattr__`` for these 46 fields on every cold start (~2 ms; bench/NOTES.md).
     """
 
     name: str  # "redis" | "mongodb": the request's `engine` value
@@ -80,7 +78,7 @@ class Engine:
     # The list call once per entry: each lists a different kind of instance (Dds lists sharded
     # clusters only when asked for them), and items must carry these attribute values to count.
     list_variants: tuple[Mapping[str, str], ...] = ({},)
-    list_item_filter: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    list_item_filter: Mapping[str, frozenset[str]] = MappingProxyType({})
     # Upgrades stay inside one deployment mode (Redis); None: the engine has one mode.
     modes: DeploymentModes | None = None
     # A describe whose boolean answer gates any major upgrade (None: no such call).

@@ -55,8 +55,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from dbupgrade import __version__
@@ -96,9 +95,12 @@ IN_FLIGHT_RETRY_AFTER_SECONDS = 30
 BUSY_RETRY_AFTER_SECONDS = 60  # another task (a backup, a spec change) takes minutes
 
 
-@dataclass(frozen=True)
-class WebhookSettings:
-    """The webhook's own configuration, read once per instance."""
+class WebhookSettings(NamedTuple):
+    """The webhook's own configuration, read once per instance.
+
+    This and ``ItemReply`` are NamedTuples (immutable, compared by value): a frozen dataclass execs
+    its generated methods at import, ~0.5 ms each of every cold start (bench/NOTES.md).
+    """
 
     mode: AuthMode
     authenticator: Authenticator | None  # None: the mode needs a secret and none is set
@@ -126,8 +128,7 @@ class WebhookSettings:
         )
 
 
-@dataclass(frozen=True)
-class ItemReply:
+class ItemReply(NamedTuple):
     """The reply for one request object: an HTTP status and its JSON body."""
 
     status: int

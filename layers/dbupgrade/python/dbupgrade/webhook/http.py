@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:dbupgrade:problem:"
 MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH_ITEMS = 50
+# Both records are NamedTuples (immutable, compared by value): a frozen dataclass would exec its
+# generated methods at import, ~0.6 ms each of every cold start (bench/NOTES.md).
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """One HTTP request; header names are lower-case, several values of one header joined by ``,``."""
 
     method: str
     path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     body: bytes = b""
     query: str = ""
     # Set when the entry shape could not read the body (oversized, bad Content-Length): the app
@@ -36,13 +38,12 @@ class HttpRequest:
         return self.headers.get(name.lower())
 
 
-@dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(NamedTuple):
     """A reply as every HTTP adapter renders it (status, body, headers)."""
 
     status: int
     body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
 
     @property
     def status_line(self) -> str:
