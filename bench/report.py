@@ -161,8 +161,10 @@ def render(results: dict[str, Any]) -> str:
         "In-process FC 3.0 HTTP events (signed beforehand, a fresh instance each) -> reply, alternating "
         "with the raw calls the request cannot avoid on another fresh instance: `call_api` of the "
         "pre-check's reads (DescribeInstanceAttribute, DescribeEngineVersion), the backup gate's "
-        "DescribeBackups (the default fresh:24) and ModifyInstanceMajorVersion, one MNS publish (MNS "
-        "SDK), three Redis round trips (claim, record pipeline, complete).",
+        "DescribeBackups (the default fresh:24) and ModifyInstanceMajorVersion, one after the other "
+        "as the bare SDK makes them, one MNS publish (MNS SDK), three Redis round trips (claim, record "
+        "pipeline, complete). The function overlaps two of those reads: once the describe leaves the "
+        "upgrade possible, DescribeBackups runs on a worker thread beside DescribeEngineVersion.",
         "",
         "| | n | p50 (spread) | p99 |",
         "|---|---|---|---|",

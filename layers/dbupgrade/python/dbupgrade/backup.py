@@ -52,6 +52,19 @@ def parse_time(text: Any) -> datetime | None:
     return None
 
 
+def backups_query(
+    engine: Engine, instance_id: str, since: datetime, until: datetime, **filters: str
+) -> dict[str, str]:
+    """DescribeBackups' parameters for the sets started between ``since`` and ``until``."""
+    return {
+        engine.id_param: instance_id,
+        "StartTime": (since - timedelta(minutes=1)).strftime(QUERY_FORMAT),
+        "EndTime": (until + timedelta(minutes=1)).strftime(QUERY_FORMAT),
+        "PageSize": PAGE_SIZE,
+        **filters,
+    }
+
+
 def backup_sets(
     engine: Engine,
     call: Call,
@@ -61,14 +74,7 @@ def backup_sets(
     **filters: str,
 ) -> list[BackupSet]:
     """The sets started between ``since`` and ``until`` (minute precision, widened by one minute)."""
-    params = {
-        engine.id_param: instance_id,
-        "StartTime": (since - timedelta(minutes=1)).strftime(QUERY_FORMAT),
-        "EndTime": (until + timedelta(minutes=1)).strftime(QUERY_FORMAT),
-        "PageSize": PAGE_SIZE,
-        **filters,
-    }
-    body = call(engine.backups_action, params)
+    body = call(engine.backups_action, backups_query(engine, instance_id, since, until, **filters))
     return [
         BackupSet(
             str(item.get("BackupId")), str(item.get("BackupStatus")), parse_time(item.get("BackupEndTime"))

@@ -40,7 +40,11 @@ def _caller(upgrader: Upgrader, job: _Job) -> readiness.Call:
 
 
 def _assess(
-    upgrader: Upgrader, job: _Job, attributes: Mapping[str, Any] | None, checks: tuple[str, ...]
+    upgrader: Upgrader,
+    job: _Job,
+    attributes: Mapping[str, Any] | None,
+    checks: tuple[str, ...],
+    now: datetime | None = None,
 ) -> readiness.Readiness:
     config = upgrader.config
     target = job.request.target_version
@@ -54,7 +58,7 @@ def _assess(
         target,
         _caller(upgrader, job),
         region=job.region,
-        now=upgrader._now(),
+        now=upgrader._now() if now is None else now,
         policy=config.backup,
         effective=job.effective,
         window=config.window,
@@ -86,8 +90,13 @@ def preview(upgrader: Upgrader, job: _Job, verdict: Outcome) -> Outcome:
     return verdict
 
 
-def submission_readiness(upgrader: Upgrader, job: _Job, attributes: Mapping[str, Any]) -> readiness.Readiness:
-    return _assess(upgrader, job, attributes, readiness.SUBMISSION_CHECKS)
+def submission_readiness(
+    upgrader: Upgrader, job: _Job, attributes: Mapping[str, Any], now: datetime | None = None
+) -> readiness.Readiness:
+    """The checks before a submission at ``now`` (default: the clock's): the backup read, when the
+    gate is on, is the one the use case may have started ahead for that same ``now``
+    (``readiness.backup_read``), its answer taken where the check asks."""
+    return _assess(upgrader, job, attributes, readiness.SUBMISSION_CHECKS, now)
 
 
 def blocked(job: _Job, report: readiness.Readiness) -> Outcome:

@@ -240,18 +240,37 @@ def check_tasks(engine: Engine, call: Call, instance_id: str, now: datetime) -> 
     ]
 
 
+def backup_hours(policy: BackupPolicy) -> float | None:
+    """How far back the backup check looks for a finished backup; None when the gate is off."""
+    if policy.mode == "off":
+        return None
+    return policy.max_age_hours if policy.mode == "fresh" else 24.0
+
+
+def backup_read(
+    engine: Engine, instance_id: str, policy: BackupPolicy, now: datetime
+) -> tuple[str, dict[str, str]] | None:
+    """The one call ``check_backup`` makes at ``now`` (action, parameters), for a caller that starts
+    it ahead of the check (the use case, beside the offered-versions reads); None when the gate is off."""
+    hours = backup_hours(policy)
+    if hours is None:
+        return None
+    query = backup.backups_query(engine, instance_id, now - timedelta(hours=hours), now)
+    return engine.backups_action, query
+
+
 def check_backup(
     engine: Engine, call: Call, instance_id: str, policy: BackupPolicy, now: datetime
 ) -> tuple[list[Finding], backup.BackupSet | None, bool]:
     """The findings, the fresh backup found (if any) and whether the gate takes a new one."""
     source = engine.backups_action
-    if policy.mode == "off":
+    hours = backup_hours(policy)
+    if hours is None:
         return (
             [Finding("backup", "info", "DBUPGRADE_BACKUP", "off: no backup is required or taken")],
             None,
             False,
         )
-    hours = policy.max_age_hours if policy.mode == "fresh" else 24.0
     fresh = backup.fresh_backup(engine, call, instance_id, now, hours)
     needed = backup.needs_new_backup(policy, fresh)
     if fresh is not None and not needed:

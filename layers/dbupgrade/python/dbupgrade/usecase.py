@@ -27,16 +27,18 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from dbupgrade import clock, gate, hops
+from dbupgrade import clock, gate, hops, readiness
 from dbupgrade.accounts import MemberCredentials
 from dbupgrade.cloudapi import CloudApi, CloudError, RetryPolicy
 from dbupgrade.config import Config
@@ -66,6 +68,14 @@ OUTBOX_BATCH = 100  # outbox entries one claim-and-publish pass takes before loo
 # entries: small enough that a batch's publishes end well within the entries' grace, so a drain
 # never takes an entry its writer is still publishing.
 FINISH_BATCH = 200
+# Threads that make a request's read early, beside the read before it (the backup gate's
+# DescribeBackups beside the offered-versions reads): one a request at a time, a few requests at
+# once in an instance that serves several (FC instance concurrency, the local server).
+EARLY_READ_WORKERS = 4
+_early_pool: Executor | None = None
+_early_pool_lock = threading.Lock()
+
+ReadKey = tuple[str, tuple[tuple[str, str], ...]]  # a read's action and parameters, as ``_call`` asks it
 
 
 class _Unremembered(Exception):
@@ -94,7 +104,11 @@ class _Job:
     # The request's answers of the offered-versions reads, by (action, params): the pre-check and the
     # readiness report ask the same ones (DescribeEngineVersion, DescribeAvailableEngineVersion)
     # within milliseconds. Describes are never kept: a reconciliation must see the instance anew.
-    reads: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = field(default_factory=dict)
+    reads: dict[ReadKey, dict[str, Any]] = field(default_factory=dict)
+    # Reads started before their step on a worker thread (``Upgrader._read_early``): the step's call
+    # takes the answer, or the error, where it would have called. A request that ends without
+    # one waits for it and drops it (``_drop_early``).
+    early: dict[ReadKey, Future[dict[str, Any]]] = field(default_factory=dict)
     # Inside the idempotent section: the published outbox entries whose removal rides on the
     # idempotency completion write (one round trip for both); None: removed at once.
     settle: list[str] | None = None
@@ -689,6 +703,14 @@ class Upgrader:
 
         ``held_read``: the claim, already read in this request's first round trip;
         ``reads_reserved``: the pre-check reads' tokens, already reserved in it."""
+        try:
+            return self._decide(job, submit=submit, held_read=held_read, reads_reserved=reads_reserved)
+        finally:
+            _drop_early(job)
+
+    def _decide(
+        self, job: _Job, *, submit: bool, held_read: Sequence[Claim | None], reads_reserved: bool
+    ) -> _Verdict:
         if submit:
             if held_read:
                 held = held_read[0]
@@ -698,9 +720,20 @@ class Upgrader:
                 return self._claimed(job, held), None
             if not reads_reserved:
                 self._reserve_reads(job)
+        now: datetime | None = None  # the backup gate's, when its read was started early
         try:
             attributes, describe_id = self._describe(job)
-            verdict = self._precheck(job, attributes, describe_id) if attributes is not None else None
+            verdict = None if attributes is None else self._ruled_out(job, attributes, describe_id)
+            if attributes is not None and verdict is None:
+                if submit:
+                    # The describe leaves the upgrade possible: the backup gate's read (when the
+                    # gate is on) no longer waits for the offered-versions reads' answers.
+                    now = self._now()
+                    policy = self.config.backup
+                    self._read_early(
+                        job, readiness.backup_read(job.engine, job.request.instance_id, policy, now)
+                    )
+                verdict = self._offered_verdict(job, attributes, describe_id)
         except CloudError as error:
             return self._cloud_failure(job, error), None
         if attributes is None:
@@ -722,7 +755,7 @@ class Upgrader:
                 "submitted", from_version=from_version, reason="dry_run", message="would submit"
             )
             return (hops.as_hop(preview, path, 1) if path else preview), None
-        report = gate.submission_readiness(self, job, attributes)  # the backup read: fails closed
+        report = gate.submission_readiness(self, job, attributes, now)  # the backup read: fails closed
         if report.verdict == "blocked":
             unread = report.only_unread()  # throttled, down or denied: come back, not a verdict
             if unread is None:
@@ -828,24 +861,50 @@ class Upgrader:
 
     def _call(self, job: _Job, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """One of the job's cloud calls: its engine, region and credentials, retried until its deadline.
-        An offered-versions read is asked once per request (``_Job.reads``); anything else goes out."""
-        key = (action, tuple(sorted((k, str(v)) for k, v in params.items())))
+        An offered-versions read is asked once per request (``_Job.reads``); a read started early
+        (``_read_early``) answers with its body or raises its error; anything else goes out."""
+        key = _read_key(action, params)
         if key in job.reads:
             return job.reads[key]
+        started = job.early.pop(key, None)
+        if started is not None:
+            return started.result()  # bounded: the call keeps to the invocation's deadline
         # Only the first call's token is held: a resubmission takes its own.
-        due = job.tokens_due.pop(action, None)
-        body = self.cloud.call_with_retries(
+        body = self._send(job, action, params, job.tokens_due.pop(action, None))
+        if action in (job.engine.gate_action, job.engine.available_action):
+            job.reads[key] = body
+        return body
+
+    def _send(
+        self, job: _Job, action: str, params: Mapping[str, str], token_due: float | None
+    ) -> dict[str, Any]:
+        return self.cloud.call_with_retries(
             job.engine,
             job.region,
             action,
             params,
             job.credentials,
             deadline=job.context.deadline,
-            token_due=due,
+            token_due=token_due,
         )
-        if action in (job.engine.gate_action, job.engine.available_action):
-            job.reads[key] = body
-        return body
+
+    def _read_early(self, job: _Job, read: tuple[str, dict[str, str]] | None) -> None:
+        """Start ``read`` (action, parameters: what a later step's ``_call`` will ask) on a worker
+        thread now, through the same call as the step's own: its reserved token, retries and
+        deadline, the invocation's log keys. Nothing for None (the step makes no call).
+
+        Thread-safe as used: the worker touches no job state (the token is taken from
+        ``tokens_due`` here, and a backup read is not kept in ``reads``); the tea-openapi client
+        is read-only per call and its ``requests`` session sends through urllib3's thread-safe
+        pool; the client cache, the retry jitter and the rate limiter take their own locks."""
+        if read is None:
+            return
+        action, params = read
+        due = job.tokens_due.pop(action, None)
+        run = contextvars.copy_context().run  # the invocation's and request's log keys
+        job.early[_read_key(action, params)] = _early_executor().submit(
+            run, self._send, job, action, params, due
+        )
 
     def _describe(self, job: _Job) -> tuple[dict[str, Any] | None, str | None]:
         engine = job.engine
@@ -856,6 +915,13 @@ class Upgrader:
         return (items[0] if items else None), body.get("RequestId")
 
     def _precheck(self, job: _Job, attributes: Mapping[str, Any], describe_id: str | None) -> Outcome | None:
+        """The pre-check's verdict: the describe's state rules, then the offered-versions reads."""
+        return self._ruled_out(job, attributes, describe_id) or self._offered_verdict(
+            job, attributes, describe_id
+        )
+
+    def _ruled_out(self, job: _Job, attributes: Mapping[str, Any], describe_id: str | None) -> Outcome | None:
+        """The describe's state rules (no call): upgrading, at the target, not ready, a downgrade, the mode."""
         engine, target = job.engine, job.request.target_version
         status = str(attributes.get(engine.status_key))
         current = str(attributes.get(engine.version_key))
@@ -909,6 +975,14 @@ class Upgrader:
                     ),
                     **common,
                 )
+        return None
+
+    def _offered_verdict(
+        self, job: _Job, attributes: Mapping[str, Any], describe_id: str | None
+    ) -> Outcome | None:
+        """The offered-versions reads' verdict (DescribeEngineVersion, DescribeAvailableEngineVersion)."""
+        engine, target = job.engine, job.request.target_version
+        current = str(attributes.get(engine.version_key))
         if engine.gate_action:
             body = self._call(job, engine.gate_action, {engine.id_param: job.request.instance_id})
             if api_bool(body.get(engine.gate_key)) is False:
@@ -1201,6 +1275,30 @@ class Upgrader:
             if not batch or len(items) >= total or len(batch) < engine.list_page_size:
                 return items
             page += 1
+
+
+def _read_key(action: str, params: Mapping[str, str]) -> ReadKey:
+    return action, tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def _early_executor() -> Executor:
+    """The early reads' threads, started on the first early read: a cold start does not pay for them."""
+    global _early_pool
+    with _early_pool_lock:
+        if _early_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _early_pool = ThreadPoolExecutor(EARLY_READ_WORKERS, thread_name_prefix="dbupgrade-early-read")
+        return _early_pool
+
+
+def _drop_early(job: _Job) -> None:
+    """The reads started early that the request ended without (refused before the backup gate, a
+    failed offered-versions read): waited for, within the invocation's deadline, so none outlives
+    the invocation or logs into the next; their answers and errors dropped."""
+    while job.early:
+        _, started = job.early.popitem()
+        wait([started], timeout=max(0.0, job.context.deadline - time.monotonic()))
 
 
 def _version_order(version: str) -> tuple[int, ...]:
