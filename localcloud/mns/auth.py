@@ -19,6 +19,7 @@ import hmac
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 from localcloud.accounts import Accounts, Credential, TokenError
 from localcloud.mns import exceptions
@@ -30,28 +31,34 @@ MAX_CLOCK_SKEW_SECONDS = 15 * 60
 
 def string_to_sign(method: str, headers: Mapping[str, str], raw_target: str) -> str:
     """What the client signed; ``headers`` is case-insensitive (aiohttp's CIMultiDict)."""
-    mns_headers = sorted(
-        (name.lower(), value) for name, value in headers.items() if name.lower().startswith("x-mns-")
+    mns_headers = []
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered.startswith("x-mns-"):
+            mns_headers.append((lowered, value))
+    mns_headers.sort()
+    canonical_headers = "".join([f"{name}:{value}\n" for name, value in mns_headers])
+    return (
+        f"{method}\n{headers.get('Content-MD5', '')}\n{headers.get('Content-Type', '')}\n"
+        f"{headers.get('Date', '')}\n{canonical_headers}{raw_target}"
     )
-    canonical_headers = "".join(f"{name}:{value}\n" for name, value in mns_headers)
-    signed = [
-        method,
-        headers.get("Content-MD5", ""),
-        headers.get("Content-Type", ""),
-        headers.get("Date", ""),
-    ]
-    return "\n".join(signed) + "\n" + canonical_headers + raw_target
 
 
 def sign(secret: str, text: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha1).digest()).decode()
+    return base64.b64encode(hmac.digest(secret.encode(), text.encode(), "sha1")).decode()
+
+
+@lru_cache(maxsize=64)
+def _signed_at(value: str) -> float:
+    """Epoch seconds of a Date header; cached, as a client's requests within a second carry the same one."""
+    return parsedate_to_datetime(value).timestamp()
 
 
 def _check_date(value: str | None) -> None:
     if not value:
         raise exceptions.MissingDateHeader()
     try:
-        signed_at = parsedate_to_datetime(value).timestamp()
+        signed_at = _signed_at(value)
     except (TypeError, ValueError) as exc:
         raise exceptions.InvalidDateHeader() from exc
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW_SECONDS:
@@ -62,12 +69,10 @@ def _check_content_md5(value: str | None, body: bytes) -> None:
     """The Python SDK sends base64 of the *hex* MD5; base64 of the raw digest (RFC 1864) is also taken."""
     if value is None:
         return
-    hex_digest = hashlib.md5(body).hexdigest()  # noqa: S324 - a checksum the protocol defines, not security
-    accepted = (
-        base64.b64encode(hex_digest.encode()).decode(),
-        base64.b64encode(bytes.fromhex(hex_digest)).decode(),
-    )
-    if value not in accepted:
+    digest = hashlib.md5(body)  # noqa: S324 - a checksum the protocol defines, not security
+    if value == base64.b64encode(digest.hexdigest().encode()).decode():
+        return
+    if value != base64.b64encode(digest.digest()).decode():
         raise exceptions.InvalidDigest()
 
 

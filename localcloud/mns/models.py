@@ -410,9 +410,11 @@ class MnsBackend:
                 dict(user_properties or {}),
             )
             topic.message_count += 1
+            delivered = False
             for sub in topic.subscriptions:
                 if sub.filter_tag and sub.filter_tag != tag:
                     continue
+                delivered = True
                 if isinstance(sub, TopicToQueue):
                     queue_body = formats.queue_body(msg, sub.format, sub.name, owner)
                     self.queue(sub.queue).send(queue_body, 0, None, owner, now)
@@ -420,7 +422,8 @@ class MnsBackend:
                 else:
                     payload = formats.function_event(msg, sub.format, sub.name, owner)
                     self._topic_pushes.append(_TopicPush(sub, topic_name, msg.message_id, payload, now))
-        self._kick()
+        if delivered:  # a message no subscription took leaves nothing for a tick to push
+            self._kick()
         return msg
 
     def send(

@@ -384,7 +384,6 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
     backend: MnsBackend = cloud.mns
     backend.attach(asyncio.get_running_loop())
     request_id = new_request_id()
-    host_id = f"{request.scheme}://{request.host}"
     body = await request.read()
     raw_target = request.raw_path
     parts = [p for p in request.path.split("/") if p]
@@ -411,6 +410,7 @@ async def handle(cloud: Any, request: web.Request) -> web.StreamResponse:
         reply = await handler(call)
         status, payload, code = reply.status, reply.body, None
     except exceptions.MnsError as exc:
+        host_id = f"{request.scheme}://{request.host}"  # named only by an error body
         status, payload, code = exc.status, exc.render(request_id, host_id), exc.code
     _record(cloud, action, call.params, status, code, request_id, access_key_id, fault)
     if fault == "lost_reply":

@@ -342,6 +342,31 @@ def test_signed_x_mns_security_token_is_accepted(lc: RunningServer) -> None:
     assert status == 200 and "<QueueName>work</QueueName>" in body
 
 
+def test_content_md5_of_the_hex_or_the_raw_digest_is_taken_and_a_wrong_one_refused(lc: RunningServer) -> None:
+    """The SDK signs base64 of the hex MD5; RFC 1864's base64 of the raw digest is taken too."""
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    empty = hashlib.md5(b"")  # noqa: S324 - the checksum under test
+    wrong = hashlib.md5(b"another body")  # noqa: S324
+
+    def get_with(content_md5: str) -> tuple[int, str, dict[str, str]]:
+        to_sign = f"GET\n{content_md5}\n\n{date}\nx-mns-version:2015-06-06\n/queues/work"
+        digest = hmac.new(AK_SECRET.encode(), to_sign.encode(), hashlib.sha1).digest()
+        headers = {
+            "Date": date,
+            "Content-MD5": content_md5,
+            "x-mns-version": "2015-06-06",
+            "Authorization": f"MNS {AK_ID}:{base64.b64encode(digest).decode()}",
+        }
+        return _raw_request(lc, headers, "/queues/work")
+
+    hex_form = get_with(base64.b64encode(empty.hexdigest().encode()).decode())
+    raw_form = get_with(base64.b64encode(empty.digest()).decode())
+    refused = get_with(base64.b64encode(wrong.hexdigest().encode()).decode())
+
+    assert hex_form[0] == raw_form[0] == 200
+    assert refused[0] == 400 and "<Code>InvalidDegist</Code>" in refused[1]
+
+
 # ---- faults and state -----------------------------------------------------------------------------
 
 
