@@ -974,6 +974,13 @@ class World:
         calls = get_json(self.lc.url + "/_localcloud/calls")["calls"]
         return [c for c in calls if c["product"] in ("r-kvstore", "dds")]
 
+    def wait_in_flight(self, action: str, timeout: float = 10.0) -> None:
+        """Block until localcloud is serving an ``action`` call (received, not yet answered)."""
+        deadline = time.monotonic() + timeout
+        while not get_json(f"{self.lc.url}/_localcloud/calls?action={action}&in_flight=1")["calls"]:
+            assert time.monotonic() < deadline, f"no {action} in flight within {timeout} s"
+            time.sleep(0.01)
+
     def processed_upgrades(self) -> list[dict[str, Any]]:
         return [
             c

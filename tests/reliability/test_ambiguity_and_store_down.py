@@ -92,7 +92,7 @@ def test_the_store_dying_during_the_upgrade_call_still_ends_in_one_recorded_and_
         target=lambda: first.update(reply=world.post(app, REDIS_TARGET, "msg_dies", timeout))
     )
     sender.start()
-    time.sleep(0.3)  # the describe is done; the upgrade call is on the wire
+    world.wait_in_flight("ModifyInstanceMajorVersion")  # the upgrade call is on the wire
     world.store.stop()
     sender.join()
     world.store.start()
@@ -117,7 +117,7 @@ def test_a_rollout_message_found_in_flight_fails_the_invocation_for_redelivery(w
     event = rollout_event(REDIS_TARGET, "0000000B-FLIGHT-0000-0000-000000000000")
     first = threading.Thread(target=rollout.handler, args=(event, fc_context("rollout", 60)))
     first.start()
-    time.sleep(0.3)
+    world.wait_in_flight("ModifyInstanceMajorVersion")
 
     with pytest.raises(RedeliveryNeeded):  # MNS delivered the same message twice at once
         rollout.handler(event, fc_context("rollout", 60))
