@@ -13,9 +13,8 @@ Every function takes ``call(action, params) -> body`` (the caller's retried clou
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from dbupgrade.config import BackupPolicy
 from dbupgrade.engines import Engine, dig
@@ -31,8 +30,7 @@ PAGE_SIZE = "30"  # the default page of both products: more backups than that in
 SUCCESS = "Success"  # DescribeBackups BackupStatus: Success / Failed (API metadata)
 
 
-@dataclass(frozen=True)
-class BackupSet:
+class BackupSet(NamedTuple):
     """One finished backup set as DescribeBackups lists it."""
 
     backup_id: str
@@ -107,8 +105,7 @@ def start_backup(engine: Engine, call: Call, instance_id: str) -> str:
     return str(body.get(engine.backup_created_key) or "")
 
 
-@dataclass(frozen=True)
-class BackupState:
+class BackupState(NamedTuple):
     """What became of a started backup: ``done`` (its set's id), ``failed`` (why) or still running."""
 
     done: bool = False

@@ -24,8 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from dbupgrade.config import Config
 from dbupgrade.context import Credentials
@@ -229,8 +228,7 @@ class CloudError(Exception):
         return f"{text} ({self.code})"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Capped exponential backoff with full jitter ("Exponential Backoff And Jitter", AWS, 2015)."""
 
     base_seconds: float = 0.2

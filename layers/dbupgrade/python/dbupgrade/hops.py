@@ -112,7 +112,7 @@ def as_hop(outcome: Outcome, path: list[str], hop: int) -> Outcome:
     return replace(outcome, to_version=path[-1], hop=hop, hops=hops, path=list(path), message=message)
 
 
-@dataclass
+@dataclass(eq=False)  # changed in place as the chain goes; never compared: no generated __eq__ to build
 class Chain:
     """A multi-hop upgrade's checkpoint (``Store.save_chain``): where it is and who holds the claim."""
 
@@ -295,7 +295,7 @@ class Chains:
         seconds = claim_seconds(engine.stuck_after_seconds, chain.effective)
         # The job's claim, as the first hop's request took it: the whole chain holds the instance
         # for the chain's target, not for the hop in hand (which is what the job's request names).
-        claim = replace(job.claim(now.strftime(TIME_FORMAT)), to_version=chain.target)
+        claim = job.claim(now.strftime(TIME_FORMAT))._replace(to_version=chain.target)
         held = store.claim(claim, seconds)
         if held is not None:
             why = f"another request holds the instance ({held.to_version}, {held.source})"

@@ -43,8 +43,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from dbupgrade.errors import ConfigError
 from dbupgrade.logging import logger
@@ -67,8 +67,7 @@ FLOOR_FRACTION = 1 / 4
 NO_REGION = "-"  # the bucket of a call made without a region (none of dbupgrade's today)
 
 
-@dataclass(frozen=True)
-class Quota:
+class Quota(NamedTuple):
     """``calls`` per ``period_seconds``, per (account, region, action): the published notation
     ``1000/60(s)`` is ``Quota(1000, 60)`` (https://help.aliyun.com/en/openapi/throttling-and-quota-management:
     "200/60 s - the API can be called up to 200 times per minute")."""
@@ -140,14 +139,16 @@ class RateLimited(Exception):
         self.wait_seconds = wait_seconds
 
 
-@dataclass(frozen=True)
-class RateLimits:
+class RateLimits(NamedTuple):
     """Calls per second of each action: the operator's (``DBUPGRADE_RATE_LIMITS``: per action, and
-    ``default`` for the rest) over the published quotas (``quotas``), over ``ASSUMED_QUOTA``."""
+    ``default`` for the rest) over the published quotas (``quotas``), over ``ASSUMED_QUOTA``.
 
-    per_action: Mapping[str, float] = field(default_factory=dict)
+    A NamedTuple, not a frozen dataclass, for the functions' cold start (bench/NOTES.md); its
+    default ``per_action`` is read-only, as every instance shares it."""
+
+    per_action: Mapping[str, float] = MappingProxyType({})
     default: float | None = None
-    quotas: Mapping[tuple[str, str], Quota] = field(default_factory=lambda: PUBLISHED_QUOTAS)
+    quotas: Mapping[tuple[str, str], Quota] = PUBLISHED_QUOTAS
 
     def ceiling(self, action: str, product: str = "") -> float:
         if action in self.per_action:

@@ -33,9 +33,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from dbupgrade import backup, runbook
 from dbupgrade.cloudapi import CloudError
@@ -70,8 +69,7 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # DescribeHistoryTasks FromStartTime / ToSta
 WORST_FIRST: tuple[Grade, ...] = ("block", "warn", "info", "ok")
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     """One readiness check's grade, where it was read, and why."""
 
     check: str  # one of ALL_CHECKS
@@ -83,9 +81,16 @@ class Finding:
         return f"[{self.grade}] {self.check} ({self.source}): {self.message}"
 
 
-@dataclass(frozen=True)
-class Readiness:
-    """An instance's readiness report for one target version: its findings and the backup gate's view."""
+# A report's value, what it is compared and hashed by, is its first five fields (instance_id ..
+# findings): the gate's view and the unread errors are not part of it.
+_COMPARED = 5
+
+
+class Readiness(NamedTuple):
+    """An instance's readiness report for one target version: its findings and the backup gate's view.
+
+    A NamedTuple, not a frozen dataclass, for the functions' cold start (bench/NOTES.md): compared
+    and hashed by its value (``_COMPARED``); its repr leaves out the unread errors."""
 
     instance_id: str
     engine: str
@@ -93,11 +98,28 @@ class Readiness:
     from_version: str | None = None
     findings: tuple[Finding, ...] = ()
     # The gate's view: a finished backup recent enough (its id), and whether a new one is needed.
-    fresh_backup_id: str | None = field(default=None, compare=False)
-    needs_backup: bool = field(default=False, compare=False)
+    fresh_backup_id: str | None = None
+    needs_backup: bool = False
     # Why each check that could not be read failed: a request blocked only by these is told to come
     # back (a throttled or denied read is not the instance's verdict), never rejected for good.
-    unread: tuple[CloudError, ...] = field(default=(), compare=False, repr=False)
+    unread: tuple[CloudError, ...] = ()
+
+    # Not NotImplemented for another type: tuple's reflected comparison would then equal a report
+    # to a plain tuple of its fields.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Readiness) and self[:_COMPARED] == other[:_COMPARED]
+
+    def __ne__(self, other: object) -> bool:  # tuple's own would compare every field
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:_COMPARED])
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self._fields[:-1], self[:-1], strict=True)
+        )
+        return f"Readiness({shown})"
 
     @property
     def verdict(self) -> Verdict:
@@ -127,7 +149,7 @@ class Readiness:
             "engine": self.engine,
             "from_version": self.from_version,
             "to_version": self.to_version,
-            "findings": [asdict(finding) for finding in ordered],
+            "findings": [finding._asdict() for finding in ordered],
         }
 
 

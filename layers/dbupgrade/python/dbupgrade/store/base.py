@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from dbupgrade.errors import StoreUnavailable
 from dbupgrade.model import IN_FLIGHT_STATUSES, Outcome
@@ -24,16 +23,14 @@ class Locked(RuntimeError):
     """The lock is held by someone else (and waiting for it, if asked, did not get it)."""
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(NamedTuple):
     """What ``Store.finish`` did."""
 
     written: bool  # False: the tracker's followed outcome changed meanwhile, nothing was written
     entry: str | None = None  # the outbox entry written with it (for ``outbox_done``/``outbox_due``)
 
 
-@dataclass(frozen=True)
-class Finishing:
+class Finishing(NamedTuple):
     """One of the outcomes ``Store.finish_many`` writes: ``Store.finish``'s arguments."""
 
     outcome: Outcome

@@ -17,8 +17,7 @@ request named the own account (the use case passes None for it).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 # The longest a maintenance-window booking waits for its window: the window is daily.
 WINDOW_WAIT_SECONDS = 24 * 3600
@@ -49,9 +48,11 @@ def claim_identity(instance_id: str, account_id: str | None) -> str:
     return f"{account_id}:{instance_id}" if account_id else instance_id
 
 
-@dataclass(frozen=True)
-class Claim:
-    """An instance's upgrade claim: who holds it, for which target, and whether the API accepted it yet."""
+class Claim(NamedTuple):
+    """An instance's upgrade claim: who holds it, for which target, and whether the API accepted it yet.
+
+    A NamedTuple, not a frozen dataclass, for the functions' cold start (bench/NOTES.md): immutable,
+    compared and hashed by value; stored as the JSON object of its fields (``to_json``)."""
 
     instance_id: str
     to_version: str
@@ -70,26 +71,25 @@ class Claim:
         return claim_identity(self.instance_id, self.account_id)
 
     def accepted(self, request_id: str | None) -> Claim:
-        return replace(self, request_id=request_id, state="accepted")
+        return self._replace(request_id=request_id, state="accepted")
 
     def pointer(self) -> dict[str, Any]:
         """What an outcome says of the upgrade it waits for (``Outcome.upgrade``)."""
-        fields = asdict(self)
+        fields = self._asdict()
         fields.pop("owner")
         fields.pop("instance_id")
         return fields
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self._asdict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Claim:
         data = json.loads(raw)
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return cls(**{k: v for k, v in data.items() if k in cls._fields})
 
 
-@dataclass(frozen=True)
-class ClaimChange:
+class ClaimChange(NamedTuple):
     """What the finishing write does to the instance's claim."""
 
     action: Literal["accept", "release", "release_version"]
