@@ -364,19 +364,17 @@ class Tracker:
             # tokens) go on while this one is concluded and recorded (mostly CPU: verdicts, the
             # MNS SDK's publishes), so a tick takes about the longer of the two a chunk, not the sum.
             # The shards' locks outlive the reads: the executors shut down (waiting) before ``held``.
-            ahead: _ChunkReads | None = None
+            current = start_reads(chunks[0]) if chunks and not _out_of_time(ctx) else None
             for number, chunk in enumerate(chunks):
-                if _out_of_time(ctx):
-                    # A read started ahead for this chunk is left unused: its shards are checked
-                    # by the next tick, as those not read at all.
+                if current is not None:  # waited for first: the deadline is judged with the read in
+                    watches, marks = current.watches.result()
+                    progress_of = current.tasks.result()
+                if current is None or _out_of_time(ctx):
+                    # A chunk read (ahead) but with no time left to conclude it is checked by the
+                    # next tick, as those not read at all.
                     unchecked += [shard for rest in chunks[number:] for shard in rest]
                     break
-                current = ahead or start_reads(chunk)
-                ahead = None
-                watches, marks = current.watches.result()
-                progress_of = current.tasks.result()
-                if number + 1 < len(chunks) and not _out_of_time(ctx):
-                    ahead = start_reads(chunks[number + 1])
+                current = start_reads(chunks[number + 1]) if number + 1 < len(chunks) else None
                 by_shard: dict[int, list[_Watch]] = {}
                 for watch in watches:
                     by_shard.setdefault(shard_of(watch.latest.instance_id), []).append(watch)
