@@ -98,11 +98,12 @@ def test_a_tick_cut_short_shows_the_shards_it_checked_and_nothing_goes_back(
 ) -> None:
     fleet = started_and_submitted(make_fleet, "short", INSTANCES)
     fleet.post("/_localcloud/clock", {"advance": UPGRADE_SECONDS + 1})  # every upgrade is over
-    # One shard a chunk: each chunk is one list read of its shard's instances.
+    # One shard a chunk: each chunk is one list read of its shard's instances. A tick reads the next
+    # chunk while it checks one: cut short after k + 1 reads, it checked k shards (and left the last).
     tracker = Tracker(fleet.tracker, TrackerSettings(chunk_targets=1))
     half = TRACKER_SHARDS // 2
 
-    first = tracker.tick(times_out_after(fleet, reads=half))
+    first = tracker.tick(times_out_after(fleet, reads=half + 1))
 
     assert first["rollouts"] == [{"rollout_id": "short", "skipped": True}]  # no time for its round
     seen = {t["instance_id"] for t in first["transitions"] if t["status"] == "completed"}
@@ -113,7 +114,7 @@ def test_a_tick_cut_short_shows_the_shards_it_checked_and_nothing_goes_back(
         assert status["done"] == len(seen)
 
     # The next tick starts with the shards the first left, and is cut short one shard before their end.
-    second = tracker.tick(times_out_after(fleet, reads=half - 1))
+    second = tracker.tick(times_out_after(fleet, reads=half))
 
     assert second["rollouts"] == [{"rollout_id": "short", "skipped": True}]
     seen_next = {t["instance_id"] for t in second["transitions"] if t["status"] == "completed"}

@@ -46,25 +46,39 @@ def read_instances(fleet: Fleet, since: int) -> Counter[str]:
     return asked
 
 
+def list_reads(fleet: Fleet, since: int) -> list[frozenset[str]]:
+    """The instances each list read (after the first ``since``) asked for, in order."""
+    return [
+        frozenset(call["params"]["InstanceIds"].split(","))
+        for call in fleet.calls(action="DescribeInstances")[since:]
+    ]
+
+
 def test_two_ticks_cut_short_check_every_shard_once(make_fleet: Callable[..., Fleet]) -> None:
     fleet = make_fleet([redis_instance(i) for i in INSTANCES])
     for instance in INSTANCES:
         fleet.worker.run(parse_request({"instance_id": instance, "target_version": "7.0"}, source="cli"))
     before = len(fleet.calls(action="DescribeInstances"))
-    # One shard a chunk: each chunk is one list read of its shard's two instances.
+    # One shard a chunk: each chunk is one list read of its shard's two instances. A tick reads the
+    # next chunk while it checks one: cut short after half + 1 reads, it checked half the shards
+    # and read one more ahead, which it leaves unchecked.
     tracker = Tracker(fleet.tracker, TrackerSettings(chunk_targets=1))
     half = TRACKER_SHARDS // 2
 
-    first = tracker.tick(cut_short(fleet, reads=half))
-    after_first = read_instances(fleet, before)
-    second = tracker.tick(cut_short(fleet, reads=half))
+    first = tracker.tick(cut_short(fleet, reads=half + 1))
+    first_reads = list_reads(fleet, before)
+    second = tracker.tick(cut_short(fleet, reads=half + 1))
+    second_reads = list_reads(fleet, before)[len(first_reads) :]
 
     assert first["checked"] == second["checked"] == half * PER_SHARD
     assert first["unchecked"] == second["unchecked"] == half * PER_SHARD
-    # The second tick started with the shards the first left: together, each instance read once.
-    asked = read_instances(fleet, before)
-    assert asked == Counter(dict.fromkeys(INSTANCES, 1))
-    assert {shard_of(i) for i in after_first}.isdisjoint({shard_of(i) for i in asked - after_first})
+    assert len(first_reads) == len(second_reads) == half + 1
+    # The second tick started with the shard the first read ahead and left: together, the shards
+    # the two ticks checked are every shard, each once.
+    assert second_reads[0] == first_reads[-1]
+    checked = first_reads[:half] + second_reads[:half]
+    assert sorted(i for read in checked for i in read) == INSTANCES
+    assert len({frozenset(shard_of(i) for i in read) for read in checked}) == TRACKER_SHARDS
     # And the cursor came round: a third tick cut short starts again with the first tick's shards.
-    tracker.tick(cut_short(fleet, reads=half))
-    assert read_instances(fleet, before) - asked == after_first
+    tracker.tick(cut_short(fleet, reads=half + 1))
+    assert list_reads(fleet, before)[len(first_reads) + len(second_reads) :] == first_reads

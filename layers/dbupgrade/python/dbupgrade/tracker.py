@@ -66,15 +66,16 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dbupgrade import clock, gate, progress
 from dbupgrade.cloudapi import CloudError
@@ -248,6 +249,13 @@ class _Marks:
             self.new.append(upgrade)
 
 
+class _ChunkReads(NamedTuple):
+    """A chunk's reads under way: the task reads, and the instance reads with their running marks."""
+
+    tasks: Future[dict[str, dict[str, Any]]]
+    watches: Future[tuple[list[_Watch], _Marks]]
+
+
 class Tracker:
     """One tick at a time: ``tick`` (see the module docstring)."""
 
@@ -299,9 +307,10 @@ class Tracker:
         round does not).
 
         Shards go in a fixed rotation starting at the store's cursor, ``settings.chunk_targets``
-        upgrades at a time (each chunk's list reads and task reads at once), until the checks must
-        stop: the cursor then moves to the first shard this tick left unchecked, so the next tick
-        starts there and no shard is starved by ticks cut short. The shards' locks expire
+        upgrades at a time (each chunk's list reads and task reads at once, and the next chunk's
+        reads while this one is concluded), until the checks must stop: the cursor then moves to the
+        first shard this tick left unchecked (a chunk read ahead but not concluded counts as
+        unchecked), so the next tick starts there and no shard is starved by ticks cut short. The shards' locks expire
         ``LOCK_MARGIN_SECONDS`` after the checks must stop, well before the invocation's deadline:
         a tick killed at its timeout leaves no lock for the next one to wait on.
         """
@@ -325,6 +334,7 @@ class Tracker:
         with (
             ExitStack() as held,
             ThreadPoolExecutor(1, thread_name_prefix="tracker-tasks") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="tracker-reads") as reading,
             ThreadPoolExecutor(CONCLUDE_CONCURRENCY, thread_name_prefix="tracker-conclude") as concluding,
         ):
             mine: list[int] = []
@@ -339,17 +349,32 @@ class Tracker:
                     continue  # another tick is checking that shard right now
                 mine.append(shard)
             chunks = list(_chunks(mine, shards, self.settings.chunk_targets))
-            for number, chunk in enumerate(chunks):
-                if _out_of_time(ctx):
-                    unchecked += [shard for rest in chunks[number:] for shard in rest]
-                    break
-                outcomes = [o for shard in chunk for o in shards[shard]]
+
+            def start_reads(chunk: list[int]) -> _ChunkReads:
                 # The task reads (DescribeHistoryTasks) and the instance reads (the list APIs) are
                 # paced by separate rate limits: run at once, a chunk takes the longer, not the sum.
-                tasks = pool.submit(progress.read, self.upgrader, outcomes, checks_ctx, now)
-                watches = self._reads(outcomes, ctx, stop_at)
-                marks = self._marks(watches)
-                progress_of = tasks.result()
+                outcomes = [o for shard in chunk for o in shards[shard]]
+                run = contextvars.copy_context().run  # the invocation's log keys on the reading thread
+                return _ChunkReads(
+                    pool.submit(progress.read, self.upgrader, outcomes, checks_ctx, now),
+                    reading.submit(run, self._watch, outcomes, ctx, stop_at),
+                )
+
+            # One chunk read ahead: the next chunk's reads (mostly waiting for the rate limits'
+            # tokens) go on while this one is concluded and recorded (mostly CPU: verdicts, the
+            # MNS SDK's publishes), so a tick takes about the longer of the two a chunk, not the sum.
+            # The shards' locks outlive the reads: the executors shut down (waiting) before ``held``.
+            current = start_reads(chunks[0]) if chunks and not _out_of_time(ctx) else None
+            for number, chunk in enumerate(chunks):
+                if current is not None:  # waited for first: the deadline is judged with the read in
+                    watches, marks = current.watches.result()
+                    progress_of = current.tasks.result()
+                if current is None or _out_of_time(ctx):
+                    # A chunk read (ahead) but with no time left to conclude it is checked by the
+                    # next tick, as those not read at all.
+                    unchecked += [shard for rest in chunks[number:] for shard in rest]
+                    break
+                current = start_reads(chunks[number + 1]) if number + 1 < len(chunks) else None
                 by_shard: dict[int, list[_Watch]] = {}
                 for watch in watches:
                     by_shard.setdefault(shard_of(watch.latest.instance_id), []).append(watch)
@@ -415,6 +440,14 @@ class Tracker:
                 expected = chain.version if chain is not None else outcome.to_version
                 watches.append(_Watch(outcome, self._submission(outcome), engine, read, expected))
         return watches
+
+    def _watch(
+        self, outcomes: list[Outcome], ctx: InvocationContext, stop_at: float
+    ) -> tuple[list[_Watch], _Marks]:
+        """A chunk's instance reads (``_reads``) and their running marks (``_marks``): the chunk's
+        reads but the task reads, run ahead on a thread of their own."""
+        watches = self._reads(outcomes, ctx, stop_at)
+        return watches, self._marks(watches)
 
     def _marks(self, watches: list[_Watch]) -> _Marks:
         """Which of the watched upgrades the tracker saw running before (one HMGET per shard)."""
