@@ -170,16 +170,7 @@ class RedisStore:
     def latest(self, instance_id: str) -> Outcome | None:
         """The latest outcome; when it is the followed upgrade, with the task progress the tracker
         last read (``set_progress_many``), read in the same round trip."""
-        with redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.get(keys.latest(instance_id))
-            pipe.hget(keys.tracker_progress(keys.tracker_shard(instance_id)), instance_id)
-            raw, progress = pipe.execute()
-        if not raw:
-            return None
-        outcome = Outcome.from_dict(json.loads(raw))
-        _apply_progress(outcome, progress)
-        return outcome
+        return self._with_progress_of(keys.latest(instance_id), instance_id)
 
     def latest_many(self, instance_ids: list[str]) -> dict[str, Outcome]:
         """The latest outcome of each instance that has one: one MGET per ``READ_BATCH``."""
@@ -204,9 +195,14 @@ class RedisStore:
 
     def following(self, instance_id: str) -> Outcome | None:
         """The in-flight outcome the tracker follows for the instance, with its task progress."""
+        return self._with_progress_of(keys.following(instance_id), instance_id)
+
+    def _with_progress_of(self, key: str, instance_id: str) -> Outcome | None:
+        """The outcome under ``key`` and the instance's task progress, in one round trip; the progress
+        is kept on the outcome only when it was read for that outcome (``_apply_progress``)."""
         with redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.get(keys.following(instance_id))
+            pipe.get(key)
             pipe.hget(keys.tracker_progress(keys.tracker_shard(instance_id)), instance_id)
             raw, progress = pipe.execute()
         if not raw:
