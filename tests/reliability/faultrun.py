@@ -71,13 +71,11 @@ from dbupgrade.store.keys import OUTBOX_LOCK
 from dbupgrade.store.redis_store import OUTBOX_LOCK_SECONDS
 from dbupgrade.usecase import Upgrader
 from dbupgrade.webhook.app import WebhookApp
-from mns.account import Account
-from mns.mns_exception import MNSServerException
 
 from localcloud.cloud import Cloud
 from localcloud.mns.formats import PublishedMessage, function_event
 from localcloud.server import RunningServer, start_in_thread
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET, ROOT
+from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET, ROOT, queue_messages
 from tests.functional.webhook.webhook_harness import sign
 
 TOPIC = "dbupgrade-notifications"
@@ -859,29 +857,14 @@ class Run:
 
 def rollout_messages(lc: RunningServer) -> Iterator[tuple[str, str]]:
     """(message id, body) of every message on the rollout topic, read from the queue subscribed to it."""
-    for message in _receive_all(ROLLOUT_TAP, lc):
+    for message in queue_messages(lc.url, ROLLOUT_TAP):
         yield message.message_id, _text_body(message.message_body)
 
 
 def notifications(lc: RunningServer) -> Iterator[dict[str, Any]]:
     """Every message on the notification topic, read from the queue subscribed to it."""
-    for message in _receive_all(TAP, lc):
+    for message in queue_messages(lc.url, TAP):
         yield json.loads(_text_body(message.message_body))
-
-
-def _receive_all(queue_name: str, lc: RunningServer) -> Iterator[Any]:
-    queue = Account(lc.url, AK_ID, AK_SECRET).get_queue(queue_name)
-    queue.set_encoding(False)  # a topic pushes bodies to a queue as they were published
-    while True:
-        try:
-            messages = queue.batch_receive_message(16)
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":
-                return
-            raise
-        for message in messages:
-            yield message
-            queue.delete_message(message.receipt_handle)
 
 
 def _text_body(body: Any) -> str:

