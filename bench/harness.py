@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -155,6 +156,11 @@ class LocalCloud:
     def calls(self, **filters: str) -> list[dict[str, Any]]:
         query = "&".join(f"{k}={v}" for k, v in filters.items())
         return list(self.get(f"/_localcloud/calls?{query}")["calls"])
+
+    def call_counts(self) -> Counter[tuple[str, str]]:
+        """How many calls each (product, action) made: a meter's cheap read of the call log."""
+        counts = self.get("/_localcloud/calls?count=1")["counts"]
+        return Counter({(c["product"], c["action"]): int(c["calls"]) for c in counts})
 
     def clear_calls(self) -> None:
         request = urllib.request.Request(self.url + "/_localcloud/calls", method="DELETE")  # noqa: S310

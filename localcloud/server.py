@@ -43,6 +43,8 @@ async def _introspect(cloud: Cloud, request: web.Request) -> web.StreamResponse:
         if request.method == "DELETE":
             cloud.calls.clear()
             return _json({"cleared": True})
+        if request.query.get("count", "0") not in ("0", "false", ""):
+            return _json({"counts": cloud.calls.counts(request.query)})
         return _json({"calls": cloud.calls.query(request.query)})
     if what == "clock":
         if request.method == "POST":

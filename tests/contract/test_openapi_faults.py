@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from alibabacloud_dds20151201 import models as dds_models
 from alibabacloud_dds20151201.client import Client as DdsClient
 from alibabacloud_r_kvstore20150101 import models as m
@@ -246,3 +247,33 @@ def test_a_slowed_call_is_listed_in_flight_while_served_and_logged_once_answered
     assert lc.cloud.calls.query(in_flight) == []
     answered = lc.cloud.calls.query({"action": "DescribeInstanceAttribute"})
     assert [(c["status"], c["request_id"]) for c in answered] == [(200, listed[0]["request_id"])]
+
+
+def test_counted_calls_are_the_listed_calls_per_product_and_action(make_localcloud):
+    """``?count=1`` (a benchmark's meter) answers what the listing would, summed per action."""
+    rule = {
+        "product": "r-kvstore",
+        "action": "ModifyInstanceMajorVersion",
+        "error_rate": 1,
+        "error_code": "Rejected.Throttling",
+        "error_message": "The request was rejected by flow control.",
+    }
+    lc = faulted(make_localcloud, rule)
+    client = client_for(lc)
+    describe(client)
+    describe(client)
+    assert outcome(upgrade, client) == "Rejected.Throttling"
+
+    def counted(**filters: str) -> list[dict[str, Any]]:
+        reply = requests.get(f"{lc.url}/_localcloud/calls", params={"count": "1", **filters}, timeout=10)
+        return list(reply.json()["counts"])
+
+    assert counted() == [
+        {"product": "r-kvstore", "action": "DescribeInstanceAttribute", "calls": 2},
+        {"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "calls": 1},
+    ]
+    assert counted(status="200") == [
+        {"product": "r-kvstore", "action": "DescribeInstanceAttribute", "calls": 2}
+    ]
+    listed = requests.get(f"{lc.url}/_localcloud/calls", timeout=10).json()["calls"]
+    assert len(listed) == 3
