@@ -88,6 +88,8 @@ def mask(text: str) -> str:
 # null, true, false, NaN, Infinity, a number or -Infinity), after the whitespace it skips.
 _JSON_STARTS = frozenset('"{[ntfNI-0123456789')
 _JSON_WHITESPACE = " \t\n\r"
+# Powertools' reserved record attributes (a tuple there, looked up per key of every line).
+_RESERVED = frozenset(RESERVED_LOG_ATTRS)
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):
@@ -126,14 +128,14 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         line: dict[str, Any] = {}
         for keys in (self.log_format, _get_context().get()):
             for key, value in keys.items():
-                if value and key in RESERVED_LOG_ATTRS:
+                if value and key in _RESERVED:
                     if not isinstance(value, str):  # Powertools refuses it: let it say so
                         return str(super().format(record))
                     line[key] = value % record_dict
                 else:
                     line[key] = value
         for key, value in record_dict.items():
-            if key not in RESERVED_LOG_ATTRS:
+            if key not in _RESERVED:
                 line[key] = value
         line["message"] = record.msg
         for key in ("exception", "exception_name", "exception_notes"):
