@@ -12,6 +12,7 @@ Every function takes ``call(action, params) -> body`` (the caller's retried clou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -38,10 +39,22 @@ class BackupSet(NamedTuple):
     ended: datetime | None
 
 
+# The backup APIs' own form, read field by field: ``strptime`` (pure Python, ~10 us) only reads
+# what this does not match (another accepted spelling, or an impossible date it then refuses).
+_API_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
 def parse_time(text: Any) -> datetime | None:
     """``yyyy-MM-ddTHH:mm:ssZ`` (the backup APIs' time format) or None."""
     if not isinstance(text, str):
         return None
+    strict = _API_TIME.fullmatch(text)
+    if strict is not None:
+        year, month, day, hour, minute, second = (int(field) for field in strict.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+        except ValueError:
+            pass  # strptime decides, as before
     for fmt in ("%Y-%m-%dT%H:%M:%SZ", QUERY_FORMAT):
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
@@ -56,11 +69,16 @@ def backups_query(
     """DescribeBackups' parameters for the sets started between ``since`` and ``until``."""
     return {
         engine.id_param: instance_id,
-        "StartTime": (since - timedelta(minutes=1)).strftime(QUERY_FORMAT),
-        "EndTime": (until + timedelta(minutes=1)).strftime(QUERY_FORMAT),
+        "StartTime": _query_time(since - timedelta(minutes=1)),
+        "EndTime": _query_time(until + timedelta(minutes=1)),
         "PageSize": PAGE_SIZE,
         **filters,
     }
+
+
+def _query_time(moment: datetime) -> str:
+    """``moment.strftime(QUERY_FORMAT)`` without strftime's time-tuple round trip (~2 us a call)."""
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}Z"
 
 
 def backup_sets(
