@@ -173,8 +173,10 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        fields = cls.__dataclass_fields__
+        if data.keys() <= fields.keys():  # as written by this version: nothing to leave out
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
     def notification(self) -> dict[str, Any]:
         """Notification message v1 (README "Notifications"); absent fields are null.

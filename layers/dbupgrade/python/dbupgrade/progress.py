@@ -46,8 +46,18 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def _parse(text: Any) -> datetime | None:
+    """A task's ``StartTime`` (``TIME_FORMAT``), or None. The usual zero-padded form is read by
+    ``fromisoformat`` (~1 us against ``strptime``'s ~10, once per task item a tick); any other text
+    goes through ``strptime``, which alone decides what it accepts."""
+    text = str(text)
+    digits = text[:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
+    if len(text) == 20 and text[4::3][:6] == "--T::Z" and digits.isascii() and digits.isdigit():
+        try:
+            return datetime.fromisoformat(text[:19]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
     try:
-        return datetime.strptime(str(text), TIME_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         return None
 
@@ -56,8 +66,9 @@ def _since(outcome: Outcome) -> datetime:
     return datetime.fromisoformat(outcome.at.replace("Z", "+00:00")) - START_SLACK
 
 
-def fields_of(item: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """What the followed outcome keeps of one DescribeHistoryTasks item."""
+def fields_of(item: dict[str, Any], now: datetime | str) -> dict[str, Any]:
+    """What the followed outcome keeps of one DescribeHistoryTasks item (``now``: the read's time,
+    or its text in ``TIME_FORMAT``, formatted once for a read's items)."""
     try:
         percent: float | None = round(float(item.get("Progress")), 1)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -71,7 +82,7 @@ def fields_of(item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "remaining_seconds": remaining,
         "current_step": str(item.get("CurrentStepName") or "") or None,
         "task_status": str(item.get("Status") or "") or None,
-        "progress_at": now.strftime(TIME_FORMAT),
+        "progress_at": now if isinstance(now, str) else now.strftime(TIME_FORMAT),
     }
 
 
@@ -85,6 +96,7 @@ def read(
         if outcome.engine in ENGINES and region:
             groups[(str(outcome.engine), str(region), outcome.account_id or "")].append(outcome)
     found: dict[str, dict[str, Any]] = {}
+    read_at = now.strftime(TIME_FORMAT)
     for (name, region, account), outcomes in groups.items():
         engine = ENGINES[name]
         try:
@@ -121,7 +133,7 @@ def read(
                     continue
                 if instance not in newest or started > newest[instance][0]:
                     newest[instance] = (started, item)
-            found.update({i: fields_of(item, now) for i, (_, item) in newest.items()})
+            found.update({i: fields_of(item, read_at) for i, (_, item) in newest.items()})
     return found
 
 

@@ -74,6 +74,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -678,7 +679,7 @@ class Tracker:
             path=watch.latest.path,
             switch_at=watch.latest.switch_at,
             backup_id=submission.backup_id,  # the gate's backup: what a rollback restores
-            at=now.strftime(TIME_FORMAT),
+            at=_time_text(now),
         )
 
     # -- rollouts -------------------------------------------------------------------------------
@@ -700,6 +701,17 @@ class Tracker:
         from dbupgrade.rollouts.campaign import send_digests
 
         return send_digests(self.upgrader, rollouts, ctx, now)
+
+
+def _time_text(moment: datetime) -> str:
+    """``moment`` as an outcome's ``at``: formatted once for a tick's transitions, which share its now."""
+    return _formatted(moment, moment.tzinfo)
+
+
+@lru_cache(maxsize=2)
+def _formatted(moment: datetime, zone: Any) -> str:
+    # Keyed on the zone too: equal instants in two zones are equal datetimes but read differently.
+    return moment.strftime(TIME_FORMAT)
 
 
 def _out_of_time(ctx: InvocationContext) -> bool:
