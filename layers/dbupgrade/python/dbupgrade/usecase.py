@@ -202,7 +202,10 @@ class Upgrader:
         self.accounts = MemberCredentials(config, self.cloud)
         self.notifier = notifier or Notifier(config)
         self._now = now or clock.utcnow
-        self._persistence: Any = None
+        # One Powertools persistence layer per expiry: a layer takes the expiry of the config it is
+        # first used with and keeps it (BasePersistenceLayer.configure returns at once when already
+        # configured), so one shared layer would remember every later request for the first one's time.
+        self._persistence: dict[int, Any] = {}
         for secret in config.secrets():
             register_secret(secret)
 
@@ -583,12 +586,15 @@ class Upgrader:
         from dbupgrade import idempotency
 
         errors = idempotency.errors()
-        if self._persistence is None:
-            self._persistence = idempotency.redis_persistence(self.store.redis)
         ran: list[Outcome] = []
         # A body digest stands in for a delivery id only briefly (request.BODY_DEDUPE_SECONDS says why).
         by_body = (job.request.delivery_id or "").startswith(BODY_DIGEST_PREFIX)
         remembered = BODY_DEDUPE_SECONDS if by_body else IDEMPOTENCY_SECONDS
+        persistence = self._persistence.get(remembered)
+        if persistence is None:
+            persistence = self._persistence.setdefault(
+                remembered, idempotency.redis_persistence(self.store.redis)
+            )
         inner = replace(job, settle=[], answers=(key, remembered))
         # The claim read, the answer read and the pre-check reads' token reservation ride on the idempotency
         # in-progress write (two round trips less): that write is the request's first store
@@ -640,7 +646,7 @@ class Upgrader:
             return outcome.to_dict()
 
         run = idempotency.make_idempotent(
-            upgrade_once, self._persistence, job.context, expires_after_seconds=remembered
+            upgrade_once, persistence, job.context, expires_after_seconds=remembered
         )
         meaning = {
             "target_version": job.request.target_version,
@@ -658,8 +664,8 @@ class Upgrader:
 
         try:
             with (
-                self._persistence.in_progress_riders(read_claim),
-                self._persistence.completion_riders(settle),
+                persistence.in_progress_riders(read_claim),
+                persistence.completion_riders(settle),
             ):
                 result = run(payload={"key": key, "request": meaning})
         except _Unremembered as transient:
