@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from dbupgrade.store.keys import IDEMPOTENCY_PREFIX
 
@@ -99,30 +99,6 @@ def redis_persistence(client: Any) -> Any:
                 finally:
                     self.riders.in_progress = None
 
-            # Per thread: the hashes of the payload the thread's request is at (Powertools hashes
-            # the same payload for the in-progress write and again for the completion, ~18 us each
-            # time). Keyed by the payload object itself, which Powertools' handler deep-copied and
-            # keeps unchanged for the request: a new request brings a new object.
-            hashes = threading.local()
-
-            def _get_hashed_idempotency_key(self, data: dict[str, Any]) -> str | None:
-                known = self._hashes_of(data)
-                if "key" not in known:
-                    known["key"] = super()._get_hashed_idempotency_key(data)
-                return cast("str | None", known["key"])
-
-            def _get_hashed_payload(self, data: dict[str, Any]) -> str:
-                known = self._hashes_of(data)
-                if "payload" not in known:
-                    known["payload"] = super()._get_hashed_payload(data)
-                return cast(str, known["payload"])
-
-            def _hashes_of(self, data: dict[str, Any]) -> dict[str, str | None]:
-                held = getattr(self.hashes, "current", None)
-                if held is None or held[0] is not data:
-                    held = self.hashes.current = (data, {})  # holds the object: its id cannot be reused
-                return held[1]
-
             def _update_record(self, data_record: Any) -> None:
                 mapping = {
                     self.data_attr: data_record.response_data,
@@ -182,11 +158,6 @@ def errors() -> Any:
     return exceptions
 
 
-# Per thread: the Powertools config and decorated function of each (persistence, expiry), built on
-# a thread's first request (~7 us a request to rebuild); each request brings its function and context.
-_prepared = threading.local()
-
-
 def make_idempotent(
     function: Callable[..., dict[str, Any]],
     persistence: Any,
@@ -203,31 +174,6 @@ def make_idempotent(
     is still submitting is refused instead of submitting twice, and a lock left by an invocation FC
     killed at its timeout frees itself right then, so the redelivery can proceed.
     """
-    prepared: dict[tuple[int, int], tuple[Any, Any, list[Callable[..., Any]], Any]]
-    prepared = getattr(_prepared, "by_store", None) or {}
-    _prepared.by_store = prepared
-    entry = prepared.get((id(persistence), expires_after_seconds))
-    if entry is None or entry[0] is not persistence:
-        entry = prepared[(id(persistence), expires_after_seconds)] = _prepare(
-            persistence, expires_after_seconds
-        )
-    _, config, running, decorated = entry
-
-    def run(*, payload: dict[str, Any]) -> dict[str, Any]:
-        # Read by Powertools as this call starts: the in-progress lock's deadline, and what runs.
-        config.register_lambda_context(context)
-        running.append(function)
-        try:
-            return cast("dict[str, Any]", decorated(payload=payload))
-        finally:
-            running.pop()
-
-    return run
-
-
-def _prepare(persistence: Any, expires_after_seconds: int) -> tuple[Any, Any, list[Callable[..., Any]], Any]:
-    """One thread's Powertools config and decorated function for ``persistence`` and the expiry; the
-    function runs whatever the thread's current request put last on the returned list."""
     _powertools_idempotency()
     from aws_lambda_powertools.utilities.idempotency.config import IdempotencyConfig
     from aws_lambda_powertools.utilities.idempotency.idempotency import idempotent_function
@@ -237,19 +183,14 @@ def _prepare(persistence: Any, expires_after_seconds: int) -> tuple[Any, Any, li
         payload_validation_jmespath="request",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=expires_after_seconds,
+        lambda_context=context,
     )
-    running: list[Callable[..., Any]] = []
-
-    def current_request(payload: dict[str, Any]) -> Any:
-        return running[-1](payload=payload)
-
     # key_prefix: every function shares one key space; the key itself names its source (the caller
     # builds it), and one accepted upgrade per instance holds across sources (the store's claims).
-    decorated = idempotent_function(
-        current_request,
+    return idempotent_function(
+        function,
         data_keyword_argument="payload",
         persistence_store=persistence,
         config=config,
         key_prefix=IDEMPOTENCY_PREFIX,
     )
-    return persistence, config, running, decorated
