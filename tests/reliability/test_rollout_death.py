@@ -1,5 +1,6 @@
-"""A rollout function invocation that dies mid-batch - SIGKILLed while the first target's upgrade
-call is on the wire - and the platform's redelivery of the same batch (same message ids) once the
+"""A rollout function invocation that dies mid-batch - SIGKILLed while a target's upgrade call is
+on the wire, on the batch's first message or after a neighbour was submitted - and the platform's
+redelivery of the same batch (same message ids) once the
 dead invocation's deadline has passed: every target still ends in exactly one recorded outcome and
 one notification, and no instance is upgraded twice.
 
@@ -20,9 +21,11 @@ import sys
 import time
 from typing import Any
 
+import pytest
 import redis
 from dbupgrade.store import keys
 from dbupgrade.tracker import Tracker
+from dbupgrade.triggers.runs import MESSAGE_RESERVE_SECONDS
 from dbupgrade.usecase import Upgrader
 
 from tests.reliability.faultrun import (
@@ -40,8 +43,10 @@ from tests.reliability.faultrun import (
 # Three Redis instances and one MongoDB one, ready and one major version below their target.
 TARGETS = targets(4)
 # The dead invocation's FC timeout: its idempotency in-progress records and its instance claim free
-# themselves this soon after it started.
-DEAD_TIMEOUT_SECONDS = 3
+# themselves this soon after it started. A batch starts a message after its first only with
+# MESSAGE_RESERVE_SECONDS left: dying on a later message needs a timeout past that.
+SHORT_TIMEOUT_SECONDS = 3
+LATER_MESSAGE_TIMEOUT_SECONDS = MESSAGE_RESERVE_SECONDS + 5
 # Long enough for the kill to land while the first upgrade call is served, short enough that
 # localcloud has answered it (into a closed connection) well before the redelivery.
 SLOW_UPGRADE = {"product": "r-kvstore", "action": "ModifyInstanceMajorVersion", "latency_ms": 1_000}
@@ -90,8 +95,8 @@ def in_flight(world: World, action: str) -> list[dict[str, Any]]:
     return get_json(f"{world.lc.url}/_localcloud/calls?action={action}&in_flight=1")["calls"]
 
 
-def die_mid_batch(world: World, event: bytes) -> tuple[float, str]:
-    """Run the first delivery in its own process and SIGKILL it once its first upgrade call is on
+def die_mid_batch(world: World, event: bytes, timeout: float) -> tuple[float, str]:
+    """Run the first delivery in its own process and SIGKILL it once a Redis upgrade call is on
     the wire; returns when (``time.time()``) its invocation's deadline passes and which instance
     that call upgrades."""
     process = subprocess.Popen(  # noqa: S603 -- this interpreter, a fixed script
@@ -101,7 +106,7 @@ def die_mid_batch(world: World, event: bytes) -> tuple[float, str]:
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps([world.env, event.decode(), DEAD_TIMEOUT_SECONDS]).encode())
+    process.stdin.write(json.dumps([world.env, event.decode(), timeout]).encode())
     process.stdin.close()
     try:
         line = b""
@@ -112,14 +117,14 @@ def die_mid_batch(world: World, event: bytes) -> tuple[float, str]:
         started = time.monotonic()
         while not (calls := in_flight(world, "ModifyInstanceMajorVersion")):
             assert process.poll() is None, "the first delivery ended before its upgrade call"
-            assert time.monotonic() - started < DEAD_TIMEOUT_SECONDS, "no upgrade call before the timeout"
+            assert time.monotonic() - started < timeout, "no upgrade call before the timeout"
             time.sleep(0.01)
         assert process.poll() is None, "the first delivery finished: its upgrade call was not slowed"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     [call] = calls
-    return invoked + DEAD_TIMEOUT_SECONDS, call["params"]["InstanceId"]
+    return invoked + timeout, call["params"]["InstanceId"]
 
 
 def wait_answered(world: World, action: str, timeout: float = 10) -> None:
@@ -139,21 +144,33 @@ def accepted_upgrades(world: World) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.parametrize(
+    ("batch", "dead_timeout"),
+    [
+        (TARGETS, SHORT_TIMEOUT_SECONDS),
+        # The MongoDB target first: it is submitted (upgrade call not slowed) before the death.
+        ([TARGETS[-1], *TARGETS[:-1]], LATER_MESSAGE_TIMEOUT_SECONDS),
+    ],
+    ids=["on-the-first-message", "after-a-done-neighbour"],
+)
 def test_a_batch_whose_invocation_died_mid_upgrade_call_ends_in_one_outcome_and_notification_per_target(
-    world: World,
+    world: World, batch: list[dict[str, str]], dead_timeout: float
 ) -> None:
-    event = eventbridge_batch(TARGETS)
-    instances = [target["instance_id"] for target in TARGETS]
+    event = eventbridge_batch(batch)
+    instances = [target["instance_id"] for target in batch]
     world.faults([SLOW_UPGRADE])
 
-    deadline, first = die_mid_batch(world, event)
-    assert first == instances[0]
+    deadline, first = die_mid_batch(world, event, dead_timeout)
     wait_answered(world, "ModifyInstanceMajorVersion")
     world.faults([])
-    # What the dead invocation left: its one upgrade call accepted by the cloud, nothing recorded.
-    assert accepted_upgrades(world) == {first: 1}
+    done = instances[: instances.index(first)]  # the messages the dead invocation finished
+    # What it left: the upgrade calls it made accepted by the cloud, the outcomes of the done ones.
+    assert accepted_upgrades(world) == dict.fromkeys([*done, first], 1)
     reader = Upgrader.from_env(world.env, retry=FAST_RETRY)
-    assert [reader.status(instance) for instance in instances] == [None] * len(instances)
+    before = {instance: reader.status(instance) for instance in instances}
+    assert {i: o.status if o else None for i, o in before.items()} == {
+        instance: "submitted" if instance in done else None for instance in instances
+    }
     time.sleep(max(0.0, deadline - time.time()) + 0.5)  # its in-progress records and claims expired
 
     rollout = load_rollout_function()  # a new function instance takes the redelivery
@@ -169,6 +186,11 @@ def test_a_batch_whose_invocation_died_mid_upgrade_call_ends_in_one_outcome_and_
         first: ("in_progress", "already_upgrading"),
         **{instance: ("submitted", None) for instance in instances if instance != first},
     }
+    for instance in done:  # replayed, not run again
+        replayed = before[instance]
+        assert replayed is not None
+        [summary] = [o for o in redelivered["outcomes"] if o["instance_id"] == instance]
+        assert summary["request_id"] == replayed.request_id
     # The second copy answers from idempotency: the same outcomes, nothing run again.
     assert [(o["status"], o["request_id"]) for o in again["outcomes"]] == [
         (o["status"], o["request_id"]) for o in redelivered["outcomes"]
