@@ -1,8 +1,8 @@
 """A rollout function invocation that dies mid-batch - SIGKILLed while a target's upgrade call is
 on the wire, on the batch's first message or after a neighbour was submitted - and the platform's
-redelivery of the same batch (same message ids) once the
-dead invocation's deadline has passed: every target still ends in exactly one recorded outcome and
-one notification, and no instance is upgraded twice.
+redelivery of the same batch (same message ids) once the dead invocation's deadline has passed:
+every target still ends in exactly one recorded outcome and one notification per final outcome
+(its verdict, then the tracker's ``completed``), and no instance is upgraded twice.
 
 The death is real: the first delivery runs functions/rollout/index.py in its own process, against
 the same localcloud and Redis, with ModifyInstanceMajorVersion slowed so the kill lands while that
