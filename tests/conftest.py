@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +105,31 @@ def queue_messages(url: str, queue_name: str) -> list[Any]:
         for message in messages:
             received.append(message)
             queue.delete_message(message.receipt_handle)
+
+
+@contextmanager
+def delivery_to_kill(script: str, arguments: Any) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """Run ``script`` (a delivery that prints ``invoked <time.time()>`` as its invocation starts)
+    in its own process of this interpreter, ``arguments`` as JSON on its stdin; yields the process
+    and when its invocation started (``time.time()``), and SIGKILLs it on leaving.
+
+    The deadline of a delivery killed mid-request counts from that start, which the child prints:
+    on a loaded machine its own start-up can take longer than a margin counted from the spawn."""
+    process = subprocess.Popen(  # noqa: S603 -- this interpreter, a fixed script
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(arguments).encode())
+    process.stdin.close()
+    try:
+        line = b""
+        while not line.startswith(b"invoked "):  # the function's own log lines may come first
+            line = process.stdout.readline()
+            assert line, "the first delivery ended before its invocation started"
+        yield process, float(line.split()[1])
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()

@@ -197,15 +197,18 @@ def test_an_error_rule_naming_a_code_answers_that_code_and_status_and_changes_no
     ]
 
 
+# Every upgrade call refused with a named error code and message of its own.
+UPGRADE_REJECTED = {
+    "product": "r-kvstore",
+    "action": "ModifyInstanceMajorVersion",
+    "error_rate": 1,
+    "error_code": "Rejected.Throttling",
+    "error_message": "The request was rejected by flow control.",
+}
+
+
 def test_rejected_throttling_can_be_injected_with_its_own_message(make_localcloud):
-    rule = {
-        "product": "r-kvstore",
-        "action": "ModifyInstanceMajorVersion",
-        "error_rate": 1,
-        "error_code": "Rejected.Throttling",
-        "error_message": "The request was rejected by flow control.",
-    }
-    client = client_for(faulted(make_localcloud, rule))
+    client = client_for(faulted(make_localcloud, UPGRADE_REJECTED))
 
     with pytest.raises(ClientException) as caught:
         upgrade(client)
@@ -251,14 +254,7 @@ def test_a_slowed_call_is_listed_in_flight_while_served_and_logged_once_answered
 
 def test_counted_calls_are_the_listed_calls_per_product_and_action(make_localcloud):
     """``?count=1`` (a benchmark's meter) answers what the listing would, summed per action."""
-    rule = {
-        "product": "r-kvstore",
-        "action": "ModifyInstanceMajorVersion",
-        "error_rate": 1,
-        "error_code": "Rejected.Throttling",
-        "error_message": "The request was rejected by flow control.",
-    }
-    lc = faulted(make_localcloud, rule)
+    lc = faulted(make_localcloud, UPGRADE_REJECTED)
     client = client_for(lc)
     describe(client)
     describe(client)

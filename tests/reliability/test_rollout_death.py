@@ -14,10 +14,6 @@ upgrade the dead invocation started and never recorded.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -28,6 +24,7 @@ from dbupgrade.tracker import Tracker
 from dbupgrade.triggers.runs import MESSAGE_RESERVE_SECONDS
 from dbupgrade.usecase import Upgrader
 
+from tests.conftest import delivery_to_kill
 from tests.reliability.faultrun import (
     FAST_RETRY,
     World,
@@ -99,30 +96,13 @@ def die_mid_batch(world: World, event: bytes, timeout: float) -> tuple[float, st
     """Run the first delivery in its own process and SIGKILL it once a Redis upgrade call is on
     the wire; returns when (``time.time()``) its invocation's deadline passes and which instance
     that call upgrades."""
-    process = subprocess.Popen(  # noqa: S603 -- this interpreter, a fixed script
-        [sys.executable, "-c", DELIVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps([world.env, event.decode(), timeout]).encode())
-    process.stdin.close()
-    try:
-        line = b""
-        while not line.startswith(b"invoked "):  # the function's own log lines may come first
-            line = process.stdout.readline()
-            assert line, "the first delivery ended before its invocation started"
-        invoked = float(line.split()[1])
+    with delivery_to_kill(DELIVER, [world.env, event.decode(), timeout]) as (process, invoked):
         started = time.monotonic()
         while not (calls := in_flight(world, "ModifyInstanceMajorVersion")):
             assert process.poll() is None, "the first delivery ended before its upgrade call"
             assert time.monotonic() - started < timeout, "no upgrade call before the timeout"
             time.sleep(0.01)
         assert process.poll() is None, "the first delivery finished: its upgrade call was not slowed"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
     [call] = calls
     return invoked + timeout, call["params"]["InstanceId"]
 

