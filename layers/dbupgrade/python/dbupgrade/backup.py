@@ -12,11 +12,11 @@ Every function takes ``call(action, params) -> body`` (the caller's retried clou
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from dbupgrade.clock import parse_api_time
 from dbupgrade.config import BackupPolicy
 from dbupgrade.engines import Engine, dig
 
@@ -39,28 +39,17 @@ class BackupSet(NamedTuple):
     ended: datetime | None
 
 
-# The backup APIs' own form, read field by field: ``strptime`` (pure Python, ~10 us) only reads
-# what this does not match (another accepted spelling, or an impossible date it then refuses).
-_API_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-
-
 def parse_time(text: Any) -> datetime | None:
-    """``yyyy-MM-ddTHH:mm:ssZ`` (the backup APIs' time format) or None."""
+    """``yyyy-MM-ddTHH:mm:ssZ`` (the backup APIs' time format), or the query's form, or None."""
     if not isinstance(text, str):
         return None
-    strict = _API_TIME.fullmatch(text)
-    if strict is not None:
-        year, month, day, hour, minute, second = (int(field) for field in strict.groups())
-        try:
-            return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-        except ValueError:
-            pass  # strptime decides, as before
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", QUERY_FORMAT):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
-        except ValueError:
-            continue
-    return None
+    parsed = parse_api_time(text)
+    if parsed is not None:
+        return parsed
+    try:
+        return datetime.strptime(text, QUERY_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def backups_query(
