@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ READY_MONGO = [f"dds-plan{n:05d}" for n in range(35)]
 AT_TARGET = [f"r-done{n:05d}" for n in range(5)]  # already 7.0
 NOT_READY = [f"r-busy{n:05d}" for n in range(5)]  # a state the upgrade cannot start from
 OLD_MODE = [f"r-old{n:05d}" for n in range(5)]  # 4.0 master-replica: its mode upgrades to 5.0 only
+BOOKED = READY_REDIS[7]  # upgraded in its maintenance window before the plan
 READY = {"go", "warn"}  # MongoDB 4.4 -> 5.0 warns (its documented caveats), and is not blocked
 PER_INSTANCE = (
     "DescribeEngineVersion",
@@ -35,9 +37,16 @@ PER_INSTANCE = (
 )
 
 
+def window_ahead() -> dict[str, str]:
+    """A daily maintenance window opening two hours from now: an upgrade booked into it waits (the
+    seed's default window, 18:00-22:00Z, would start it at once when the test runs in it)."""
+    opens = datetime.now(timezone.utc) + timedelta(hours=2)
+    return {"MaintainStartTime": f"{opens:%H}:00Z", "MaintainEndTime": f"{opens + timedelta(hours=1):%H}:00Z"}
+
+
 @pytest.fixture
 def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
-    redis = [redis_instance(i) for i in READY_REDIS]
+    redis = [redis_instance(i, **(window_ahead() if i == BOOKED else {})) for i in READY_REDIS]
     redis += [redis_instance(i, version="7.0") for i in AT_TARGET]
     redis += [redis_instance(i, status="Flushing") for i in NOT_READY]
     redis += [redis_instance(i, version="4.0") for i in OLD_MODE]
@@ -92,7 +101,7 @@ def test_a_plan_asks_per_instance_only_what_no_list_answers_and_only_for_instanc
 
 
 def test_what_a_group_read_finds_lands_on_its_own_instance_only(fleet: Fleet) -> None:
-    booked = READY_REDIS[7]
+    booked = BOOKED
     request = {"instance_id": booked, "target_version": "7.0", "effective": "maintenance_window"}
     assert fleet.worker.run(parse_request(request, source="cli")).status == "submitted"
 
