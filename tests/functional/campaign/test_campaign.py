@@ -191,12 +191,16 @@ def test_a_campaign_of_1000_instances_over_6_locations_completes_by_tag_waves_wi
     env = {item["InstanceId"]: item["Tags"]["env"] for item in campaign_fleet()}
 
     days_ticked: set[str] = set()
+    days_digested: set[str] = set()  # the days a tick ran while the campaign had not ended
     for _ in range(30):
         fleet.deliver()
         advance_clock(fleet, TICK_HOURS * 3600)
-        days_ticked.add(emulated_day(fleet))
         concurrent_ticks(fleet)
         status = fleet.rollouts.status("eos-redis-6")
+        days_ticked.add(emulated_day(fleet))
+        # A day whose first tick ended the campaign is told by the rollout's summary, not a digest.
+        if not status["ended"]:
+            days_digested.add(emulated_day(fleet))
         assert_adds_up(status["burndown"], FLEET_SIZE)
         assert all(g["in_flight"] <= PER_LOCATION for g in status["locations"])
         # A wave is released only once every target of the waves before it is done.
@@ -220,7 +224,7 @@ def test_a_campaign_of_1000_instances_over_6_locations_completes_by_tag_waves_wi
     digests = read_digests(fleet)
     assert {d["event"] for d in digests} == {"campaign.digest"}
     days = [d["day"] for d in digests]
-    assert sorted(days) == sorted(days_ticked), days  # exactly one per emulated day it ran
+    assert sorted(days) == sorted(days_digested), days  # exactly one per emulated day it ran on
     for digest in digests:
         assert (
             digest["rollout_id"] == "eos-redis-6"
