@@ -198,7 +198,7 @@ def test_a_campaign_of_1000_instances_over_6_locations_completes_by_tag_waves_wi
         concurrent_ticks(fleet)
         status = fleet.rollouts.status("eos-redis-6")
         days_ticked.add(emulated_day(fleet))
-        # A day whose first tick ended the campaign is told by the rollout's summary, not a digest.
+        # The end is told by the rollout's summary: the day it ended may have no digest.
         if not status["ended"]:
             days_digested.add(emulated_day(fleet))
         assert_adds_up(status["burndown"], FLEET_SIZE)
@@ -224,7 +224,9 @@ def test_a_campaign_of_1000_instances_over_6_locations_completes_by_tag_waves_wi
     digests = read_digests(fleet)
     assert {d["event"] for d in digests} == {"campaign.digest"}
     days = [d["day"] for d in digests]
-    assert sorted(days) == sorted(days_digested), days  # exactly one per emulated day it ran on
+    # At most one a day; one for every day the campaign was still going after its ticks; the day
+    # it ended has one only when one of that day's concurrent ticks ran before the end was seen.
+    assert len(days) == len(set(days)) and days_digested <= set(days) <= days_ticked, days
     for digest in digests:
         assert (
             digest["rollout_id"] == "eos-redis-6"
