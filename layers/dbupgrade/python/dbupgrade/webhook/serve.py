@@ -140,8 +140,15 @@ def build_app(*, fc3: bool = False, handler: Handler | None = None) -> web.Appli
     target = handler or _default_handler()
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        # One byte past the limit is enough for the handler to answer 413 itself.
-        body = await request.content.read(MAX_BODY_BYTES + 1)
+        # One byte past the limit is enough for the handler to answer 413 itself. ``read(n)`` answers
+        # what has arrived, up to n bytes: read until n or the end, or a body split across packets
+        # reaches the handler cut short (and fails its signature: 401, not 413).
+        body = b""
+        while len(body) <= MAX_BODY_BYTES:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
         context = local_context(fc3=fc3)
         loop = asyncio.get_running_loop()
         if fc3:
