@@ -86,11 +86,14 @@ def test_the_store_dying_during_the_upgrade_call_still_ends_in_one_recorded_and_
     to come back (409 + Retry-After) until then; the next retry describes and records."""
     world.faults([{"action": "ModifyInstanceMajorVersion", "latency_ms": 600}])
     app = WebhookApp(world.env, upgrader_options={"retry": FAST_RETRY})
-    timeout = 2.0  # FC's function timeout: the lock of a dead invocation expires with it
+    # FC's function timeout: the lock of a dead invocation expires with it. Long enough that the
+    # store's restart and the first retry fit inside it on a loaded machine (it took 1.7 s once).
+    timeout = 8.0
     first: dict[str, Any] = {}
     sender = threading.Thread(
         target=lambda: first.update(reply=world.post(app, REDIS_TARGET, "msg_dies", timeout))
     )
+    lock_expires = time.monotonic() + timeout
     sender.start()
     world.wait_in_flight("ModifyInstanceMajorVersion")  # the upgrade call is on the wire
     world.store.stop()
@@ -100,7 +103,7 @@ def test_the_store_dying_during_the_upgrade_call_still_ends_in_one_recorded_and_
     assert first["reply"][0] == 503
     status, headers, reply = world.post(app, REDIS_TARGET, "msg_dies", timeout)
     assert (status, reply["reason"]) == (409, "duplicate_in_flight") and int(headers["retry-after"]) > 0
-    time.sleep(timeout)
+    time.sleep(max(0.0, lock_expires - time.monotonic()) + 1.0)  # margin: it started later
     status, _, reply = world.post(app, REDIS_TARGET, "msg_dies", timeout)
 
     assert (status, reply["status"], reply["reason"]) == (200, "in_progress", "already_upgrading")
