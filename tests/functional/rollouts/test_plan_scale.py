@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.model import RolloutMeta, RolloutSpec, TargetState
-from dbupgrade.rollouts.plan import plan
+from dbupgrade.rollouts.plan import Estimate, plan
+from dbupgrade.usecase import Upgrader
 
 from tests.functional.rollouts.conftest import Fleet, mongo_instance, redis_instance
 
@@ -98,6 +99,39 @@ def test_a_plan_asks_per_instance_only_what_no_list_answers_and_only_for_instanc
     # ... and one listing of the region's O&M events per product (one page each here).
     events = fleet.calls(action="DescribeActiveOperationTasks")
     assert len(events) == 2 and not [c for c in events if c["params"].get("InsName")]
+
+
+class Heard:
+    """What a plan tells its caller while it runs (``PlanProgress``)."""
+
+    def __init__(self) -> None:
+        self.estimates: list[tuple[Estimate, int]] = []
+        self.done: list[tuple[int, int]] = []
+
+    def started(self, estimate: Estimate, total: int) -> None:
+        self.estimates.append((estimate, total))
+
+    def checked(self, done: int, total: int) -> None:
+        self.done.append((done, total))
+
+
+def test_a_plan_tells_how_many_instances_it_reads_one_by_one_and_how_long_the_rate_limits_make_that(
+    fleet: Fleet,
+) -> None:
+    slow = {**fleet.env, "DBUPGRADE_RATE_LIMITS": '{"DescribeBackups": 2000, "*": 4000}'}
+    heard = Heard()
+
+    plan(Upgrader.from_env(slow), targets(), progress=heard)
+
+    [(estimate, total)] = heard.estimates
+    # The instances the cloud saw read one by one: exactly the ones the estimate counted.
+    read_one_by_one = {instance_of(c) for c in fleet.calls() if c["action"] in PER_INSTANCE}
+    assert estimate.targets == len(read_one_by_one) == len(READY_REDIS) + len(READY_MONGO)
+    # Redis's 65 backups reads at the slowest ceiling set the least time.
+    assert estimate.seconds == len(READY_REDIS) / 2000
+    assert estimate.slowest == "DescribeBackups at 2000/s in cn-hangzhou"
+    assert total == len(targets())
+    assert heard.done == [(n, total) for n in range(1, total + 1)]  # each target once, in order
 
 
 def test_what_a_group_read_finds_lands_on_its_own_instance_only(fleet: Fleet) -> None:

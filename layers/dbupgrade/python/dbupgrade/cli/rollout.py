@@ -367,6 +367,66 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+# A plan whose per-instance reads take at least this long at the rate limits says so before them.
+SLOW_PLAN_SECONDS = 10.0
+# Piped (no terminal), a long plan's progress is a line on stderr at most this often.
+PROGRESS_LINE_SECONDS = 15.0
+
+
+class PlanDisplay:
+    """A plan's progress on stderr (``dbupgrade.rollouts.plan.PlanProgress``): first, when its
+    per-instance reads take long at the rate limits, how long and which read sets it; then rich's
+    progress bar in a terminal, or, piped, a line at most every ``PROGRESS_LINE_SECONDS``.
+
+    Example::
+
+        with PlanDisplay() as display:
+            result = plan(upgrader, targets, progress=display)
+    """
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._started = self._last_line = time.monotonic()
+
+    def __enter__(self) -> PlanDisplay:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def started(self, estimate: Any, total: int) -> None:
+        if estimate.seconds >= SLOW_PLAN_SECONDS:
+            click.echo(
+                f"reading {estimate.targets:,} targets one by one: at least ~{_duration(estimate.seconds)} "
+                f"at the rate limits (slowest: {estimate.slowest}; after a quota increase, "
+                "DBUPGRADE_RATE_LIMITS raises them)",
+                err=True,
+            )
+        self._started = self._last_line = time.monotonic()
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self._bar = Progress(
+                "checked", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True,
+            )  # fmt: skip
+            self._task = self._bar.add_task("checked", total=total)
+            self._bar.start()
+
+    def checked(self, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+            return
+        now = time.monotonic()
+        if done < total and now - self._last_line >= PROGRESS_LINE_SECONDS:
+            self._last_line = now
+            left = (total - done) * (now - self._started) / done
+            click.echo(f"checked {done:,} of {total:,} targets, ~{_duration(left)} left", err=True)
+
+
 def _planned(label: str, selection: TargetSelection, concurrency: int) -> dict[str, Any]:
     """The plan (with each target's readiness report) of `rollout plan` and `check`, read-only;
     ``label`` names the member accounts' role sessions."""
@@ -375,7 +435,15 @@ def _planned(label: str, selection: TargetSelection, concurrency: int) -> dict[s
     with _operator_errors():
         upgrader = _cloud_upgrader(reads_store=False)
         found, unreachable = _resolve_targets(upgrader, selection, label=label)
-        result = plan(upgrader, found, concurrency=concurrency, unreachable=unreachable, label=label)
+        with PlanDisplay() as display:
+            result = plan(
+                upgrader,
+                found,
+                concurrency=concurrency,
+                unreachable=unreachable,
+                label=label,
+                progress=display,
+            )
     # A member account's configuration is that account's (its location says so); the own one's is all.
     misconfigured = [r for r in result["rows"] if r["reason"] == "configuration" and not r["account_id"]]
     if misconfigured:
@@ -732,7 +800,8 @@ def _within_budget(
     from dbupgrade.rollouts import plan
     from dbupgrade.rollouts.plan import BUDGET_ACTIONS
 
-    result = plan(upgrader, found, label=label)
+    with PlanDisplay() as display:
+        result = plan(upgrader, found, label=label, progress=display)
     doomed = [row for row in result["rows"] if row["action"] in BUDGET_ACTIONS]
     if exclude:
         left = {row["instance_id"] for row in doomed}

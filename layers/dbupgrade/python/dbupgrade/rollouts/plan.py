@@ -23,6 +23,11 @@ The quota is per region, so each location (account x region) is read by its own 
 locations at once: a fleet spread over k regions plans in the time of its largest region, not the
 sum of them.
 
+A plan that takes long says so first and then how far it got: ``progress`` (a ``PlanProgress``)
+hears the estimate once the list reads are in - the per-instance reads left and the least time the
+rate limits allow them (``Estimate``: the slowest action's count over its ceiling, per location,
+locations at once) - and then each target as its check ends.
+
 The preview reads the same configuration the functions do (the Upgrader's: window, policy, scope),
 so each row also says *when* the upgrade would start - ``immediate``, ``maintenance window`` (the
 instance's own, the cloud schedules it), or ``deferred until <the window's next opening>`` - and the
@@ -37,12 +42,13 @@ why - the member's role missing, say.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dbupgrade import clock, hops, readiness
 from dbupgrade.cloudapi import CloudError
@@ -51,6 +57,7 @@ from dbupgrade.context import adapt_context
 from dbupgrade.engines import ENGINES, Engine
 from dbupgrade.fleet import Answer, Read, read_booked_events, read_instances, read_live_tasks
 from dbupgrade.model import UpgradeRequest
+from dbupgrade.ratelimit import RateLimits
 from dbupgrade.request import parse_request
 from dbupgrade.rollouts.model import location_of
 from dbupgrade.rollouts.summary import next_opening
@@ -77,6 +84,68 @@ ACTIONS = {
 BUDGET_ACTIONS = frozenset({"reject", "defer", "error"})
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """The per-instance reads a plan has left once its list reads are in, and the least time the
+    rate limits allow them: ``seconds`` is the slowest (location, action)'s reads over its ceiling.
+
+    >>> Estimate(10_000, 1000.0, "DescribeBackups at 10/s in cn-hangzhou").seconds
+    1000.0
+    """
+
+    targets: int  # targets whose checks read per instance (the others are answered by the lists)
+    seconds: float
+    slowest: str | None  # "DescribeBackups at 10/s in cn-hangzhou": the read that sets ``seconds``
+
+
+class PlanProgress(Protocol):
+    """What a plan tells its caller while it runs (the CLI draws it; ``plan`` works without)."""
+
+    def started(self, estimate: Estimate, total: int) -> None:
+        """The list reads are in; ``total`` targets' checks start now."""
+
+    def checked(self, done: int, total: int) -> None:
+        """One more target's check has ended (called from the plan's worker threads)."""
+
+
+def estimate(
+    upgrader: Upgrader, requests: Sequence[UpgradeRequest], reads: Mapping[str, Read], context: Any = None
+) -> Estimate:
+    """How many targets still read per instance and how long that takes at least at the rate limits.
+
+    A target its list item rules out reads nothing more (``_can_go``); one the lists did not answer
+    (a member account's, say) describes itself too. Each read action has its own ceiling
+    (``RateLimits.ceiling``, per location); locations are read at once.
+    """
+    limiter = getattr(upgrader.cloud, "limiter", None)
+    limits: RateLimits = limiter.limits if limiter is not None else RateLimits.from_env()
+    ctx = adapt_context(context)
+    backups = upgrader.config.backup.mode != "off"
+    calls: Counter[tuple[str, str, str]] = Counter()  # (region, product, action) -> reads
+    targets = 0
+    for request in requests:
+        engine = ENGINES.get(str(request.engine))
+        if engine is None:
+            continue
+        read = reads.get(request.instance_id)
+        if read is not None and not _can_go(engine, read, request.target_version):
+            continue
+        targets += 1
+        where = f"{request.account_id or '-'}/{request.region or upgrader.config.region or ctx.region or '-'}"
+        actions = [engine.available_action] if engine.available_action else []
+        actions += [engine.backups_action] if backups else []
+        actions += [engine.describe_action] if read is None else []
+        for action in actions:
+            calls[(where, engine.product, action)] += 1
+    seconds, slowest = 0.0, None
+    for (where, product, action), count in calls.items():
+        rate = limits.ceiling(action, product)
+        if count / rate > seconds:
+            region = where.split("/", 1)[1]
+            seconds, slowest = count / rate, f"{action} at {rate:g}/s in {region}"
+    return Estimate(targets, seconds, slowest)
+
+
 def _when(outcome: Any, window: Window | None, now: datetime) -> str:
     if outcome.status not in ("submitted", "deferred"):
         return "-"
@@ -95,6 +164,7 @@ def plan(
     context: Any = None,
     unreachable: Sequence[dict[str, Any]] = (),
     label: str | None = None,
+    progress: PlanProgress | None = None,
 ) -> dict[str, Any]:
     """Per target: current version, verdict (submit / noop / in_progress / reject / defer / error) and
     why; plus totals. ``targets`` are validated request fields (``dbupgrade.rollouts.targets``)."""
@@ -110,10 +180,23 @@ def plan(
     for index, target in enumerate(targets):
         by_location.setdefault(location_of(target), []).append(index)
     outcomes: list[Any] = [None] * len(requests)
+    done = 0
+    counting = threading.Lock()
+    if progress is not None:
+        progress.started(estimate(upgrader, requests, preview.reads, context), len(requests))
+
+    def check(index: int) -> Any:
+        nonlocal done
+        outcome = preview.run(requests[index], context)
+        if progress is not None:
+            with counting:
+                done += 1
+                progress.checked(done, len(requests))
+        return outcome
 
     def run_location(indexes: list[int]) -> None:
         with ThreadPoolExecutor(max(1, min(concurrency, len(indexes)))) as pool:
-            found = pool.map(lambda index: preview.run(requests[index], context), indexes)
+            found = pool.map(check, indexes)
             for index, outcome in zip(indexes, found, strict=True):
                 outcomes[index] = outcome
 
