@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dbupgrade.engines import ENGINES
+
+if TYPE_CHECKING:  # the CLI imports the plan only when a command needs it
+    from dbupgrade.rollouts.plan import Estimate
 
 EFFECTIVE = click.Choice(["immediate", "maintenance_window"])
 BAR_WIDTH = 40
@@ -396,7 +399,7 @@ class PlanDisplay:
         if self._bar is not None:
             self._bar.stop()
 
-    def started(self, estimate: Any, total: int) -> None:
+    def started(self, estimate: Estimate, total: int) -> None:
         if estimate.seconds >= SLOW_PLAN_SECONDS:
             click.echo(
                 f"reading {estimate.targets:,} targets one by one: at least ~{_duration(estimate.seconds)} "
