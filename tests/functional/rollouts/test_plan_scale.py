@@ -134,6 +134,18 @@ def test_a_plan_tells_how_many_instances_it_reads_one_by_one_and_how_long_the_ra
     assert heard.done == [(n, total) for n in range(1, total + 1)]  # each target once, in order
 
 
+def test_the_estimate_leaves_out_what_the_scope_guard_refuses_without_a_call(fleet: Fleet) -> None:
+    allowed = READY_REDIS[:10] + READY_MONGO[:5]
+    scoped = {**fleet.env, "DBUPGRADE_ALLOWED_INSTANCES": ",".join(allowed)}
+    heard = Heard()
+
+    plan(Upgrader.from_env(scoped), targets(), progress=heard)
+
+    [(estimate, _)] = heard.estimates
+    read_one_by_one = {instance_of(c) for c in fleet.calls() if c["action"] in PER_INSTANCE}
+    assert estimate.targets == len(read_one_by_one) == len(allowed)
+
+
 def test_what_a_group_read_finds_lands_on_its_own_instance_only(fleet: Fleet) -> None:
     booked = BOOKED
     request = {"instance_id": booked, "target_version": "7.0", "effective": "maintenance_window"}

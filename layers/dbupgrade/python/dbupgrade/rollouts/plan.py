@@ -123,15 +123,17 @@ def estimate(
     backups = upgrader.config.backup.mode != "off"
     calls: Counter[tuple[str, str, str]] = Counter()  # (region, product, action) -> reads
     targets = 0
+    config = upgrader.config
     for request in requests:
         engine = ENGINES.get(str(request.engine))
-        if engine is None:
-            continue
+        region = request.region or config.region or ctx.region or "-"
+        if engine is None or not _in_scope(config, request.instance_id, region):
+            continue  # the pre-check refuses it before any call
         read = reads.get(request.instance_id)
         if read is not None and not _can_go(engine, read, request.target_version):
             continue
         targets += 1
-        where = f"{request.account_id or '-'}/{request.region or upgrader.config.region or ctx.region or '-'}"
+        where = f"{request.account_id or '-'}/{region}"
         actions = [engine.available_action] if engine.available_action else []
         actions += [engine.backups_action] if backups else []
         actions += [engine.describe_action] if read is None else []
@@ -306,9 +308,7 @@ def read_ahead(
         region = request.region or config.region or ctx.region
         if not region or request.engine not in ENGINES:
             continue
-        if config.allowed_instances is not None and request.instance_id not in config.allowed_instances:
-            continue
-        if config.allowed_regions is not None and region not in config.allowed_regions:
+        if not _in_scope(config, request.instance_id, region):
             continue
         if request.account_id:  # a member's instance is read through its role, by its own describe
             continue
@@ -350,6 +350,13 @@ def read_ahead(
     with ThreadPoolExecutor(max(1, min(LOCATIONS_AT_ONCE, len(groups)))) as pool:
         list(pool.map(read_group, groups.items()))
     return reads, answers
+
+
+def _in_scope(config: Config, instance_id: str, region: str) -> bool:
+    """Whether the scope guard (DBUPGRADE_ALLOWED_INSTANCES / _REGIONS) lets the pre-check call."""
+    if config.allowed_instances is not None and instance_id not in config.allowed_instances:
+        return False
+    return config.allowed_regions is None or region in config.allowed_regions
 
 
 def _can_go(engine: Engine, read: Read | None, target: str) -> bool:
