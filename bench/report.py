@@ -282,10 +282,8 @@ def _scale_goals(scale: dict[str, Any] | None, raised: dict[str, Any] | None) ->
         return []
     n = largest["targets"]
     lines = []
-    for entry, rate in (
-        (largest, scale["rate"]),
-        *(((e, raised["rate"]) for e in raised["sizes"]) if raised else ()),
-    ):
+    measured = [(largest, scale["rate"])] + [(e, raised["rate"]) for e in (raised or {}).get("sizes", [])]
+    for entry, rate in measured:
         for step in ("plan", "check"):
             if step in entry:
                 seconds = entry[step]["seconds"]

@@ -117,13 +117,14 @@ def estimate(
     (a member account's, say) describes itself too. Each read action has its own ceiling
     (``RateLimits.ceiling``, per location); locations are read at once.
     """
-    limiter = getattr(upgrader.cloud, "limiter", None)
+    limiter = upgrader.cloud.limiter
     limits: RateLimits = limiter.limits if limiter is not None else RateLimits.from_env()
     ctx = adapt_context(context)
-    backups = upgrader.config.backup.mode != "off"
-    calls: Counter[tuple[str, str, str]] = Counter()  # (region, product, action) -> reads
-    targets = 0
     config = upgrader.config
+    backups = config.backup.mode != "off"
+    # (account, region, product, action) -> reads: each its own bucket (dbupgrade.ratelimit)
+    calls: Counter[tuple[str | None, str, str, str]] = Counter()
+    targets = 0
     for request in requests:
         engine = ENGINES.get(str(request.engine))
         region = request.region or config.region or ctx.region or "-"
@@ -133,17 +134,15 @@ def estimate(
         if read is not None and not _can_go(engine, read, request.target_version):
             continue
         targets += 1
-        where = f"{request.account_id or '-'}/{region}"
         actions = [engine.available_action] if engine.available_action else []
         actions += [engine.backups_action] if backups else []
         actions += [engine.describe_action] if read is None else []
         for action in actions:
-            calls[(where, engine.product, action)] += 1
+            calls[(request.account_id, region, engine.product, action)] += 1
     seconds, slowest = 0.0, None
-    for (where, product, action), count in calls.items():
+    for (_, region, product, action), count in calls.items():
         rate = limits.ceiling(action, product)
         if count / rate > seconds:
-            region = where.split("/", 1)[1]
             seconds, slowest = count / rate, f"{action} at {rate:g}/s in {region}"
     return Estimate(targets, seconds, slowest)
 
